@@ -1,0 +1,168 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { ProgramErrorCode, UidpushError } from '../core/errors.js';
+import {
+  formatIssues,
+  resolveServerOptions,
+  type ResolvedServerOptions,
+} from '../server/options.js';
+
+/** Each server option the CLI sets, with how its text is read. */
+const OPTION_KINDS = {
+  host: 'string',
+  port: 'number',
+  maxMessageSize: 'number',
+  maxUidLength: 'number',
+  rateLimit: 'number',
+  rateBurst: 'number',
+  heartbeatInterval: 'number',
+  idleTimeout: 'number',
+  loginTimeout: 'number',
+  maxBufferedBytes: 'number',
+  slowConsumerPolicy: 'string',
+  shutdownGrace: 'number',
+} as const satisfies Record<keyof ResolvedServerOptions, 'string' | 'number'>;
+
+type OptionKey = keyof typeof OPTION_KINDS;
+const OPTION_KEYS = Object.keys(OPTION_KINDS) as OptionKey[];
+
+/** `maxMessageSize` -> `max-message-size`. */
+export function flagName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** `maxMessageSize` -> `UIDPUSH_MAX_MESSAGE_SIZE`. */
+export function envName(key: string): string {
+  return `UIDPUSH_${flagName(key).replace(/-/g, '_').toUpperCase()}`;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** A pino log level. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** What `uidpush serve` runs with. */
+export interface ServeConfig {
+  server: ResolvedServerOptions;
+  logLevel: LogLevel;
+}
+
+/** The flags of `uidpush serve`, for node:util parseArgs. */
+export const SERVE_FLAGS = {
+  config: { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  ...Object.fromEntries(OPTION_KEYS.map((k) => [flagName(k), { type: 'string' }])),
+} as const satisfies Record<string, { type: 'string' | 'boolean'; short?: string }>;
+
+const fileSchema = z
+  .object({
+    logLevel: z.enum(LOG_LEVELS).optional(),
+    ...Object.fromEntries(OPTION_KEYS.map((k) => [k, z.unknown().optional()])),
+  })
+  .strict();
+
+/**
+ * Builds the serve configuration from, in rising precedence: defaults, the JSON config
+ * file (`--config` or UIDPUSH_CONFIG), UIDPUSH_* environment variables, and flags.
+ *
+ * @throws UidpushError UIDPUSH_ERR_INVALID_CONFIG with one line per problem, naming the
+ *   flag, variable or file it came from.
+ */
+export async function loadServeConfig(
+  flags: Record<string, string | boolean | undefined>,
+  env: NodeJS.ProcessEnv,
+): Promise<ServeConfig> {
+  const merged: Record<string, unknown> = {};
+  const problems: string[] = [];
+  let logLevel: unknown = 'info';
+
+  const configPath = str(flags.config) ?? env.UIDPUSH_CONFIG;
+  if (configPath !== undefined) {
+    const file = await readConfigFile(configPath);
+    const parsed = fileSchema.safeParse(file);
+    if (!parsed.success) {
+      throw new UidpushError(
+        ProgramErrorCode.InvalidConfig,
+        `invalid config file ${configPath}:\n${formatIssues(parsed.error)}`,
+      );
+    }
+    const { logLevel: fileLevel, ...rest } = parsed.data;
+    Object.assign(merged, rest);
+    if (fileLevel !== undefined) logLevel = fileLevel;
+  }
+
+  for (const key of OPTION_KEYS) {
+    const fromEnv = env[envName(key)];
+    const fromFlag = str(flags[flagName(key)]);
+    const [text, source] =
+      fromFlag !== undefined
+        ? [fromFlag, `--${flagName(key)}`]
+        : fromEnv !== undefined
+          ? [fromEnv, envName(key)]
+          : [undefined, ''];
+    if (text === undefined) continue;
+    if (OPTION_KINDS[key] === 'number') {
+      const value = text.trim() === '' ? NaN : Number(text);
+      if (Number.isNaN(value)) problems.push(`  - ${source}: expected a number, got '${text}'`);
+      else merged[key] = value;
+    } else {
+      merged[key] = text;
+    }
+  }
+  const levelText = str(flags['log-level']) ?? env.UIDPUSH_LOG_LEVEL;
+  if (levelText !== undefined) logLevel = levelText;
+  const level = z.enum(LOG_LEVELS).safeParse(logLevel);
+  if (!level.success) {
+    problems.push(`  - log level: expected one of ${LOG_LEVELS.join(', ')}, got '${String(logLevel)}'`);
+  }
+  if (problems.length > 0) {
+    throw new UidpushError(
+      ProgramErrorCode.InvalidConfig,
+      `invalid configuration:\n${problems.join('\n')}`,
+    );
+  }
+  try {
+    return { server: resolveServerOptions(merged), logLevel: level.data ?? 'info' };
+  } catch (err) {
+    if (err instanceof UidpushError) {
+      // Name the flag and variable beside each field, so the fix is obvious.
+      const message = err.message.replace(
+        /^ {2}- (\w+):/gm,
+        (_m, key: string) => `  - ${key} (--${flagName(key)} / ${envName(key)}):`,
+      );
+      throw new UidpushError(err.code, message, { cause: err });
+    }
+    throw err;
+  }
+}
+
+async function readConfigFile(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new UidpushError(
+      ProgramErrorCode.InvalidConfig,
+      `cannot read config file ${path}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new UidpushError(
+      ProgramErrorCode.InvalidConfig,
+      `config file ${path} is not valid JSON: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+}
+
+function str(value: string | boolean | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** The help text's option table, generated so it cannot drift from the schema. */
+export function optionsHelp(): string {
+  return OPTION_KEYS.map((k) => `  --${flagName(k).padEnd(22)} ${envName(k)}`).join('\n');
+}

@@ -1,0 +1,29 @@
+/**
+ * WebSocket close codes the server sends. The 4000-4499 range means "the client may
+ * reconnect"; 4500-4999 means "terminal: do not reconnect without a change". Reasons stay
+ * well under the 123-byte limit of a close frame. Documented in docs/errors.md.
+ */
+export const CloseCode = {
+  /** Normal closure. */
+  Normal: 1000,
+  /** The server is shutting down; reconnect to another node or later. */
+  GoingAway: 1001,
+  /** The client sent invalid UTF-8 in a text frame (raised by the ws library). */
+  InvalidPayload: 1007,
+  /** A frame exceeded the hard receive limit, so it was not buffered (raised by ws). */
+  MessageTooBig: 1009,
+  /** The send buffer passed `maxBufferedBytes`: the client does not read fast enough. */
+  SlowConsumer: 4001,
+  /** The connection did not log in within `loginTimeout`. */
+  LoginTimeout: 4002,
+  /** The server kicked the uid (hub.kick); terminal. */
+  Kicked: 4501,
+} as const;
+
+/** One of the close codes of {@link CloseCode}. */
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+/** Whether a client that was closed with `code` may reconnect on its own. */
+export function mayReconnect(code: number): boolean {
+  return code < 4500 || code > 4999;
+}

@@ -1,0 +1,45 @@
+/**
+ * Error codes a client or caller can see. They are stable: clients switch on them, so a
+ * code is never renamed or reused. Every code is documented in docs/errors.md, and a test
+ * fails when one is missing there.
+ */
+export const ErrorCode = {
+  /** The message does not follow the protocol (no colon, empty uid, binary frame...). */
+  BadRequest: 'bad_request',
+  /** The message is larger than `maxMessageSize`. */
+  TooLarge: 'too_large',
+  /** The connection sent faster than its per-connection rate limit allows. */
+  RateLimited: 'rate_limited',
+} as const;
+
+/** One of the client-visible error codes of {@link ErrorCode}. */
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/**
+ * Codes of errors thrown to the embedding program (misuse, bad configuration). Documented
+ * in docs/errors.md beside the client codes.
+ */
+export const ProgramErrorCode = {
+  /** An option or configuration value is invalid; the message names which and why. */
+  InvalidConfig: 'UIDPUSH_ERR_INVALID_CONFIG',
+  /** `listen()` was called on a server that is already listening or closed. */
+  BadState: 'UIDPUSH_ERR_BAD_STATE',
+} as const;
+
+/** One of the program error codes of {@link ProgramErrorCode}. */
+export type ProgramErrorCode = (typeof ProgramErrorCode)[keyof typeof ProgramErrorCode];
+
+/**
+ * The error thrown to the embedding program. `code` is stable and documented; `message`
+ * is for people and may change.
+ */
+export class UidpushError extends Error {
+  /** The stable code, see {@link ProgramErrorCode}. */
+  readonly code: ProgramErrorCode;
+
+  constructor(code: ProgramErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'UidpushError';
+    this.code = code;
+  }
+}

@@ -1,0 +1,268 @@
+import { CloseCode } from '../core/close-codes.js';
+import type { Payload, Uid } from '../core/types.js';
+import type { Registry } from '../registry/registry.js';
+import { encodeTextFrame } from './frame.js';
+
+/**
+ * What the hub needs from a connection: how much it already holds unsent, a way to write
+ * a ready frame, and a way to close it. The transport implements it.
+ */
+export interface Recipient {
+  /** Bytes queued for this connection and not yet handed to the kernel. */
+  readonly bufferedBytes: number;
+  /** Writes a complete WebSocket frame; returns false if the connection is not open. */
+  writeFrame(frame: Buffer): boolean;
+  /** Starts the closing handshake with `code` and `reason`. */
+  close(code: number, reason: string): void;
+}
+
+/**
+ * What happens to a message for a connection whose send buffer is over
+ * `maxBufferedBytes`:
+ * - `close`: the connection is unbound at once and closed with 4001 (slow consumer), so
+ *   it can reconnect and recover; the default.
+ * - `drop`: the message is dropped for that connection only and counted; the connection
+ *   stays.
+ */
+export type SlowConsumerPolicy = 'close' | 'drop';
+
+/** Options of the {@link Hub}. */
+export interface HubOptions<C extends Recipient = Recipient> {
+  /**
+   * Send-buffer cap per connection, in bytes. A write that would take a connection past it
+   * triggers the slow-consumer policy.
+   * @defaultValue 1048576 (1 MiB, as Workerman's maxSendBufferSize)
+   */
+  maxBufferedBytes: number;
+  /** @defaultValue 'close' */
+  slowConsumerPolicy: SlowConsumerPolicy;
+  /** Called when the slow-consumer policy closed or skipped a connection. */
+  onSlowConsumer?: ((conn: C, uid: Uid | undefined) => void) | undefined;
+}
+
+/** Delivery counters, monotonic since the hub was made. */
+export interface HubStats {
+  /** Frames built; one per push or broadcast, whatever the number of recipients. */
+  framesEncoded: number;
+  /** Frames written to connections. */
+  framesWritten: number;
+  /** Bytes written to connections. */
+  bytesWritten: number;
+  /** Frames not written because of the slow-consumer policy. */
+  framesDropped: number;
+  /** Connections closed by the slow-consumer policy. */
+  slowConsumersClosed: number;
+}
+
+/** Result of {@link Hub.sendToUids}. */
+export interface MultiSendResult {
+  /** How many of the given uids had at least one connection. */
+  online: number;
+  /** How many connections were written to. */
+  connections: number;
+}
+
+/** A page of online uids, see {@link Hub.uids}. */
+export interface UidPage {
+  uids: Uid[];
+  /** Pass it back to get the next page; null when this was the last page. */
+  nextCursor: string | null;
+}
+
+/**
+ * The one place that delivers. Every push encodes its frame once and writes the same bytes
+ * to each recipient, applying the send-buffer cap on the way.
+ */
+export class Hub<C extends Recipient = Recipient> {
+  readonly #registry: Registry<C>;
+  readonly #maxBufferedBytes: number;
+  readonly #policy: SlowConsumerPolicy;
+  readonly #onSlowConsumer: HubOptions<C>['onSlowConsumer'];
+  readonly #stats: HubStats = {
+    framesEncoded: 0,
+    framesWritten: 0,
+    bytesWritten: 0,
+    framesDropped: 0,
+    slowConsumersClosed: 0,
+  };
+  // One bound method, not a closure per call, for Registry.forEachOf.
+  #pending: Buffer | undefined;
+  #written = 0;
+  readonly #writePending = (conn: C): void => {
+    if (this.#pending !== undefined && this.write(conn, this.#pending)) this.#written++;
+  };
+
+  constructor(registry: Registry<C>, options: HubOptions<C>) {
+    this.#registry = registry;
+    this.#maxBufferedBytes = options.maxBufferedBytes;
+    this.#policy = options.slowConsumerPolicy;
+    this.#onSlowConsumer = options.onSlowConsumer;
+  }
+
+  /** A snapshot of the delivery counters. */
+  get stats(): Readonly<HubStats> {
+    return { ...this.#stats };
+  }
+
+  /** Number of online uids. */
+  get onlineCount(): number {
+    return this.#registry.uidCount;
+  }
+
+  /** Number of logged-in connections, over all uids. */
+  get connectionCount(): number {
+    return this.#registry.connectionCount;
+  }
+
+  /** Whether `uid` has at least one logged-in connection. */
+  isOnline(uid: Uid): boolean {
+    return this.#registry.has(uid);
+  }
+
+  /** Number of logged-in connections of `uid`. */
+  connectionsOf(uid: Uid): number {
+    return this.#registry.countOf(uid);
+  }
+
+  /**
+   * Pushes `payload` to every connection of `uid`. Returns how many connections it was
+   * written to (0 when the uid is offline: the push is dropped, as in the seed).
+   */
+  sendToUid(uid: Uid, payload: Payload): number {
+    if (!this.#registry.has(uid)) return 0;
+    return this.#fanOut(uid, this.#encode(payload));
+  }
+
+  /** Pushes `payload` to every connection of each uid, encoding it once. */
+  sendToUids(uids: Iterable<Uid>, payload: Payload): MultiSendResult {
+    let frame: Buffer | undefined;
+    let online = 0;
+    let connections = 0;
+    for (const uid of new Set(uids)) {
+      if (!this.#registry.has(uid)) continue;
+      frame ??= this.#encode(payload);
+      online++;
+      connections += this.#fanOut(uid, frame);
+    }
+    return { online, connections };
+  }
+
+  /** Pushes `payload` to every logged-in connection, encoding it once. */
+  broadcast(payload: Payload): number {
+    if (this.#registry.connectionCount === 0) return 0;
+    const frame = this.#encode(payload);
+    let written = 0;
+    for (const conn of this.#registry.connections()) {
+      if (this.write(conn, frame)) written++;
+    }
+    return written;
+  }
+
+  /**
+   * Closes every connection of `uid` with 4501 (kicked) and `reason`, unbinding them at
+   * once. Returns how many were closed.
+   */
+  kick(uid: Uid, reason = 'kicked'): number {
+    return this.#registry.forEachOf(uid, (conn) => {
+      this.#registry.unbind(conn);
+      conn.close(CloseCode.Kicked, reason);
+    });
+  }
+
+  /**
+   * Lists online uids a page at a time, in the order they came online. A uid that stays
+   * online for the whole scan is returned exactly once while the uid the cursor names stays
+   * online; if it went offline, the scan resumes at the same position, and may skip or
+   * repeat a few uids.
+   */
+  uids(options: { cursor?: string | null; limit?: number } = {}): UidPage {
+    const limit = Math.max(1, Math.min(options.limit ?? 100, 10_000));
+    const { offset, after } = decodeCursor(options.cursor);
+    let position = 0;
+    let resumeFrom = offset;
+    if (after !== undefined && this.#registry.has(after)) {
+      // Find the named uid; everything after it is new to this scan.
+      for (const uid of this.#registry.uids()) {
+        position++;
+        if (uid === after) break;
+      }
+      resumeFrom = position;
+    }
+    const page: Uid[] = [];
+    position = 0;
+    for (const uid of this.#registry.uids()) {
+      if (position++ < resumeFrom) continue;
+      page.push(uid);
+      if (page.length === limit) break;
+    }
+    const last = page.at(-1);
+    const more = last !== undefined && resumeFrom + page.length < this.#registry.uidCount;
+    return {
+      uids: page,
+      nextCursor: more ? encodeCursor(resumeFrom + page.length, last) : null,
+    };
+  }
+
+  /**
+   * Writes a ready frame to one connection under the send-buffer cap. Returns whether it
+   * was written. The transport uses it for direct replies so they obey the same cap.
+   */
+  write(conn: C, frame: Buffer): boolean {
+    if (conn.bufferedBytes + frame.length > this.#maxBufferedBytes) {
+      this.#slowConsumer(conn);
+      return false;
+    }
+    if (!conn.writeFrame(frame)) return false;
+    this.#stats.framesWritten++;
+    this.#stats.bytesWritten += frame.length;
+    return true;
+  }
+
+  #encode(payload: Payload): Buffer {
+    this.#stats.framesEncoded++;
+    return encodeTextFrame(payload);
+  }
+
+  #fanOut(uid: Uid, frame: Buffer): number {
+    this.#pending = frame;
+    this.#written = 0;
+    this.#registry.forEachOf(uid, this.#writePending);
+    this.#pending = undefined;
+    return this.#written;
+  }
+
+  #slowConsumer(conn: C): void {
+    this.#stats.framesDropped++;
+    let uid: Uid | undefined;
+    if (this.#policy === 'close') {
+      uid = this.#registry.unbind(conn);
+      this.#stats.slowConsumersClosed++;
+      conn.close(CloseCode.SlowConsumer, 'slow consumer: send buffer full');
+    } else {
+      uid = this.#registry.uidOf(conn);
+    }
+    this.#onSlowConsumer?.(conn, uid);
+  }
+}
+
+function encodeCursor(offset: number, after: Uid): string {
+  return Buffer.from(JSON.stringify([offset, after])).toString('base64url');
+}
+
+function decodeCursor(cursor: string | null | undefined): { offset: number; after?: Uid } {
+  if (cursor === undefined || cursor === null || cursor === '') return { offset: 0 };
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (
+      Array.isArray(value) &&
+      Number.isSafeInteger(value[0]) &&
+      (value[0] as number) >= 0 &&
+      typeof value[1] === 'string'
+    ) {
+      return { offset: value[0] as number, after: value[1] };
+    }
+  } catch {
+    // fall through: an unreadable cursor restarts the scan
+  }
+  return { offset: 0 };
+}

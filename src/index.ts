@@ -1,0 +1,33 @@
+/**
+ * uidpush: a real-time push server. Clients hold a WebSocket bound to a user id; the
+ * embedding program and other clients push to a uid or to everyone.
+ *
+ * @packageDocumentation
+ */
+export {
+  createServer,
+  UidpushServer,
+  type ServerOptions,
+  type ServerEvents,
+  type MessageEvent,
+  type CloseEvent,
+  type ListenAddress,
+} from './server/server.js';
+export {
+  serverOptionsSchema,
+  resolveServerOptions,
+  type ServerOptionsInput,
+  type ResolvedServerOptions,
+} from './server/options.js';
+export {
+  Hub,
+  type HubStats,
+  type MultiSendResult,
+  type UidPage,
+  type SlowConsumerPolicy,
+} from './delivery/hub.js';
+export type { ConnectionInfo } from './transport/connection.js';
+export { CloseCode, mayReconnect } from './core/close-codes.js';
+export { ErrorCode, ProgramErrorCode, UidpushError } from './core/errors.js';
+export type { Uid, Payload, Logger } from './core/types.js';
+export { loginReply, errorLine, BROADCAST_UID } from './protocol/seed-text.js';

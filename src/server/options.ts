@@ -1,0 +1,82 @@
+import { z } from 'zod';
+import { ProgramErrorCode, UidpushError } from '../core/errors.js';
+
+const ms = (min: number) => z.number().int().min(min).max(24 * 3600 * 1000);
+
+/**
+ * The schema of every server option, with its default. The CLI validates the merged
+ * flags, environment and config file against it; createServer validates what it is
+ * given. Documented in the README's configuration table.
+ */
+export const serverOptionsSchema = z
+  .object({
+    /** Address to listen on. Loopback by default: nothing is exposed by accident. */
+    host: z.string().min(1).default('127.0.0.1'),
+    /** Port to listen on; 0 picks a free one. 1234, as the seed. */
+    port: z.number().int().min(0).max(65535).default(1234),
+    /** Largest message accepted from a client, in bytes (at most 16 MiB). */
+    maxMessageSize: z
+      .number()
+      .int()
+      .min(16)
+      .max(16 * 1024 * 1024)
+      .default(64 * 1024),
+    /** Longest uid, in UTF-8 bytes. */
+    maxUidLength: z.number().int().min(1).max(1024).default(128),
+    /** Messages per second one connection may send; 0 turns the limit off. */
+    rateLimit: z.number().min(0).max(1_000_000).default(100),
+    /** Messages one connection may send in a burst above the rate. */
+    rateBurst: z.number().int().min(1).max(1_000_000).default(200),
+    /** How often each connection is pinged, in ms. */
+    heartbeatInterval: ms(10).default(25_000),
+    /** A connection that sends nothing (pongs included) for this long is dropped, in ms. */
+    idleTimeout: ms(20).default(60_000),
+    /** A connection that has not logged in after this long is closed with 4002, in ms. */
+    loginTimeout: ms(10).default(10_000),
+    /** Bytes a connection may have waiting to be sent before the slow-consumer policy. */
+    maxBufferedBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 * 1024 * 1024)
+      .default(1024 * 1024),
+    /** What to do with a connection over `maxBufferedBytes`: close it (4001) or drop. */
+    slowConsumerPolicy: z.enum(['close', 'drop']).default('close'),
+    /** How long shutdown waits for clients to close before terminating them, in ms. */
+    shutdownGrace: ms(0).default(5_000),
+  })
+  .strict()
+  .refine((o) => o.idleTimeout > o.heartbeatInterval, {
+    message: 'idleTimeout must be longer than heartbeatInterval',
+    path: ['idleTimeout'],
+  });
+
+/** Server options as given: every field optional. */
+export type ServerOptionsInput = z.input<typeof serverOptionsSchema>;
+/** Server options after validation, with defaults filled in. */
+export type ResolvedServerOptions = z.output<typeof serverOptionsSchema>;
+
+/**
+ * Validates options and fills in defaults.
+ *
+ * @throws UidpushError with code UIDPUSH_ERR_INVALID_CONFIG naming each bad field.
+ */
+export function resolveServerOptions(input: unknown): ResolvedServerOptions {
+  const result = serverOptionsSchema.safeParse(input);
+  if (result.success) return result.data;
+  throw new UidpushError(
+    ProgramErrorCode.InvalidConfig,
+    `invalid configuration:\n${formatIssues(result.error)}`,
+    { cause: result.error },
+  );
+}
+
+/** One line per problem: `  - <field>: <what is wrong>`. */
+export function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const field = issue.path.length > 0 ? issue.path.join('.') : '(options)';
+      return `  - ${field}: ${issue.message}`;
+    })
+    .join('\n');
+}

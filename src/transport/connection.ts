@@ -1,0 +1,82 @@
+import type { Socket } from 'node:net';
+import { WebSocket } from 'ws';
+import type { Payload, Uid } from '../core/types.js';
+import type { Recipient } from '../delivery/hub.js';
+import { encodeTextFrame } from '../delivery/frame.js';
+
+/**
+ * A client connection as the embedding program sees it in events.
+ */
+export interface ConnectionInfo {
+  /** A number unique to this connection within the process. */
+  readonly id: number;
+  /** The uid this connection logged in as; undefined before login. */
+  readonly uid: Uid | undefined;
+  /** The peer's IP address, as seen by the socket. */
+  readonly remoteAddress: string | undefined;
+  /** When the connection was accepted, in ms since the epoch. */
+  readonly connectedAt: number;
+  /**
+   * Pushes a text message to this one connection, under the same send-buffer cap as any
+   * push. Returns whether it was written.
+   */
+  push(payload: Payload): boolean;
+  /** Closes the connection with a close code and reason. */
+  close(code?: number, reason?: string): void;
+}
+
+/**
+ * The per-connection hooks the transport supplies. One object is shared by every
+ * connection, so a connection costs one reference, not a set of closures.
+ */
+export interface ConnectionOwner {
+  write(conn: Connection, frame: Buffer): boolean;
+  onMessage(conn: Connection, data: Buffer, isBinary: boolean): void;
+  onClose(conn: Connection, code: number, reason: Buffer): void;
+}
+
+/**
+ * One client connection: ws's WebSocket with the few fields uidpush needs stored on the
+ * object itself (ws builds it through the server's `WebSocket` option), so a connection
+ * is one object plus its socket. The fields are plain numbers: no per-connection timers
+ * or closures.
+ */
+export class Connection extends WebSocket implements Recipient, ConnectionInfo {
+  id = 0;
+  uid: Uid | undefined = undefined;
+  connectedAt = 0;
+  /** Last time any frame (message, ping or pong) arrived, in ms since the epoch. */
+  lastSeen = 0;
+  /** Token bucket of the rate limit: tokens left, and when they were last counted. */
+  tokens = 0;
+  tokensAt = 0;
+  /** Until when rate-limit notices are not repeated. */
+  quietUntil = 0;
+  /** The heartbeat slot this connection lives in. */
+  slot = 0;
+  owner: ConnectionOwner | undefined = undefined;
+  /**
+   * The TCP socket under the WebSocket, taken from the upgrade request. Frames that are
+   * already built go straight to it: ws writes each of its own frames atomically (cork or
+   * one write) and per-message deflate is off, so writes never interleave mid-frame.
+   */
+  tcp: Socket | undefined = undefined;
+
+  get remoteAddress(): string | undefined {
+    return this.tcp?.remoteAddress;
+  }
+
+  get bufferedBytes(): number {
+    return this.bufferedAmount;
+  }
+
+  writeFrame(frame: Buffer): boolean {
+    if (this.readyState !== WebSocket.OPEN || this.tcp === undefined) return false;
+    this.tcp.write(frame);
+    return true;
+  }
+
+  push(payload: Payload): boolean {
+    return this.owner?.write(this, encodeTextFrame(payload)) ?? false;
+  }
+}
