@@ -22,6 +22,8 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 export const ProgramErrorCode = {
   /** An option or configuration value is invalid; the message names which and why. */
   InvalidConfig: 'UIDPUSH_ERR_INVALID_CONFIG',
+  /** An argument of a method is invalid, e.g. a cursor that was not made by the hub. */
+  InvalidArgument: 'UIDPUSH_ERR_INVALID_ARGUMENT',
   /** `listen()` was called on a server that is already listening or closed. */
   BadState: 'UIDPUSH_ERR_BAD_STATE',
 } as const;

@@ -1,4 +1,5 @@
 import { CloseCode } from '../core/close-codes.js';
+import { ProgramErrorCode, UidpushError } from '../core/errors.js';
 import type { Payload, Uid } from '../core/types.js';
 import type { Registry } from '../registry/registry.js';
 import { encodeTextFrame } from './frame.js';
@@ -174,6 +175,8 @@ export class Hub<C extends Recipient = Recipient> {
    * online for the whole scan is returned exactly once while the uid the cursor names stays
    * online; if it went offline, the scan resumes at the same position, and may skip or
    * repeat a few uids.
+   *
+   * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT when the cursor was not made here.
    */
   uids(options: { cursor?: string | null; limit?: number } = {}): UidPage {
     const limit = Math.max(1, Math.min(options.limit ?? 100, 10_000));
@@ -262,7 +265,7 @@ function decodeCursor(cursor: string | null | undefined): { offset: number; afte
       return { offset: value[0] as number, after: value[1] };
     }
   } catch {
-    // fall through: an unreadable cursor restarts the scan
+    // fall through to the error below
   }
-  return { offset: 0 };
+  throw new UidpushError(ProgramErrorCode.InvalidArgument, 'invalid cursor');
 }

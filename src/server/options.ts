@@ -47,7 +47,7 @@ export const serverOptionsSchema = z
   })
   .strict()
   .refine((o) => o.idleTimeout > o.heartbeatInterval, {
-    message: 'idleTimeout must be longer than heartbeatInterval',
+    error: 'idleTimeout must be longer than heartbeatInterval',
     path: ['idleTimeout'],
   });
 

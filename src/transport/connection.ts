@@ -12,10 +12,12 @@ export interface ConnectionInfo {
   readonly id: number;
   /** The uid this connection logged in as; undefined before login. */
   readonly uid: Uid | undefined;
-  /** The peer's IP address, as seen by the socket. */
+  /** The peer's IP address, as seen by the socket; undefined once the socket is gone. */
   readonly remoteAddress: string | undefined;
   /** When the connection was accepted, in ms since the epoch. */
   readonly connectedAt: number;
+  /** Bytes waiting to be sent on this connection (ws's bufferedAmount). */
+  readonly bufferedBytes: number;
   /**
    * Pushes a text message to this one connection, under the same send-buffer cap as any
    * push. Returns whether it was written.

@@ -111,7 +111,8 @@ export class WsTransport implements ConnectionOwner {
       return;
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      this.#accept(ws as Connection, req);
+      // Always true: the server builds its sockets with the `WebSocket: Connection` option.
+      if (ws instanceof Connection) this.#accept(ws, req);
     });
   }
 
@@ -288,18 +289,16 @@ export class WsTransport implements ConnectionOwner {
   }
 }
 
-// Shared listeners: `this` is the connection (ws types it as its base class), so no
-// closure is made per connection.
+// Shared listeners: `this` is the connection (ws types it as its base class; the
+// instanceof checks narrow it), so no closure is made per connection.
 function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
-  const conn = this as Connection;
-  conn.owner?.onMessage(conn, data, isBinary);
+  if (this instanceof Connection) this.owner?.onMessage(this, data, isBinary);
 }
 function onAlive(this: WebSocket): void {
-  (this as Connection).lastSeen = Date.now();
+  if (this instanceof Connection) this.lastSeen = Date.now();
 }
 function onClose(this: WebSocket, code: number, reason: Buffer): void {
-  const conn = this as Connection;
-  conn.owner?.onClose(conn, code, reason);
+  if (this instanceof Connection) this.owner?.onClose(this, code, reason);
 }
 function onError(): void {
   // ws has already started closing the connection with the matching code (1002, 1007,

@@ -1,0 +1,129 @@
+import { once } from 'node:events';
+import { WebSocket, type ClientOptions } from 'ws';
+import { createServer, type ServerOptions, type UidpushServer } from '../../src/index.js';
+
+/** A started server and its ws:// URL; `stop()` closes it. */
+export interface Started {
+  server: UidpushServer;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Starts a real server on 127.0.0.1, port 0. */
+export async function startServer(options: ServerOptions = {}): Promise<Started> {
+  const server = createServer({ host: '127.0.0.1', port: 0, shutdownGrace: 500, ...options });
+  const { port } = await server.listen();
+  return { server, url: `ws://127.0.0.1:${port}`, stop: () => server.close() };
+}
+
+/** A real WebSocket client that queues what it receives, for `next()` to take in order. */
+export class TestClient {
+  readonly ws: WebSocket;
+  readonly received: string[] = [];
+  closeCode: number | undefined;
+  closeReason = '';
+  readonly #waiters: (() => void)[] = [];
+  #taken = 0;
+
+  constructor(url: string, options?: ClientOptions) {
+    this.ws = new WebSocket(url, options);
+    this.ws.on('message', (data: Buffer, isBinary) => {
+      this.received.push(isBinary ? `<binary ${data.length}>` : data.toString('utf8'));
+      this.#wake();
+    });
+    this.ws.on('close', (code, reason) => {
+      this.closeCode = code;
+      this.closeReason = reason.toString();
+      this.#wake();
+    });
+    this.ws.on('error', () => {
+      // Surfaced through closeCode; a test that cares asserts on it.
+    });
+  }
+
+  async open(): Promise<this> {
+    if (this.ws.readyState !== WebSocket.OPEN) await once(this.ws, 'open');
+    return this;
+  }
+
+  /** Sends a text message. */
+  send(text: string | Buffer, binary = false): void {
+    this.ws.send(text, { binary });
+  }
+
+  /** Logs in with `uid` and checks the seed's reply. */
+  async login(uid: string): Promise<this> {
+    this.send(uid);
+    const reply = await this.next();
+    if (reply !== `login success, your uid is ${uid}`) {
+      throw new Error(`unexpected login reply: ${reply}`);
+    }
+    return this;
+  }
+
+  /** The next message not yet taken, waiting up to `timeoutMs`. */
+  async next(timeoutMs = 2000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.received.length <= this.#taken) {
+      if (this.closeCode !== undefined) throw new Error(`closed (${this.closeCode}) while waiting`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('timed out waiting for a message');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    return this.received[this.#taken++] as string;
+  }
+
+  /** Resolves when nothing arrives for `ms`; fails if something does. */
+  async nothingFor(ms = 150): Promise<void> {
+    const before = this.received.length;
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    if (this.received.length !== before) {
+      throw new Error(`unexpected message: ${this.received.slice(before).join(' | ')}`);
+    }
+  }
+
+  /** Resolves with the close code once the connection is closed. */
+  async closed(timeoutMs = 3000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.closeCode === undefined) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('timed out waiting for close');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    return this.closeCode;
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+
+  #wake(): void {
+    for (const wake of this.#waiters.splice(0)) wake();
+  }
+}
+
+/** Opens a client on `url`. */
+export function connect(url: string, options?: ClientOptions): Promise<TestClient> {
+  return new TestClient(url, options).open();
+}
+
+/** Polls `predicate` until true or `timeoutMs` passes. */
+export async function waitFor(predicate: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

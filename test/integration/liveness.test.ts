@@ -1,0 +1,135 @@
+import { setImmediate as tick } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CloseCode, type ServerOptions } from '../../src/index.js';
+import { connect, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
+
+let started: Started | undefined;
+const clients: TestClient[] = [];
+async function setup(options: ServerOptions = {}): Promise<Started> {
+  started = await startServer(options);
+  return started;
+}
+async function client(url: string, uid?: string, autoPong = true): Promise<TestClient> {
+  const c = await connect(url, { autoPong });
+  clients.push(c);
+  if (uid !== undefined) await c.login(uid);
+  return c;
+}
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await started?.stop();
+});
+
+describe('slow consumers', () => {
+  it('closes a client that stops reading at the cap while the others keep receiving', async () => {
+    const { url, server } = await setup({ maxBufferedBytes: 256 * 1024 });
+    const slow = await client(url, 'slow');
+    const fast = await client(url, 'fast');
+    const slowClosed = new Promise<number>((resolve) =>
+      server.on('close', (e) => {
+        if (e.uid === 'slow') resolve(e.code);
+      }),
+    );
+    let slowEvents = 0;
+    let bufferedAtClose = -1;
+    server.on('slowConsumer', (conn, uid) => {
+      if (uid === 'slow') slowEvents++;
+      bufferedAtClose = conn.bufferedBytes;
+    });
+    slow.ws.pause(); // stop reading: the kernel buffers fill, then the server's
+    const chunk = 'y'.repeat(16 * 1024);
+    let pushes = 0;
+    let fastGot = 0;
+    fast.ws.on('message', () => fastGot++);
+    // Bounded: 8,000 x 16 KiB = 125 MiB at most, far past any loopback socket buffer.
+    while (server.hub.isOnline('slow') && pushes < 8000) {
+      server.hub.broadcast(chunk);
+      pushes++;
+      await tick();
+    }
+    expect(server.hub.isOnline('slow')).toBe(false);
+    expect(slowEvents).toBe(1);
+    expect(server.hub.stats.slowConsumersClosed).toBe(1);
+    // The server held at most the cap for it, not everything that was pushed.
+    expect(bufferedAtClose).toBeGreaterThan(0);
+    expect(bufferedAtClose).toBeLessThanOrEqual(256 * 1024);
+    expect(pushes).toBeLessThan(8000);
+    // The healthy client keeps receiving everything, during and after.
+    server.hub.broadcast('after');
+    await waitFor(() => fast.received.at(-1) === 'after', 10_000);
+    expect(fastGot).toBe(pushes + 1);
+    // Once it reads again, the slow client sees the documented close code.
+    slow.ws.resume();
+    expect(await slow.closed(20_000)).toBe(CloseCode.SlowConsumer);
+    expect(slow.closeReason).toBe('slow consumer: send buffer full');
+    expect(await slowClosed).toBe(CloseCode.SlowConsumer);
+  }, 60_000);
+
+  it('with the drop policy skips the slow client without closing it', async () => {
+    const { url, server } = await setup({ maxBufferedBytes: 64 * 1024, slowConsumerPolicy: 'drop' });
+    const slow = await client(url, 'slow');
+    slow.ws.pause();
+    const chunk = 'z'.repeat(16 * 1024);
+    let pushes = 0;
+    while (server.hub.stats.framesDropped === 0 && pushes < 8000) {
+      server.hub.sendToUid('slow', chunk);
+      pushes++;
+      await tick();
+    }
+    expect(server.hub.stats.framesDropped).toBeGreaterThan(0);
+    expect(server.hub.isOnline('slow')).toBe(true);
+    slow.ws.resume();
+    // Everything but the dropped frame arrives, after the login reply.
+    await waitFor(() => slow.received.length === 1 + pushes - 1, 20_000);
+    expect(server.hub.stats.framesDropped).toBe(1);
+    expect(slow.closeCode).toBeUndefined();
+  }, 60_000);
+});
+
+describe('heartbeat and timeouts', () => {
+  it('removes a dead peer that stops answering pings', async () => {
+    const { url, server } = await setup({ heartbeatInterval: 50, idleTimeout: 200 });
+    const dead = await client(url, 'dead', false); // never answers pings
+    const alive = await client(url, 'alive');
+    const closes: { uid: string | undefined; code: number }[] = [];
+    server.on('close', (e) => closes.push({ uid: e.uid, code: e.code }));
+    await waitFor(() => !server.hub.isOnline('dead'), 3000);
+    expect(await dead.closed()).toBe(1006); // terminated: a dead peer gets no close frame
+    expect(closes).toEqual([{ uid: 'dead', code: 1006 }]);
+    // The live client answered every ping and is still here well past the idle timeout.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(server.hub.isOnline('alive')).toBe(true);
+    expect(alive.closeCode).toBeUndefined();
+  });
+
+  it('pings every connection on the one shared timer', async () => {
+    const { url } = await setup({ heartbeatInterval: 50, idleTimeout: 1000 });
+    const a = await client(url, 'a');
+    let pings = 0;
+    a.ws.on('ping', () => pings++);
+    await waitFor(() => pings >= 3, 2000);
+  });
+
+  it('closes a connection that does not log in within loginTimeout with 4002', async () => {
+    const { url, server } = await setup({ loginTimeout: 100, heartbeatInterval: 50 });
+    const lurker = await client(url);
+    const member = await client(url, 'member');
+    expect(await lurker.closed()).toBe(CloseCode.LoginTimeout);
+    expect(lurker.closeReason).toBe('login timeout');
+    expect(server.hub.isOnline('member')).toBe(true);
+    expect(member.closeCode).toBeUndefined();
+  });
+});
+
+describe('shutdown', () => {
+  it('closes every client with 1001 and stops accepting', async () => {
+    const s = await setup();
+    const a = await client(s.url, 'a');
+    const b = await client(s.url);
+    await s.stop();
+    expect(await a.closed()).toBe(CloseCode.GoingAway);
+    expect(await b.closed()).toBe(CloseCode.GoingAway);
+    expect(a.closeReason).toBe('server shutting down');
+    await expect(connect(s.url)).rejects.toThrow();
+  });
+});
