@@ -60,13 +60,9 @@ async function serve(args: string[]): Promise<number> {
   }
   const logger = pino({ name: 'uidpush', level: config.logLevel });
   const server = createServer({ ...config.server, logger });
-  try {
-    await server.listen();
-  } catch (err) {
-    logger.fatal({ err }, 'cannot listen');
-    return 1;
-  }
-  return new Promise<number>((resolve) => {
+  // Handlers go in before listening, so a signal that follows the 'listening' line at once
+  // is already a graceful shutdown.
+  const stopped = new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) {
@@ -89,6 +85,13 @@ async function serve(args: string[]): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  try {
+    await server.listen();
+  } catch (err) {
+    logger.fatal({ err }, 'cannot listen');
+    return 1;
+  }
+  return stopped;
 }
 
 main(process.argv.slice(2)).then(
