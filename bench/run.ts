@@ -1,0 +1,262 @@
+/**
+ * uidpush against a naive ws implementation of the seed, same load, same run:
+ *
+ *  1. memory: N idle logged-in connections from separate client processes (spread over
+ *     127.0.0.x source addresses); server RSS and JS heap per connection after GC;
+ *  2. broadcast: one `all:` message to all N; time from send to last delivery (timestamps
+ *     in the payload), and the server's CPU time for it;
+ *  3. targeted pushes: S sender processes, each keeping W pushes in flight to targets it
+ *     holds itself; pushes/s delivered and latency p50/p99.
+ *
+ * Usage: npm run bench -- [--n 19000] [--client-procs 4] [--senders 4] [--targets 250]
+ *          [--inflight 64] [--duration 10] [--broadcasts 7] [--only uidpush|naive]
+ *          [--json out.json]
+ *
+ * Every loop is bounded in count and time; every process it starts, it ends.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { WebSocket } from 'ws';
+import { ask, now, quantile } from './lib/ipc.js';
+
+const { values } = parseArgs({
+  options: {
+    n: { type: 'string', default: '19000' },
+    'client-procs': { type: 'string', default: '4' },
+    senders: { type: 'string', default: '4' },
+    targets: { type: 'string', default: '250' },
+    inflight: { type: 'string', default: '64' },
+    duration: { type: 'string', default: '10' },
+    broadcasts: { type: 'string', default: '7' },
+    only: { type: 'string' },
+    json: { type: 'string' },
+  },
+});
+const N = Number(values.n);
+const CLIENT_PROCS = Number(values['client-procs']);
+const SENDERS = Number(values.senders);
+const TARGETS = Number(values.targets);
+const INFLIGHT = Number(values.inflight);
+const DURATION_MS = Number(values.duration) * 1000;
+const BROADCASTS = Number(values.broadcasts);
+const IMPLS = values.only !== undefined ? [values.only] : ['naive', 'uidpush'];
+
+const here = import.meta.dirname;
+const children: ChildProcess[] = [];
+
+function start(script: string, execArgv: string[] = []): Promise<{ child: ChildProcess; port: number }> {
+  const child = fork(join(here, script), [], {
+    execArgv: ['--import', 'tsx', ...execArgv],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.once('message', (msg: { ready: boolean; port?: number }) => {
+      resolve({ child, port: msg.port ?? 0 });
+    });
+    child.once('exit', (code) => {
+      reject(new Error(`${script} exited with ${String(code)}`));
+    });
+  });
+}
+
+function stopAll(): void {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+}
+process.on('exit', stopAll);
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Result {
+  impl: string;
+  connections: number;
+  rssPerConnKB: number;
+  heapPerConnKB: number;
+  broadcastMs: number;
+  broadcastUsPerRecipient: number;
+  broadcastServerCpuUsPerRecipient: number;
+  broadcastP50Ms: number;
+  broadcastP99Ms: number;
+  pushesPerSec: number;
+  pushServerCpuUs: number;
+  pushP50Ms: number;
+  pushP99Ms: number;
+}
+
+async function bench(impl: string): Promise<Result> {
+  const log = (msg: string): void => {
+    process.stderr.write(`[${impl}] ${msg}\n`);
+  };
+  const server = await start(`servers/${impl}.ts`, ['--expose-gc']);
+  const url = `ws://127.0.0.1:${server.port}`;
+  const base = await ask<NodeJS.MemoryUsage>(server.child, 'memory');
+
+  // Senders first: their connections (1 + targets each) count toward N.
+  const senders = await Promise.all(Array.from({ length: SENDERS }, () => start('clients/sender.ts')));
+  await Promise.all(
+    senders.map((s, i) =>
+      ask(s.child, 'open', {
+        url,
+        sender: `sender${i}`,
+        targetPrefix: `t${i}_`,
+        targets: TARGETS,
+        localAddress: `127.0.1.${i + 1}`,
+      }),
+    ),
+  );
+  const idleCount = N - SENDERS * (TARGETS + 1) - 1; // one control connection below
+  const idle = await Promise.all(Array.from({ length: CLIENT_PROCS }, () => start('clients/idle.ts')));
+  const t0 = Date.now();
+  const opened = await Promise.all(
+    idle.map((c, i) => {
+      const share = Math.floor(idleCount / CLIENT_PROCS) + (i < idleCount % CLIENT_PROCS ? 1 : 0);
+      return ask<{ opened: number; errors: number }>(c.child, 'open', {
+        url,
+        prefix: `i${i}_`,
+        count: share,
+        localAddress: `127.0.0.${i + 2}`,
+        concurrency: 64,
+      });
+    }),
+  );
+  const errors = opened.reduce((a, o) => a + o.errors, 0);
+  log(`opened ${opened.reduce((a, o) => a + o.opened, 0)} idle connections in ${Date.now() - t0} ms, ${errors} errors`);
+  const control = new WebSocket(url, { perMessageDeflate: false });
+  await new Promise<void>((resolve) => {
+    control.once('open', () => { control.send('control'); });
+    control.once('message', () => {
+      resolve();
+    });
+  });
+  const counts = await ask<{ connections: number; online: number }>(server.child, 'counts');
+  log(`server holds ${counts.connections} connections, ${counts.online} uids`);
+
+  await sleep(1000);
+  const mem = await ask<NodeJS.MemoryUsage>(server.child, 'memory');
+  const rssPerConnKB = (mem.rss - base.rss) / counts.connections / 1024;
+  const heapPerConnKB = (mem.heapUsed - base.heapUsed) / counts.connections / 1024;
+  log(`memory per connection: rss ${rssPerConnKB.toFixed(2)} KB, heap ${heapPerConnKB.toFixed(2)} KB`);
+
+  // Broadcasts: the first warms up; the median of the rest is reported.
+  const fanouts: number[] = [];
+  const cpuPerRecipient: number[] = [];
+  const allLatencies: number[] = [];
+  for (let seq = 0; seq < BROADCASTS; seq++) {
+    await sleep(300);
+    const cpu0 = await ask<NodeJS.CpuUsage>(server.child, 'cpu');
+    const sent = now();
+    control.send(`all:b|${seq}|${sent}`);
+    // Wait (bounded) until every idle client saw it.
+    let received = 0;
+    let last = 0;
+    const latencies: number[] = [];
+    const deadline = Date.now() + 30_000;
+    while (received < idleCount && Date.now() < deadline) {
+      await sleep(100);
+      const reports = await Promise.all(idle.map((c) => ask<{ seq: number; count: number; last: number; latencies: number[] }[]>(c.child, 'broadcasts')));
+      for (const r of reports.flat()) {
+        if (r.seq !== seq) continue;
+        received += r.count;
+        last = Math.max(last, r.last);
+        latencies.push(...r.latencies);
+      }
+    }
+    const cpu1 = await ask<NodeJS.CpuUsage>(server.child, 'cpu');
+    const ms = last - sent;
+    const cpuUs = cpu1.user + cpu1.system - cpu0.user - cpu0.system;
+    log(`broadcast ${seq}: ${received}/${idleCount} in ${ms.toFixed(1)} ms; server cpu ${(cpuUs / 1000).toFixed(1)} ms`);
+    if (received < idleCount) throw new Error(`broadcast ${seq} reached ${received} of ${idleCount}`);
+    if (seq === 0) continue;
+    fanouts.push(ms);
+    cpuPerRecipient.push(cpuUs / counts.online);
+    allLatencies.push(...latencies);
+  }
+  fanouts.sort((a, b) => a - b);
+  cpuPerRecipient.sort((a, b) => a - b);
+  allLatencies.sort((a, b) => a - b);
+  const broadcastMs = quantile(fanouts, 0.5);
+
+  // Targeted pushes, all senders at once; a short warm-up run first.
+  const runTargeted = (durationMs: number) =>
+    Promise.all(
+      senders.map((s) =>
+        ask<{ sent: number; delivered: number; elapsedMs: number; latencies: number[] }>(s.child, 'run', {
+          durationMs,
+          inflight: INFLIGHT,
+          maxPushes: 5_000_000,
+        }),
+      ),
+    );
+  await runTargeted(2000);
+  const cpuT0 = await ask<NodeJS.CpuUsage>(server.child, 'cpu');
+  const runs = await runTargeted(DURATION_MS);
+  const cpuT1 = await ask<NodeJS.CpuUsage>(server.child, 'cpu');
+  const delivered = runs.reduce((a, r) => a + r.delivered, 0);
+  const sentTotal = runs.reduce((a, r) => a + r.sent, 0);
+  const elapsed = Math.max(...runs.map((r) => r.elapsedMs));
+  const pushLat = runs.flatMap((r) => r.latencies).sort((a, b) => a - b);
+  const pushesPerSec = (delivered / elapsed) * 1000;
+  const serverCpuUs = cpuT1.user + cpuT1.system - cpuT0.user - cpuT0.system;
+  log(
+    `targeted: ${delivered}/${sentTotal} delivered in ${elapsed.toFixed(0)} ms = ${pushesPerSec.toFixed(0)}/s; ` +
+      `server cpu ${((serverCpuUs / 1000 / elapsed) * 100).toFixed(0)}% of a core, ${(serverCpuUs / delivered).toFixed(2)} µs per push`,
+  );
+
+  control.terminate();
+  stopAll();
+  await sleep(2000); // let the kernel reap sockets before the next run
+  return {
+    impl,
+    connections: counts.connections,
+    rssPerConnKB,
+    heapPerConnKB,
+    broadcastMs,
+    broadcastUsPerRecipient: (broadcastMs * 1000) / counts.online,
+    broadcastServerCpuUsPerRecipient: quantile(cpuPerRecipient, 0.5),
+    broadcastP50Ms: quantile(allLatencies, 0.5),
+    broadcastP99Ms: quantile(allLatencies, 0.99),
+    pushesPerSec,
+    pushServerCpuUs: serverCpuUs / delivered,
+    pushP50Ms: quantile(pushLat, 0.5),
+    pushP99Ms: quantile(pushLat, 0.99),
+  };
+}
+
+const results: Result[] = [];
+for (const impl of IMPLS) results.push(await bench(impl));
+
+const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
+const rows: [string, keyof Result, number, 'lower' | 'higher'][] = [
+  ['RSS per connection (KB)', 'rssPerConnKB', 2, 'lower'],
+  ['JS heap per connection (KB)', 'heapPerConnKB', 2, 'lower'],
+  ['broadcast: send to last delivery (ms)', 'broadcastMs', 1, 'lower'],
+  ['broadcast: per recipient (µs)', 'broadcastUsPerRecipient', 2, 'lower'],
+  ['broadcast: server CPU per recipient (µs)', 'broadcastServerCpuUsPerRecipient', 2, 'lower'],
+  ['broadcast: delivery latency p50 (ms)', 'broadcastP50Ms', 1, 'lower'],
+  ['broadcast: delivery latency p99 (ms)', 'broadcastP99Ms', 1, 'lower'],
+  ['targeted pushes/s', 'pushesPerSec', 0, 'higher'],
+  ['targeted: server CPU per push (µs)', 'pushServerCpuUs', 2, 'lower'],
+  ['targeted push latency p50 (ms)', 'pushP50Ms', 2, 'lower'],
+  ['targeted push latency p99 (ms)', 'pushP99Ms', 2, 'lower'],
+];
+const naive = results.find((r) => r.impl === 'naive');
+const ours = results.find((r) => r.impl === 'uidpush');
+const lines = [
+  `N = ${N} connections; ${SENDERS} senders x ${INFLIGHT} in flight, ${TARGETS} targets each, ${DURATION_MS / 1000} s; ${BROADCASTS - 1} broadcasts (median) after 1 warm-up`,
+  `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`,
+  '',
+  `| figure | ${results.map((r) => r.impl).join(' | ')} |${naive && ours ? ' uidpush / naive |' : ''}`,
+  `|---|${results.map(() => '---:').join('|')}|${naive && ours ? '---:|' : ''}`,
+  ...rows.map(([label, key, d]) => {
+    const cells = results.map((r) => fmt(r[key] as number, d));
+    const ratio = naive && ours ? ` ${fmt((ours[key] as number) / (naive[key] as number), 2)}x |` : '';
+    return `| ${label} | ${cells.join(' | ')} |${ratio}`;
+  }),
+];
+process.stdout.write(`${lines.join('\n')}\n`);
+if (values.json !== undefined) await writeFile(values.json, JSON.stringify({ N, results }, null, 2));
+stopAll();
+process.exit(0);
