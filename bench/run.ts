@@ -74,6 +74,7 @@ interface Result {
   impl: string;
   connections: number;
   rssPerConnKB: number;
+  rssPerConnFromZeroKB: number;
   heapPerConnKB: number;
   broadcastMs: number;
   broadcastUsPerRecipient: number;
@@ -90,7 +91,12 @@ async function bench(impl: string): Promise<Result> {
   const log = (msg: string): void => {
     process.stderr.write(`[${impl}] ${msg}\n`);
   };
-  const server = await start(`servers/${impl}.ts`, ['--expose-gc']);
+  // BENCH_PROF=<dir> writes a V8 CPU profile of the server (written when it exits).
+  const prof = process.env.BENCH_PROF;
+  const server = await start(`servers/${impl}.ts`, [
+    '--expose-gc',
+    ...(prof !== undefined ? ['--cpu-prof', '--cpu-prof-dir', prof] : []),
+  ]);
   const url = `ws://127.0.0.1:${server.port}`;
   const base = await ask<NodeJS.MemoryUsage>(server.child, 'memory');
 
@@ -109,19 +115,29 @@ async function bench(impl: string): Promise<Result> {
   );
   const idleCount = N - SENDERS * (TARGETS + 1) - 1; // one control connection below
   const idle = await Promise.all(Array.from({ length: CLIENT_PROCS }, () => start('clients/idle.ts')));
+  // Memory is read twice, at half and at all of the idle connections: the slope between the
+  // two is the cost of a connection, free of one-off growth (V8's young generation, code).
+  const openShare = (half: 0 | 1) =>
+    Promise.all(
+      idle.map((c, i) => {
+        const share = Math.floor(idleCount / CLIENT_PROCS) + (i < idleCount % CLIENT_PROCS ? 1 : 0);
+        const first = Math.floor(share / 2);
+        return ask<{ opened: number; errors: number }>(c.child, 'open', {
+          url,
+          prefix: `i${i}_${half}_`,
+          count: half === 0 ? first : share - first,
+          localAddress: `127.0.0.${i + 2}`,
+          concurrency: 64,
+        });
+      }),
+    );
   const t0 = Date.now();
-  const opened = await Promise.all(
-    idle.map((c, i) => {
-      const share = Math.floor(idleCount / CLIENT_PROCS) + (i < idleCount % CLIENT_PROCS ? 1 : 0);
-      return ask<{ opened: number; errors: number }>(c.child, 'open', {
-        url,
-        prefix: `i${i}_`,
-        count: share,
-        localAddress: `127.0.0.${i + 2}`,
-        concurrency: 64,
-      });
-    }),
-  );
+  const firstHalf = await openShare(0);
+  await sleep(1000);
+  const midCounts = await ask<{ connections: number; online: number }>(server.child, 'counts');
+  const mid = await ask<NodeJS.MemoryUsage>(server.child, 'memory');
+  const secondHalf = await openShare(1);
+  const opened = [...firstHalf, ...secondHalf];
   const errors = opened.reduce((a, o) => a + o.errors, 0);
   log(`opened ${opened.reduce((a, o) => a + o.opened, 0)} idle connections in ${Date.now() - t0} ms, ${errors} errors`);
   const control = new WebSocket(url, { perMessageDeflate: false });
@@ -136,9 +152,16 @@ async function bench(impl: string): Promise<Result> {
 
   await sleep(1000);
   const mem = await ask<NodeJS.MemoryUsage>(server.child, 'memory');
-  const rssPerConnKB = (mem.rss - base.rss) / counts.connections / 1024;
-  const heapPerConnKB = (mem.heapUsed - base.heapUsed) / counts.connections / 1024;
-  log(`memory per connection: rss ${rssPerConnKB.toFixed(2)} KB, heap ${heapPerConnKB.toFixed(2)} KB`);
+  const kb = (m: NodeJS.MemoryUsage): string =>
+    `rss ${(m.rss / 2 ** 20).toFixed(1)} MiB, heap ${(m.heapUsed / 2 ** 20).toFixed(1)}/${(m.heapTotal / 2 ** 20).toFixed(1)} MiB, external ${(m.external / 2 ** 20).toFixed(1)} MiB`;
+  log(`memory at 0: ${kb(base)}; at ${midCounts.connections}: ${kb(mid)}; at ${counts.connections}: ${kb(mem)}`);
+  const added = counts.connections - midCounts.connections;
+  const rssPerConnKB = (mem.rss - mid.rss) / added / 1024;
+  const heapPerConnKB = (mem.heapUsed - mid.heapUsed) / added / 1024;
+  const rssPerConnFromZeroKB = (mem.rss - base.rss) / counts.connections / 1024;
+  log(
+    `memory per connection: rss ${rssPerConnKB.toFixed(2)} KB (from zero: ${rssPerConnFromZeroKB.toFixed(2)} KB), heap ${heapPerConnKB.toFixed(2)} KB`,
+  );
 
   // Broadcasts: the first warms up; the median of the rest is reported.
   const fanouts: number[] = [];
@@ -206,12 +229,17 @@ async function bench(impl: string): Promise<Result> {
   );
 
   control.terminate();
+  // A clean exit lets --cpu-prof write its profile.
+  const serverExited = new Promise((resolve) => server.child.once('exit', resolve));
+  server.child.disconnect();
+  await Promise.race([serverExited, sleep(5000)]);
   stopAll();
   await sleep(2000); // let the kernel reap sockets before the next run
   return {
     impl,
     connections: counts.connections,
     rssPerConnKB,
+    rssPerConnFromZeroKB,
     heapPerConnKB,
     broadcastMs,
     broadcastUsPerRecipient: (broadcastMs * 1000) / counts.online,
@@ -230,7 +258,8 @@ for (const impl of IMPLS) results.push(await bench(impl));
 
 const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const rows: [string, keyof Result, number, 'lower' | 'higher'][] = [
-  ['RSS per connection (KB)', 'rssPerConnKB', 2, 'lower'],
+  ['RSS per connection, slope N/2 to N (KB)', 'rssPerConnKB', 2, 'lower'],
+  ['RSS per connection, from zero (KB)', 'rssPerConnFromZeroKB', 2, 'lower'],
   ['JS heap per connection (KB)', 'heapPerConnKB', 2, 'lower'],
   ['broadcast: send to last delivery (ms)', 'broadcastMs', 1, 'lower'],
   ['broadcast: per recipient (µs)', 'broadcastUsPerRecipient', 2, 'lower'],

@@ -167,8 +167,8 @@ export class WsTransport implements ConnectionOwner {
     conn.tokens = this.#options.rateBurst;
     conn.tokensAt = now;
     conn.on('message', onMessage);
+    // Client pings are answered by ws; liveness is judged by pongs to our own pings.
     conn.on('pong', onAlive);
-    conn.on('ping', onAlive);
     conn.on('close', onClose);
     conn.on('error', onError);
     this.#heartbeat.add(conn);
