@@ -46,6 +46,8 @@ function onMessage(data: Buffer): void {
 function open(args: OpenArgs): Promise<{ opened: number; errors: number }> {
   let next = 0;
   let done = 0;
+  const before = sockets.length;
+  const errorsBefore = errors;
   return new Promise((resolve) => {
     const launch = (): void => {
       if (next >= args.count) return;
@@ -54,7 +56,7 @@ function open(args: OpenArgs): Promise<{ opened: number; errors: number }> {
       let loggedIn = false;
       const finish = (): void => {
         done++;
-        if (done === args.count) resolve({ opened: sockets.length, errors });
+        if (done === args.count) resolve({ opened: sockets.length - before, errors: errors - errorsBefore });
         else launch();
       };
       ws.on('open', () => { ws.send(uid); });
