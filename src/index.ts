@@ -19,13 +19,14 @@ export {
   type ServerOptionsInput,
   type ResolvedServerOptions,
 } from './server/options.js';
-export {
-  Hub,
-  type HubStats,
-  type MultiSendResult,
-  type UidPage,
-  type SlowConsumerPolicy,
-} from './delivery/hub.js';
+export { Hub, type HubStats, type SlowConsumerPolicy } from './delivery/hub.js';
+export type {
+  PushService,
+  PushResult,
+  UidPage,
+  ServiceStats,
+  DropReason,
+} from './core/service.js';
 export type { ConnectionInfo } from './transport/connection.js';
 export { CloseCode, mayReconnect } from './core/close-codes.js';
 export { ErrorCode, ProgramErrorCode, UidpushError } from './core/errors.js';

@@ -21,7 +21,13 @@ const OPTION_KINDS = {
   maxBufferedBytes: 'number',
   slowConsumerPolicy: 'string',
   shutdownGrace: 'number',
-} as const satisfies Record<keyof ResolvedServerOptions, 'string' | 'number'>;
+  apiHost: 'string',
+  apiPort: 'port-or-off',
+  apiKey: 'string',
+  apiMaxUids: 'number',
+  apiBodyLimit: 'number',
+  innerPort: 'port-or-off',
+} as const satisfies Record<keyof ResolvedServerOptions, 'string' | 'number' | 'port-or-off'>;
 
 type OptionKey = keyof typeof OPTION_KINDS;
 const OPTION_KEYS = Object.keys(OPTION_KINDS) as OptionKey[];
@@ -101,10 +107,17 @@ export async function loadServeConfig(
           ? [fromEnv, envName(key)]
           : [undefined, ''];
     if (text === undefined) continue;
-    if (OPTION_KINDS[key] === 'number') {
+    const kind: string = OPTION_KINDS[key];
+    if (kind === 'port-or-off' && text.trim().toLowerCase() === 'off') {
+      merged[key] = null;
+    } else if (kind !== 'string') {
       const value = text.trim() === '' ? NaN : Number(text);
-      if (Number.isNaN(value)) problems.push(`  - ${source}: expected a number, got '${text}'`);
-      else merged[key] = value;
+      if (Number.isNaN(value)) {
+        const expected = kind === 'number' ? 'a number' : "a port number or 'off'";
+        problems.push(`  - ${source}: expected ${expected}, got '${text}'`);
+      } else {
+        merged[key] = value;
+      }
     } else {
       merged[key] = text;
     }

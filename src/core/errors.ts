@@ -10,6 +10,16 @@ export const ErrorCode = {
   TooLarge: 'too_large',
   /** The connection sent faster than its per-connection rate limit allows. */
   RateLimited: 'rate_limited',
+  /** Server API: the API key is missing or wrong. */
+  Unauthorized: 'unauthorized',
+  /** Server API: no such route. */
+  NotFound: 'not_found',
+  /** Server API: the route exists, but not for this method. */
+  MethodNotAllowed: 'method_not_allowed',
+  /** Server API: the body is not JSON (`content-type` must be application/json). */
+  UnsupportedMediaType: 'unsupported_media_type',
+  /** A bug on the server side; bad input never yields it. */
+  Internal: 'internal',
 } as const;
 
 /** One of the client-visible error codes of {@link ErrorCode}. */

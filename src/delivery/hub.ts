@@ -1,5 +1,6 @@
 import { CloseCode } from '../core/close-codes.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
+import type { PushResult, UidPage } from '../core/service.js';
 import type { Payload, Uid } from '../core/types.js';
 import type { Registry } from '../registry/registry.js';
 import { encodeTextFrame } from './frame.js';
@@ -53,22 +54,10 @@ export interface HubStats {
   framesDropped: number;
   /** Connections closed by the slow-consumer policy. */
   slowConsumersClosed: number;
+  /** Pushes to a uid that had no connection (dropped, as the seed does). */
+  offlineDrops: number;
 }
 
-/** Result of {@link Hub.sendToUids}. */
-export interface MultiSendResult {
-  /** How many of the given uids had at least one connection. */
-  online: number;
-  /** How many connections were written to. */
-  connections: number;
-}
-
-/** A page of online uids, see {@link Hub.uids}. */
-export interface UidPage {
-  uids: Uid[];
-  /** Pass it back to get the next page; null when this was the last page. */
-  nextCursor: string | null;
-}
 
 /**
  * The one place that delivers. Every push encodes its frame once and writes the same bytes
@@ -85,6 +74,7 @@ export class Hub<C extends Recipient = Recipient> {
     bytesWritten: 0,
     framesDropped: 0,
     slowConsumersClosed: 0,
+    offlineDrops: 0,
   };
   // One bound method, not a closure per call, for Registry.forEachOf.
   #pending: Buffer | undefined;
@@ -130,17 +120,23 @@ export class Hub<C extends Recipient = Recipient> {
    * written to (0 when the uid is offline: the push is dropped, as in the seed).
    */
   sendToUid(uid: Uid, payload: Payload): number {
-    if (!this.#registry.has(uid)) return 0;
+    if (!this.#registry.has(uid)) {
+      this.#stats.offlineDrops++;
+      return 0;
+    }
     return this.#fanOut(uid, this.#encode(payload));
   }
 
   /** Pushes `payload` to every connection of each uid, encoding it once. */
-  sendToUids(uids: Iterable<Uid>, payload: Payload): MultiSendResult {
+  sendToUids(uids: Iterable<Uid>, payload: Payload): PushResult {
     let frame: Buffer | undefined;
     let online = 0;
     let connections = 0;
     for (const uid of new Set(uids)) {
-      if (!this.#registry.has(uid)) continue;
+      if (!this.#registry.has(uid)) {
+        this.#stats.offlineDrops++;
+        continue;
+      }
       frame ??= this.#encode(payload);
       online++;
       connections += this.#fanOut(uid, frame);

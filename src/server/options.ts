@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isLoopback } from '../api/auth.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
 
 const ms = (min: number) => z.number().int().min(min).max(24 * 3600 * 1000);
@@ -44,8 +45,32 @@ export const serverOptionsSchema = z
     slowConsumerPolicy: z.enum(['close', 'drop']).default('close'),
     /** How long shutdown waits for clients to close before terminating them, in ms. */
     shutdownGrace: ms(0).default(5_000),
+    /** Address of the HTTP server API. Loopback by default. */
+    apiHost: z.string().min(1).default('127.0.0.1'),
+    /** Port of the HTTP server API; null turns the API off. */
+    apiPort: z.number().int().min(0).max(65535).nullable().default(1235),
+    /**
+     * The server API's Bearer key (at least 16 characters). Required when the API listens
+     * on a non-loopback address.
+     */
+    apiKey: z.string().min(16).max(4096).optional(),
+    /** Most uids in one `POST /v1/push`. */
+    apiMaxUids: z.number().int().min(1).max(1_000_000).default(10_000),
+    /** Largest server API request body, in bytes. */
+    apiBodyLimit: z
+      .number()
+      .int()
+      .min(1024)
+      .max(256 * 1024 * 1024)
+      .default(1024 * 1024),
+    /** Port of the inner text port on 127.0.0.1; null (the default) turns it off. */
+    innerPort: z.number().int().min(0).max(65535).nullable().default(null),
   })
   .strict()
+  .refine((o) => o.apiPort === null || o.apiKey !== undefined || isLoopback(o.apiHost), {
+    error: 'an API key (apiKey) is required when the server API listens on a non-loopback address',
+    path: ['apiKey'],
+  })
   .refine((o) => o.idleTimeout > o.heartbeatInterval, {
     error: 'idleTimeout must be longer than heartbeatInterval',
     path: ['idleTimeout'],

@@ -1,9 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { createApi } from '../api/http.js';
+import { InnerTextServer } from '../api/inner-text.js';
 import { ProgramErrorCode, UidpushError, type ErrorCode } from '../core/errors.js';
-import { silentLogger, type Logger, type Uid } from '../core/types.js';
+import type { PushResult, PushService, ServiceStats, UidPage } from '../core/service.js';
+import { silentLogger, type Logger, type Payload, type Uid } from '../core/types.js';
 import { Hub } from '../delivery/hub.js';
+import { Metrics } from '../metrics/metrics.js';
 import { Registry } from '../registry/registry.js';
 import type { Connection, ConnectionInfo } from '../transport/connection.js';
 import { WsTransport } from '../transport/ws-transport.js';
@@ -61,15 +66,20 @@ export interface ServerEvents {
 
 /** Where the server listens, once it does. */
 export interface ListenAddress {
+  /** The WebSocket listener. */
   host: string;
   port: number;
+  /** The HTTP server API, unless turned off. */
+  api?: { host: string; port: number };
+  /** The inner text port, when turned on (always 127.0.0.1). */
+  inner?: { host: string; port: number };
 }
 
 /**
  * A uidpush server: the seed text protocol on a WebSocket port, with the hub to push from
  * the embedding program. Made by {@link createServer}.
  */
-export class UidpushServer extends EventEmitter<ServerEvents> {
+export class UidpushServer extends EventEmitter<ServerEvents> implements PushService {
   /**
    * The delivery hub: push to a uid, to uids, broadcast, presence, kick.
    *
@@ -79,10 +89,16 @@ export class UidpushServer extends EventEmitter<ServerEvents> {
   readonly hub: Hub<Connection>;
   /** The validated options in force. */
   readonly options: Readonly<ResolvedServerOptions>;
+  /** Prometheus metrics of this server (also served on the API's /metrics). */
+  readonly metrics: Metrics;
   readonly #http: HttpServer;
   readonly #transport: WsTransport;
+  readonly #api: FastifyInstance | undefined;
+  readonly #inner: InnerTextServer | undefined;
   readonly #log: Logger;
+  readonly #createdAt = Date.now();
   #state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
+  #innerPort: number | undefined;
   #closing: Promise<void> | undefined;
 
   /** @internal use {@link createServer}. */
@@ -130,6 +146,82 @@ export class UidpushServer extends EventEmitter<ServerEvents> {
       res.end('uidpush: this port speaks WebSocket; connect with a WebSocket client\n');
     });
     this.#transport.attach(this.#http);
+    this.metrics = new Metrics(() => this.stats());
+    if (this.options.apiPort !== null) {
+      this.#api = createApi({
+        service: this,
+        metrics: this.metrics,
+        apiKey: this.options.apiKey,
+        maxUids: this.options.apiMaxUids,
+        maxUidLength: this.options.maxUidLength,
+        bodyLimit: this.options.apiBodyLimit,
+        logger: this.#log,
+      });
+    }
+    if (this.options.innerPort !== null) {
+      this.#inner = new InnerTextServer({
+        service: this,
+        maxLineBytes: this.options.apiBodyLimit,
+        maxUidLength: this.options.maxUidLength,
+        logger: this.#log,
+      });
+    }
+  }
+
+  // PushService: what the server API and the inner text port call.
+
+  /** Pushes to each uid (encoded once); see {@link Hub.sendToUids}. */
+  pushToUids(uids: readonly Uid[], payload: Payload): PushResult {
+    return this.hub.sendToUids(uids, payload);
+  }
+
+  /** Pushes to every logged-in connection; see {@link Hub.broadcast}. */
+  broadcast(payload: Payload): number {
+    return this.hub.broadcast(payload);
+  }
+
+  /** Number of logged-in connections of `uid`. */
+  connectionsOf(uid: Uid): number {
+    return this.hub.connectionsOf(uid);
+  }
+
+  /** A page of online uids; see {@link Hub.uids}. */
+  listUids(cursor: string | null, limit: number): UidPage {
+    return this.hub.uids({ cursor, limit });
+  }
+
+  /** Closes every connection of `uid` with 4501; see {@link Hub.kick}. */
+  kick(uid: Uid, reason: string): number {
+    return this.hub.kick(uid, reason);
+  }
+
+  /** Whether the server accepts clients: listening and not shutting down. */
+  ready(): boolean {
+    return this.#state === 'listening';
+  }
+
+  /** Counters and gauges, as `GET /v1/stats` reports them. */
+  stats(): ServiceStats {
+    const hub = this.hub.stats;
+    const transport = this.#transport.stats;
+    return {
+      onlineUids: this.hub.onlineCount,
+      connections: this.hub.connectionCount,
+      openConnections: this.#transport.openConnections,
+      messagesIn: transport.messagesIn,
+      bytesIn: transport.bytesIn,
+      messagesOut: hub.framesWritten,
+      bytesOut: hub.bytesWritten,
+      dropped: {
+        offline: hub.offlineDrops,
+        slow_consumer: hub.framesDropped,
+        bad_request: transport.refused.bad_request,
+        too_large: transport.refused.too_large,
+        rate_limited: transport.refused.rate_limited,
+      },
+      heartbeatCloses: transport.heartbeatCloses,
+      uptimeSeconds: Math.floor((Date.now() - this.#createdAt) / 1000),
+    };
   }
 
   /** Number of open WebSocket connections, logged in or not. */
@@ -138,9 +230,11 @@ export class UidpushServer extends EventEmitter<ServerEvents> {
   }
 
   /**
-   * Starts listening on the configured host and port.
+   * Starts listening: the WebSocket port, the server API (unless `apiPort` is null) and the
+   * inner text port (when `innerPort` is set). If one cannot listen, the others are closed
+   * and the error is thrown.
    *
-   * @returns the address in use (with the real port when the option was 0).
+   * @returns the addresses in use (with the real ports where an option was 0).
    * @throws UidpushError UIDPUSH_ERR_BAD_STATE if called twice or after close.
    */
   async listen(): Promise<ListenAddress> {
@@ -148,27 +242,39 @@ export class UidpushServer extends EventEmitter<ServerEvents> {
       throw new UidpushError(ProgramErrorCode.BadState, `cannot listen: server is ${this.#state}`);
     }
     this.#state = 'listening';
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => {
-        this.#state = 'closed';
-        reject(err);
-      };
-      this.#http.once('error', onError);
-      this.#http.listen({ host: this.options.host, port: this.options.port }, () => {
-        this.#http.off('error', onError);
-        resolve();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.#http.once('error', reject);
+        this.#http.listen({ host: this.options.host, port: this.options.port }, () => {
+          this.#http.off('error', reject);
+          resolve();
+        });
       });
-    });
+      if (this.#api !== undefined) {
+        await this.#api.listen({ host: this.options.apiHost, port: this.options.apiPort ?? 0 });
+      }
+      if (this.#inner !== undefined) this.#innerPort = await this.#inner.listen(this.options.innerPort ?? 0);
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
     const address = this.address();
     this.#log.info({ ...address }, 'listening');
+    if (this.#api !== undefined && this.options.apiKey === undefined) {
+      this.#log.warn({ api: address.api }, 'server API has no key: anyone on this machine may push');
+    }
     return address;
   }
 
-  /** The address the server listens on. */
+  /** The addresses the server listens on. */
   address(): ListenAddress {
     const info = this.#http.address() as AddressInfo | null;
     if (info === null) throw new UidpushError(ProgramErrorCode.BadState, 'server is not listening');
-    return { host: info.address, port: info.port };
+    const address: ListenAddress = { host: info.address, port: info.port };
+    const api = this.#api?.server.address() as AddressInfo | null | undefined;
+    if (api) address.api = { host: api.address, port: api.port };
+    if (this.#innerPort !== undefined) address.inner = { host: '127.0.0.1', port: this.#innerPort };
+    return address;
   }
 
   /**
@@ -192,6 +298,8 @@ export class UidpushServer extends EventEmitter<ServerEvents> {
         resolve();
       });
     });
+    // Stop taking pushes first, then say goodbye to the clients.
+    await Promise.all([this.#api?.close(), this.#inner?.close()]);
     await this.#transport.close(this.options.shutdownGrace);
     this.#http.closeAllConnections();
     await httpClosed;

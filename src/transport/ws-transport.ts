@@ -47,6 +47,18 @@ export interface TransportEvents {
 export const HARD_FRAME_LIMIT = 1024 * 1024;
 const RATE_NOTICE_QUIET_MS = 1000;
 
+/** Counters of the transport, monotonic since it was made. */
+export interface TransportStats {
+  /** Messages received from clients, refused ones included. */
+  messagesIn: number;
+  /** Bytes of those messages. */
+  bytesIn: number;
+  /** Client messages refused with an error, by code. */
+  refused: Record<ErrorCode, number>;
+  /** Connections dropped by the heartbeat (idle timeout) or closed by the login timeout. */
+  heartbeatCloses: number;
+}
+
 /**
  * The WebSocket side of the server for the seed text protocol: upgrade, login, parsing,
  * limits and liveness. Delivery goes through the hub.
@@ -64,6 +76,14 @@ export class WsTransport implements ConnectionOwner {
   readonly #ratePerMs: number;
   #nextId = 1;
   #accepting = true;
+  readonly #stats: TransportStats = {
+    messagesIn: 0,
+    bytesIn: 0,
+    refused: Object.fromEntries(
+      Object.values(ErrorCode).map((code) => [code, 0]),
+    ) as Record<ErrorCode, number>,
+    heartbeatCloses: 0,
+  };
 
   constructor(
     hub: Hub<Connection>,
@@ -97,6 +117,11 @@ export class WsTransport implements ConnectionOwner {
         this.#checkLogins(now);
       },
     );
+  }
+
+  /** A snapshot of the transport's counters. */
+  get stats(): TransportStats {
+    return { ...this.#stats, refused: { ...this.#stats.refused } };
   }
 
   /** Number of open connections, logged in or not. */
@@ -180,6 +205,8 @@ export class WsTransport implements ConnectionOwner {
   onMessage(conn: Connection, data: Buffer, isBinary: boolean): void {
     const now = Date.now();
     conn.lastSeen = now;
+    this.#stats.messagesIn++;
+    this.#stats.bytesIn += data.length;
     if (!this.#takeToken(conn, now)) {
       if (now >= conn.quietUntil) {
         conn.quietUntil = now + RATE_NOTICE_QUIET_MS;
@@ -189,7 +216,7 @@ export class WsTransport implements ConnectionOwner {
           `more than ${this.#options.rateLimit} messages/s; messages dropped`,
         );
       } else {
-        this.#events.refused(conn, ErrorCode.RateLimited);
+        this.#refused(conn, ErrorCode.RateLimited);
       }
       return;
     }
@@ -262,8 +289,13 @@ export class WsTransport implements ConnectionOwner {
     return true;
   }
 
-  #reply(conn: Connection, code: ErrorCode, text: string): void {
+  #refused(conn: Connection, code: ErrorCode): void {
+    this.#stats.refused[code]++;
     this.#events.refused(conn, code);
+  }
+
+  #reply(conn: Connection, code: ErrorCode, text: string): void {
+    this.#refused(conn, code);
     this.#hub.write(conn, encodeTextFrame(errorLine(code, text)));
   }
 
@@ -271,6 +303,7 @@ export class WsTransport implements ConnectionOwner {
     if (now - conn.lastSeen > this.#options.idleTimeout) {
       // A dead peer cannot read a close frame; destroy the socket at once.
       this.#log.debug({ conn: conn.id, uid: conn.uid }, 'idle timeout: terminating');
+      this.#stats.heartbeatCloses++;
       this.#registry.unbind(conn);
       conn.terminate();
       return;
@@ -283,6 +316,7 @@ export class WsTransport implements ConnectionOwner {
     for (const conn of this.#pending) {
       if (now - conn.connectedAt > this.#options.loginTimeout) {
         this.#pending.delete(conn);
+        this.#stats.heartbeatCloses++;
         conn.close(CloseCode.LoginTimeout, 'login timeout');
       }
     }

@@ -11,7 +11,13 @@ export interface Started {
 
 /** Starts a real server on 127.0.0.1, port 0. */
 export async function startServer(options: ServerOptions = {}): Promise<Started> {
-  const server = createServer({ host: '127.0.0.1', port: 0, shutdownGrace: 500, ...options });
+  const server = createServer({
+    host: '127.0.0.1',
+    port: 0,
+    apiPort: 0,
+    shutdownGrace: 500,
+    ...options,
+  });
   const { port } = await server.listen();
   return { server, url: `ws://127.0.0.1:${port}`, stop: () => server.close() };
 }

@@ -53,7 +53,13 @@ afterEach(() => {
 describe('uidpush serve', () => {
   it('serves the seed protocol on 127.0.0.1:1234 by default', async () => {
     const child = cli(['serve']);
-    expect(await listening(child)).toMatchObject({ host: '127.0.0.1', port: 1234 });
+    expect(await listening(child)).toMatchObject({
+      host: '127.0.0.1',
+      port: 1234,
+      api: { host: '127.0.0.1', port: 1235 },
+    });
+    const health = await fetch('http://127.0.0.1:1235/healthz');
+    expect(await health.json()).toEqual({ status: 'ok' });
     const alice = await connect('ws://127.0.0.1:1234');
     clients.push(alice);
     await alice.login('alice');
@@ -62,7 +68,7 @@ describe('uidpush serve', () => {
   });
 
   it('shuts down on SIGTERM: clients get 1001 and the process exits 0', async () => {
-    const child = cli(['serve', '--port', '0']);
+    const child = cli(['serve', '--port', '0', '--api-port', '0']);
     const { port } = await listening(child);
     const a = await connect(`ws://127.0.0.1:${port}`);
     await a.login('a');
@@ -73,7 +79,7 @@ describe('uidpush serve', () => {
   });
 
   it('shuts down on SIGINT and exits 0', async () => {
-    const child = cli(['serve', '--port', '0']);
+    const child = cli(['serve', '--port', '0', '--api-port', '0']);
     await listening(child);
     const done = exited(child);
     child.kill('SIGINT');
@@ -84,7 +90,7 @@ describe('uidpush serve', () => {
     const dir = await mkdtemp(join(tmpdir(), 'uidpush-'));
     const file = join(dir, 'config.json');
     await writeFile(file, JSON.stringify({ port: 1, maxUidLength: 5, logLevel: 'debug' }));
-    const child = cli(['serve', '--config', file, '--port', '0'], { UIDPUSH_MAX_UID_LENGTH: '3' });
+    const child = cli(['serve', '--config', file, '--port', '0', '--api-port', 'off'], { UIDPUSH_MAX_UID_LENGTH: '3' });
     const { port } = await listening(child);
     const c = await connect(`ws://127.0.0.1:${port}`);
     clients.push(c);
@@ -118,9 +124,9 @@ describe('uidpush serve', () => {
   });
 
   it('exits 1 when the port is taken', async () => {
-    const first = cli(['serve', '--port', '0']);
+    const first = cli(['serve', '--port', '0', '--api-port', '0']);
     const { port } = await listening(first);
-    const second = await exited(cli(['serve', '--port', String(port)]));
+    const second = await exited(cli(['serve', '--port', String(port), '--api-port', '0']));
     expect(second.code).toBe(1);
   });
 });

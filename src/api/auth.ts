@@ -1,0 +1,22 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+/**
+ * Checks a `Bearer` Authorization header against the API key in constant time: both sides
+ * are hashed first, so neither the key's length nor its content leaks through timing.
+ */
+export function makeKeyCheck(apiKey: string): (header: string | undefined) => boolean {
+  const expected = createHash('sha256').update(apiKey).digest();
+  return (header) => {
+    if (header === undefined) return false;
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    const given = match?.[1];
+    if (given === undefined) return false;
+    return timingSafeEqual(createHash('sha256').update(given).digest(), expected);
+  };
+}
+
+/** Whether `host` names a loopback address (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === '::ffff:127.0.0.1';
+}

@@ -1,0 +1,277 @@
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type RouteShorthandOptions,
+} from 'fastify';
+import { ErrorCode, ProgramErrorCode, UidpushError } from '../core/errors.js';
+import type { PushService } from '../core/service.js';
+import type { Logger, Payload } from '../core/types.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { makeKeyCheck } from './auth.js';
+
+/** Options of the server API. */
+export interface ApiOptions {
+  service: PushService;
+  metrics: Metrics;
+  /** Required on every route but /healthz and /readyz; undefined: no key (loopback only). */
+  apiKey: string | undefined;
+  /** Most uids in one `POST /v1/push`. */
+  maxUids: number;
+  /** Longest uid, in UTF-8 bytes. */
+  maxUidLength: number;
+  /** Largest request body, in bytes; larger ones get 413. */
+  bodyLimit: number;
+  logger: Logger;
+}
+
+/** The JSON error body of every failed request. */
+export interface ApiErrorBody {
+  error: { code: ErrorCode; message: string };
+}
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
+type Method = (typeof METHODS)[number];
+
+/** A refusal raised inside a handler; the error handler turns it into the JSON body. */
+class ApiError extends Error {
+  readonly status: number;
+  readonly code: ErrorCode;
+
+  constructor(status: number, code: ErrorCode, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+function sendError(reply: FastifyReply, status: number, code: ErrorCode, message: string): FastifyReply {
+  return reply.code(status).send({ error: { code, message } } satisfies ApiErrorBody);
+}
+
+/** A push's `data`: a string is the text frame itself; any other JSON value, its JSON. */
+function toPayload(data: unknown): Payload {
+  return typeof data === 'string' ? data : JSON.stringify(data);
+}
+
+const dataSchema = {}; // any JSON value
+
+/**
+ * Builds the HTTP+JSON server API (fastify) on a {@link PushService}. The caller listens.
+ * Routes are documented in docs/http-api.md.
+ */
+export function createApi(options: ApiOptions): FastifyInstance {
+  const { service, metrics, maxUids, maxUidLength } = options;
+  const log = options.logger;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: options.bodyLimit,
+    // Wrong types are errors, never coerced or silently removed.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    return503OnClosing: true,
+  });
+
+  const checkKey = options.apiKey === undefined ? undefined : makeKeyCheck(options.apiKey);
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    if (checkKey === undefined) return;
+    const config = request.routeOptions.config as { public?: boolean };
+    if (config.public === true) return;
+    if (!checkKey(request.headers.authorization)) {
+      reply.header('www-authenticate', 'Bearer');
+      return sendError(reply, 401, ErrorCode.Unauthorized, 'missing or wrong API key (Authorization: Bearer <key>)');
+    }
+  });
+  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
+    metrics.observeApiRequest(
+      request.method,
+      request.routeOptions.url ?? 'unmatched',
+      reply.statusCode,
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  app.setErrorHandler((error: FastifyError | ApiError | UidpushError, _request, reply) => {
+    if (error instanceof ApiError) return sendError(reply, error.status, error.code, error.message);
+    if (error instanceof UidpushError && error.code === ProgramErrorCode.InvalidArgument) {
+      return sendError(reply, 400, ErrorCode.BadRequest, error.message);
+    }
+    const status = 'statusCode' in error && typeof error.statusCode === 'number' ? error.statusCode : 500;
+    if ('validation' in error && error.validation !== undefined) {
+      return sendError(reply, 400, ErrorCode.BadRequest, error.message);
+    }
+    if (status === 413) return sendError(reply, 413, ErrorCode.TooLarge, `body over ${options.bodyLimit} bytes`);
+    if (status === 415) {
+      return sendError(reply, 415, ErrorCode.UnsupportedMediaType, 'send the body as application/json');
+    }
+    if (status >= 400 && status < 500) return sendError(reply, status, ErrorCode.BadRequest, error.message);
+    log.error({ err: error }, 'server API error');
+    return sendError(reply, 500, ErrorCode.Internal, 'internal error');
+  });
+  app.setNotFoundHandler((request, reply) => {
+    sendError(reply, 404, ErrorCode.NotFound, `no route ${request.method} ${request.url.split('?')[0] ?? ''}`);
+  });
+
+  /**
+   * Registers a resource's methods, and 405 with an Allow header for every other method.
+   * A public resource (health) needs no API key.
+   */
+  const resource = (
+    url: string,
+    handlers: Partial<Record<Method, RouteShorthandOptions & { handler: (req: FastifyRequest, reply: FastifyReply) => unknown }>>,
+    visibility: { public: boolean } = { public: false },
+  ): void => {
+    const config = { public: visibility.public };
+    const allowed = Object.keys(handlers) as Method[];
+    for (const method of allowed) {
+      const { handler, ...rest } = handlers[method] ?? {};
+      if (handler !== undefined) app.route({ method, url, ...rest, config, handler });
+    }
+    if (allowed.includes('GET')) allowed.push('HEAD'); // fastify answers HEAD for GET routes
+    const others = METHODS.filter((m) => !allowed.includes(m));
+    app.route({
+      method: others,
+      url,
+      config,
+      handler: (request, reply) => {
+        reply.header('allow', allowed.join(', '));
+        return sendError(reply, 405, ErrorCode.MethodNotAllowed, `${request.method} is not allowed on ${url}; use ${allowed.join(', ')}`);
+      },
+    });
+  };
+
+  const checkUid = (uid: string, where: string): void => {
+    if (uid.length === 0) throw new ApiError(400, ErrorCode.BadRequest, `${where}: empty uid`);
+    if (Buffer.byteLength(uid) > maxUidLength) {
+      throw new ApiError(400, ErrorCode.BadRequest, `${where}: uid longer than ${maxUidLength} bytes`);
+    }
+  };
+
+  resource('/healthz', { GET: { handler: () => ({ status: 'ok' }) } }, { public: true });
+  resource(
+    '/readyz',
+    {
+      GET: {
+        handler: (_req, reply) =>
+          service.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'not_ready' }),
+      },
+    },
+    { public: true },
+  );
+  resource('/metrics', {
+    GET: {
+      handler: async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    },
+  });
+
+  resource('/v1/push', {
+    POST: {
+      schema: {
+        body: {
+          type: 'object',
+          properties: {
+            uid: { type: 'string' },
+            uids: { type: 'array', items: { type: 'string' }, minItems: 1 },
+            data: dataSchema,
+          },
+          required: ['data'],
+          additionalProperties: false,
+        },
+      },
+      handler: (request) => {
+        const body = request.body as { uid?: string; uids?: string[]; data: unknown };
+        if ((body.uid === undefined) === (body.uids === undefined)) {
+          throw new ApiError(400, ErrorCode.BadRequest, 'body must have exactly one of uid or uids');
+        }
+        const uids = body.uids ?? [body.uid as string];
+        if (uids.length > maxUids) {
+          throw new ApiError(400, ErrorCode.BadRequest, `body/uids: more than ${maxUids} uids`);
+        }
+        uids.forEach((uid, i) => {
+          checkUid(uid, body.uids === undefined ? 'body/uid' : `body/uids/${i}`);
+        });
+        return service.pushToUids(uids, toPayload(body.data));
+      },
+    },
+  });
+
+  resource('/v1/broadcast', {
+    POST: {
+      schema: {
+        body: {
+          type: 'object',
+          properties: { data: dataSchema },
+          required: ['data'],
+          additionalProperties: false,
+        },
+      },
+      handler: (request) => {
+        const body = request.body as { data: unknown };
+        return { connections: service.broadcast(toPayload(body.data)) };
+      },
+    },
+  });
+
+  resource('/v1/users', {
+    GET: {
+      schema: {
+        querystring: {
+          type: 'object',
+          properties: {
+            cursor: { type: 'string' },
+            limit: { type: 'string', pattern: '^[0-9]{1,5}$' },
+          },
+          additionalProperties: false,
+        },
+      },
+      handler: (request) => {
+        const query = request.query as { cursor?: string; limit?: string };
+        const limit = query.limit === undefined ? 100 : Number(query.limit);
+        if (limit < 1 || limit > 1000) {
+          throw new ApiError(400, ErrorCode.BadRequest, 'querystring/limit must be between 1 and 1000');
+        }
+        return service.listUids(query.cursor === undefined || query.cursor === '' ? null : query.cursor, limit);
+      },
+    },
+  });
+
+  resource('/v1/users/:uid', {
+    GET: {
+      handler: (request) => {
+        const { uid } = request.params as { uid: string };
+        checkUid(uid, 'params/uid');
+        const connections = service.connectionsOf(uid);
+        return { uid, online: connections > 0, connections };
+      },
+    },
+  });
+
+  resource('/v1/users/:uid/kick', {
+    POST: {
+      schema: {
+        body: {
+          type: ['object', 'null'],
+          properties: { reason: { type: 'string', maxLength: 100 } },
+          additionalProperties: false,
+        },
+      },
+      handler: (request) => {
+        const { uid } = request.params as { uid: string };
+        checkUid(uid, 'params/uid');
+        const body = request.body as { reason?: string } | null | undefined;
+        // A close reason must fit a close frame (123 bytes).
+        const reason = body?.reason ?? 'kicked';
+        if (Buffer.byteLength(reason) > 123) {
+          throw new ApiError(400, ErrorCode.BadRequest, 'body/reason: longer than 123 bytes');
+        }
+        return { uid, kicked: service.kick(uid, reason) };
+      },
+    },
+  });
+
+  resource('/v1/stats', {
+    GET: { handler: () => service.stats() },
+  });
+
+  return app;
+}

@@ -1,0 +1,63 @@
+import type { Payload, Uid } from './types.js';
+
+/** Counters and gauges of a running server, as `GET /v1/stats` and /metrics report them. */
+export interface ServiceStats {
+  /** Uids with at least one logged-in connection. */
+  onlineUids: number;
+  /** Logged-in connections. */
+  connections: number;
+  /** Open WebSocket connections, logged in or not. */
+  openConnections: number;
+  /** Messages received from clients. */
+  messagesIn: number;
+  /** Bytes of messages received from clients. */
+  bytesIn: number;
+  /** Frames written to clients (one per recipient connection). */
+  messagesOut: number;
+  /** Bytes written to clients. */
+  bytesOut: number;
+  /** Messages not delivered, by reason. */
+  dropped: Record<DropReason, number>;
+  /** Connections closed by the heartbeat (dead peers) or the login timeout. */
+  heartbeatCloses: number;
+  /** Seconds since the server was created. */
+  uptimeSeconds: number;
+}
+
+/**
+ * Why a message was not delivered: `offline` (a push to a uid with no connection),
+ * `slow_consumer` (the recipient's send buffer was full), or the error code a client's
+ * message was refused with.
+ */
+export type DropReason = 'offline' | 'slow_consumer' | 'bad_request' | 'too_large' | 'rate_limited';
+
+/** The result of pushing to one or more uids. */
+export interface PushResult {
+  /** Uids that had at least one connection. */
+  online: number;
+  /** Connections written to. */
+  connections: number;
+}
+
+/** A page of online uids. */
+export interface UidPage {
+  uids: Uid[];
+  /** Pass it back to get the next page; null when this was the last page. */
+  nextCursor: string | null;
+}
+
+/**
+ * What the server API and the inner text port need from the server. The server implements
+ * it on top of the hub; tests may implement it with a fake.
+ */
+export interface PushService {
+  pushToUids(uids: readonly Uid[], payload: Payload): PushResult;
+  broadcast(payload: Payload): number;
+  connectionsOf(uid: Uid): number;
+  /** @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for a cursor the server did not make. */
+  listUids(cursor: string | null, limit: number): UidPage;
+  kick(uid: Uid, reason: string): number;
+  stats(): ServiceStats;
+  /** Whether the server accepts clients (false before listen and while shutting down). */
+  ready(): boolean;
+}

@@ -1,0 +1,96 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { DropReason, ServiceStats } from '../core/service.js';
+
+const DROP_REASONS: readonly DropReason[] = [
+  'offline',
+  'slow_consumer',
+  'bad_request',
+  'too_large',
+  'rate_limited',
+];
+
+/**
+ * Prometheus metrics of one server, in their own registry (never prom-client's global one,
+ * so two servers in one process do not collide). Counts are read from the server's stats
+ * when scraped, so the delivery path pays nothing for them; only the API latency is
+ * observed as it happens.
+ */
+export class Metrics {
+  /** The registry to expose, e.g. `await metrics.registry.metrics()`. */
+  readonly registry = new Registry();
+  readonly #apiLatency: Histogram<'method' | 'route' | 'status'>;
+
+  /** @param stats - read at each scrape. */
+  constructor(stats: () => ServiceStats) {
+    const registers = [this.registry];
+    // One snapshot per scrape, shared by every metric's collect().
+    let snapshot: ServiceStats | undefined;
+    let snapshotAt = -1;
+    const read = (): ServiceStats => {
+      const now = Date.now();
+      if (snapshot === undefined || now !== snapshotAt) {
+        snapshot = stats();
+        snapshotAt = now;
+      }
+      return snapshot;
+    };
+    const gauge = (name: string, help: string, value: (s: ServiceStats) => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(value(read()));
+        },
+      });
+    };
+    const counter = (name: string, help: string, value: (s: ServiceStats) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          // The server's counter is the source of truth; mirror it.
+          this.reset();
+          this.inc(value(read()));
+        },
+      });
+    };
+    gauge('uidpush_connections', 'Logged-in WebSocket connections.', (s) => s.connections);
+    gauge('uidpush_open_connections', 'Open WebSocket connections, logged in or not.', (s) => s.openConnections);
+    gauge('uidpush_online_uids', 'Uids with at least one connection.', (s) => s.onlineUids);
+    counter('uidpush_messages_in_total', 'Messages received from clients.', (s) => s.messagesIn);
+    counter('uidpush_bytes_in_total', 'Bytes received from clients in messages.', (s) => s.bytesIn);
+    counter('uidpush_messages_out_total', 'Frames written to clients.', (s) => s.messagesOut);
+    counter('uidpush_bytes_out_total', 'Bytes written to clients.', (s) => s.bytesOut);
+    counter(
+      'uidpush_heartbeat_closes_total',
+      'Connections closed by the heartbeat (dead peers) or the login timeout.',
+      (s) => s.heartbeatCloses,
+    );
+    new Counter({
+      name: 'uidpush_dropped_total',
+      help: 'Messages not delivered, by reason.',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        const dropped = read().dropped;
+        this.reset();
+        for (const reason of DROP_REASONS) this.inc({ reason }, dropped[reason]);
+      },
+    });
+    this.#apiLatency = new Histogram({
+      name: 'uidpush_api_request_duration_seconds',
+      help: 'Server API request latency.',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
+    collectDefaultMetrics({ register: this.registry, prefix: 'uidpush_process_' });
+  }
+
+  /** Records one server API request. */
+  observeApiRequest(method: string, route: string, status: number, seconds: number): void {
+    this.#apiLatency.observe({ method, route, status: String(status) }, seconds);
+  }
+}
