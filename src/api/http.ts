@@ -70,7 +70,17 @@ export function createApi(options: ApiOptions): FastifyInstance {
     // Wrong types are errors, never coerced or silently removed.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
+    // A uid in the path is percent-encoded: up to 3 characters per byte.
+    routerOptions: { maxParamLength: maxUidLength * 3 + 16 },
+    // Errors the router raises before a route runs (bad URL encoding 400, a path segment
+    // over the limit 414) get the same JSON body as every other error.
+    frameworkErrors: (error, _request, reply) => {
+      const status = error.statusCode ?? 400;
+      void sendError(reply, status, ErrorCode.BadRequest, error.message);
+    },
   });
+  // JSON only: any other body is refused with 415 rather than parsed as a string.
+  app.removeContentTypeParser('text/plain');
 
   const checkKey = options.apiKey === undefined ? undefined : makeKeyCheck(options.apiKey);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {

@@ -86,7 +86,7 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     });
-    collectDefaultMetrics({ register: this.registry, prefix: 'uidpush_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'uidpush_' });
   }
 
   /** Records one server API request. */

@@ -1,0 +1,95 @@
+import { createConnection, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { connect, startServer, type Started, type TestClient } from '../helpers/clients.js';
+
+let started: Started;
+const clients: TestClient[] = [];
+const sockets: Socket[] = [];
+
+async function client(uid: string): Promise<TestClient> {
+  const c = await connect(started.url);
+  clients.push(c);
+  return c.login(uid);
+}
+
+/** A raw TCP client of the inner port that reads answers line by line. */
+async function inner(): Promise<{ send(text: string): void; answer(): Promise<string> }> {
+  const port = started.server.address().inner?.port ?? 0;
+  const socket = createConnection({ host: '127.0.0.1', port });
+  sockets.push(socket);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  const lines: string[] = [];
+  const waiters: (() => void)[] = [];
+  createInterface({ input: socket }).on('line', (line) => {
+    lines.push(line);
+    for (const w of waiters.splice(0)) w();
+  });
+  return {
+    send: (text) => socket.write(text),
+    answer: async () => {
+      while (lines.length === 0) await new Promise<void>((resolve) => waiters.push(resolve));
+      return lines.shift() as string;
+    },
+  };
+}
+
+beforeEach(async () => {
+  started = await startServer({ innerPort: 0, apiBodyLimit: 2048 });
+});
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  for (const s of sockets.splice(0)) s.destroy();
+  await started.stop();
+});
+
+describe('inner text port', () => {
+  it('listens on loopback only, and only when turned on', async () => {
+    expect(started.server.address().inner).toMatchObject({ host: '127.0.0.1' });
+    const off = await startServer();
+    expect(off.server.address().inner).toBeUndefined();
+    await off.stop();
+  });
+
+  it('pushes the JSON object to the uid and answers ok, or fail when offline', async () => {
+    const alice = await client('alice');
+    const port = await inner();
+    port.send('{"uid":"alice","percent":"88%"}\n');
+    expect(await port.answer()).toBe('ok');
+    expect(await alice.next()).toBe('{"uid":"alice","percent":"88%"}');
+    port.send('{"uid":"nobody","x":1}\n');
+    expect(await port.answer()).toBe('fail');
+  });
+
+  it('answers each line of a pipelined batch in order, across chunk boundaries', async () => {
+    const alice = await client('alice');
+    const port = await inner();
+    port.send('{"uid":"alice","n":1}\n{"uid":"bob","n":2}\r\n{"uid":"al');
+    port.send('ice","n":3}\n\n');
+    expect([await port.answer(), await port.answer(), await port.answer()]).toEqual(['ok', 'fail', 'ok']);
+    expect(await alice.next()).toBe('{"uid":"alice","n":1}');
+    expect(await alice.next()).toBe('{"uid":"alice","n":3}');
+  });
+
+  it('answers malformed lines with error <code> and stays usable', async () => {
+    const alice = await client('alice');
+    const port = await inner();
+    const bad = [
+      'not json',
+      '["alice"]',
+      '"alice"',
+      'null',
+      '{"to":"alice"}',
+      '{"uid":5}',
+      '{"uid":""}',
+      `{"uid":"${'a'.repeat(129)}"}`,
+    ];
+    for (const line of bad) port.send(`${line}\n`);
+    for (let i = 0; i < bad.length; i++) expect(await port.answer()).toBe('error bad_request');
+    port.send(`{"uid":"alice","pad":"${'x'.repeat(3000)}"}\n`);
+    expect(await port.answer()).toBe('error too_large');
+    port.send('{"uid":"alice","after":"errors"}\n');
+    expect(await port.answer()).toBe('ok');
+    expect(await alice.next()).toBe('{"uid":"alice","after":"errors"}');
+  });
+});
