@@ -46,5 +46,8 @@ export default tseslint.config(
   layer('protocol', ['registry', 'delivery', 'transport', 'server', 'cli']),
   layer('registry', ['protocol', 'delivery', 'transport', 'server', 'cli']),
   layer('delivery', ['transport', 'server', 'cli']),
-  layer('transport', ['server', 'cli']),
+  layer('transport', ['server', 'cli', 'api', 'client']),
+  layer('api', ['protocol', 'registry', 'delivery', 'transport', 'server', 'cli', 'client']),
+  layer('metrics', ['protocol', 'registry', 'delivery', 'transport', 'server', 'cli', 'api', 'client']),
+  layer('client', ['protocol', 'registry', 'delivery', 'transport', 'server', 'cli', 'api', 'metrics']),
 );

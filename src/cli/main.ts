@@ -3,14 +3,16 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { UidpushError } from '../core/errors.js';
 import { createServer } from '../server/server.js';
+import { API_COMMANDS, API_USAGE, CliError, runApiCommand } from './api-commands.js';
 import { loadServeConfig, optionsHelp, SERVE_FLAGS } from './config.js';
 
 const USAGE = `Usage: uidpush <command> [options]
 
-Commands:
-  serve      run the push server (seed text protocol on ws://127.0.0.1:1234)
+  serve                               run the push server: the seed text protocol on
+                                      ws://127.0.0.1:1234, the server API on 127.0.0.1:1235
+                                      ('uidpush serve --help' for its options)
 
-Run 'uidpush serve --help' for the options.`;
+${API_USAGE}`;
 
 const SERVE_USAGE = `Usage: uidpush serve [options]
 
@@ -20,6 +22,8 @@ config file, the file over defaults):
   --log-level <level>      UIDPUSH_LOG_LEVEL  fatal|error|warn|info|debug|trace|silent
 ${optionsHelp()}
 
+--api-port and --inner-port take 'off' to turn that listener off.
+
 See the README's configuration table for defaults and meaning.`;
 
 /** Runs the CLI; resolves to the process exit code. */
@@ -28,6 +32,18 @@ export async function main(argv: string[]): Promise<number> {
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined ? 2 : 0;
+  }
+  if (API_COMMANDS.has(command)) {
+    try {
+      await runApiCommand(command, rest, process.env, (line) => process.stdout.write(`${line}\n`));
+      return 0;
+    } catch (err) {
+      if (err instanceof CliError) {
+        process.stderr.write(`uidpush ${command}: ${err.message}\n`);
+        return err.exitCode;
+      }
+      throw err;
+    }
   }
   if (command !== 'serve') {
     process.stderr.write(`uidpush: unknown command '${command}'\n\n${USAGE}\n`);

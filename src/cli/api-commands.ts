@@ -1,0 +1,143 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { PushApiError, PushClient } from '../client/push-client.js';
+
+/** A CLI failure with its exit code: 2 for usage, 1 for a failed call. */
+export class CliError extends Error {
+  readonly exitCode: number;
+
+  constructor(message: string, exitCode: number) {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}
+
+const COMMON = {
+  'api-url': { type: 'string' },
+  'api-key': { type: 'string' },
+  timeout: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export const API_USAGE = `Commands that call a running server's API (--api-url, default http://127.0.0.1:1235,
+or UIDPUSH_API_URL; --api-key or UIDPUSH_API_KEY; --timeout <ms>):
+  push <uid> <message> [--json]       push to every connection of a uid
+  push --uids a,b,c <message> [--json]
+  broadcast <message> [--json]        push to every logged-in connection
+  online [uid]                        presence of a uid, or every online uid
+  kick <uid> [--reason <text>]        close every connection of a uid (4501)
+  stats                               counters of the server
+
+--json sends <message> as a JSON value (e.g. '{"type":"order"}') instead of text.
+Results are printed as JSON on stdout; errors on stderr with exit code 1.`;
+
+type Out = (line: string) => void;
+
+/**
+ * Runs one API command (push, broadcast, online, kick, stats) and prints its result.
+ *
+ * @throws CliError with the exit code and a message for stderr.
+ */
+export async function runApiCommand(command: string, args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
+  const options: ParseArgsConfig['options'] = {
+    ...COMMON,
+    ...(command === 'push' ? { uids: { type: 'string' }, json: { type: 'boolean' } } : {}),
+    ...(command === 'broadcast' ? { json: { type: 'boolean' } } : {}),
+    ...(command === 'kick' ? { reason: { type: 'string' } } : {}),
+  };
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new CliError(`${(err as Error).message}\n\n${API_USAGE}`, 2);
+  }
+  const { values, positionals } = parsed;
+  const flags = values as Record<string, string | boolean | undefined>;
+  if (flags.help === true) {
+    out(API_USAGE);
+    return;
+  }
+  const timeoutText = str(flags.timeout);
+  const timeoutMs = timeoutText === undefined ? undefined : Number(timeoutText);
+  if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs > 0)) {
+    throw new CliError(`--timeout: expected a positive number of ms, got '${timeoutText ?? ''}'`, 2);
+  }
+  const client = new PushClient({
+    url: str(flags['api-url']) ?? env.UIDPUSH_API_URL ?? 'http://127.0.0.1:1235',
+    apiKey: str(flags['api-key']) ?? env.UIDPUSH_API_KEY,
+    timeoutMs,
+  });
+  const data = (message: string | undefined): unknown => {
+    if (message === undefined) throw new CliError(`${command}: missing <message>\n\n${API_USAGE}`, 2);
+    if (flags.json !== true) return message;
+    try {
+      return JSON.parse(message) as unknown;
+    } catch (err) {
+      throw new CliError(`--json: <message> is not JSON: ${(err as Error).message}`, 2);
+    }
+  };
+  const expect = (count: number): void => {
+    if (positionals.length !== count) {
+      throw new CliError(`${command}: expected ${count} argument(s), got ${positionals.length}\n\n${API_USAGE}`, 2);
+    }
+  };
+  const print = (value: unknown): void => {
+    out(JSON.stringify(value));
+  };
+
+  try {
+    switch (command) {
+      case 'push': {
+        const uids = str(flags.uids);
+        if (uids !== undefined) {
+          expect(1);
+          const list = uids.split(',').filter((u) => u.length > 0);
+          if (list.length === 0) throw new CliError('--uids: expected a comma-separated list of uids', 2);
+          print(await client.pushMany(list, data(positionals[0])));
+        } else {
+          expect(2);
+          print(await client.push(positionals[0] ?? '', data(positionals[1])));
+        }
+        return;
+      }
+      case 'broadcast':
+        expect(1);
+        print(await client.broadcast(data(positionals[0])));
+        return;
+      case 'online': {
+        if (positionals.length > 1) expect(1);
+        const uid = positionals[0];
+        if (uid !== undefined) {
+          print(await client.user(uid));
+          return;
+        }
+        const uids: string[] = [];
+        for await (const u of client.allUsers()) uids.push(u);
+        print({ online: uids.length, uids });
+        return;
+      }
+      case 'kick':
+        expect(1);
+        print(await client.kick(positionals[0] ?? '', str(flags.reason)));
+        return;
+      case 'stats':
+        expect(0);
+        print(await client.stats());
+        return;
+      default:
+        throw new CliError(`unknown command '${command}'`, 2);
+    }
+  } catch (err) {
+    if (err instanceof PushApiError) {
+      const status = err.status === undefined ? '' : ` (HTTP ${err.status})`;
+      throw new CliError(`${err.code}: ${err.message}${status}`, 1);
+    }
+    throw err;
+  }
+}
+
+function str(value: string | boolean | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** The commands {@link runApiCommand} takes. */
+export const API_COMMANDS = new Set(['push', 'broadcast', 'online', 'kick', 'stats']);

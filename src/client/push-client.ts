@@ -1,0 +1,209 @@
+import type { ErrorCode } from '../core/errors.js';
+import type { PushResult, ServiceStats, UidPage } from '../core/service.js';
+import type { Uid } from '../core/types.js';
+
+/** Options of {@link PushClient}. */
+export interface PushClientOptions {
+  /**
+   * Base URL of the server API.
+   * @defaultValue 'http://127.0.0.1:1235'
+   */
+  url?: string;
+  /** The API key, sent as `Authorization: Bearer <key>`. */
+  apiKey?: string;
+  /**
+   * Time limit of one attempt, in ms.
+   * @defaultValue 5000
+   */
+  timeoutMs?: number;
+  /**
+   * Extra attempts for idempotent calls (reads and kick) after a network error, a
+   * timeout or a 5xx answer. Pushes are never retried: a push that timed out may have
+   * been delivered.
+   * @defaultValue 2
+   */
+  retries?: number;
+  /**
+   * First retry delay cap, in ms; it doubles per attempt up to `retryMaxMs`, and each
+   * delay is drawn uniformly below the cap (full jitter).
+   * @defaultValue 100
+   */
+  retryBaseMs?: number;
+  /** @defaultValue 2000 */
+  retryMaxMs?: number;
+  /** The fetch to use; Node's global fetch (keep-alive) by default. */
+  fetch?: typeof fetch;
+}
+
+/**
+ * Why a call failed: one of the API's error codes (docs/errors.md), or `network` (no
+ * answer), `timeout` (no answer in time) or `bad_response` (an answer that is not the
+ * API's JSON).
+ */
+export type PushClientErrorCode = ErrorCode | 'network' | 'timeout' | 'bad_response';
+
+/** The error every {@link PushClient} method rejects with. */
+export class PushApiError extends Error {
+  /** Stable code; see {@link PushClientErrorCode}. */
+  readonly code: PushClientErrorCode;
+  /** The HTTP status, when the server answered. */
+  readonly status: number | undefined;
+
+  constructor(code: PushClientErrorCode, message: string, status?: number, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'PushApiError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** Presence of one uid. */
+export interface UserPresence {
+  uid: Uid;
+  online: boolean;
+  connections: number;
+}
+
+/**
+ * A typed client of the uidpush server API, for backends that push without holding a
+ * WebSocket.
+ *
+ * @example
+ * import { PushClient } from 'uidpush/client';
+ *
+ * const client = new PushClient({ url: 'http://127.0.0.1:1235', apiKey: process.env.KEY });
+ * const { online, connections } = await client.push('alice', { type: 'order', id: 7 });
+ */
+export class PushClient {
+  readonly #url: string;
+  readonly #headers: Record<string, string>;
+  readonly #timeoutMs: number;
+  readonly #retries: number;
+  readonly #retryBaseMs: number;
+  readonly #retryMaxMs: number;
+  readonly #fetch: typeof fetch;
+
+  constructor(options: PushClientOptions = {}) {
+    this.#url = (options.url ?? 'http://127.0.0.1:1235').replace(/\/+$/, '');
+    this.#headers = options.apiKey === undefined ? {} : { authorization: `Bearer ${options.apiKey}` };
+    this.#timeoutMs = options.timeoutMs ?? 5000;
+    this.#retries = options.retries ?? 2;
+    this.#retryBaseMs = options.retryBaseMs ?? 100;
+    this.#retryMaxMs = options.retryMaxMs ?? 2000;
+    this.#fetch = options.fetch ?? fetch;
+  }
+
+  /**
+   * Pushes `data` to every connection of `uid`. A string is sent as the text frame itself;
+   * any other JSON value as its JSON text.
+   */
+  push(uid: Uid, data: unknown): Promise<PushResult> {
+    return this.#call('POST', '/v1/push', { uid, data }, false);
+  }
+
+  /** Pushes `data` to every connection of each uid (the server encodes it once). */
+  pushMany(uids: readonly Uid[], data: unknown): Promise<PushResult> {
+    return this.#call('POST', '/v1/push', { uids, data }, false);
+  }
+
+  /** Pushes `data` to every logged-in connection. */
+  broadcast(data: unknown): Promise<{ connections: number }> {
+    return this.#call('POST', '/v1/broadcast', { data }, false);
+  }
+
+  /** Whether `uid` is online, and with how many connections. */
+  user(uid: Uid): Promise<UserPresence> {
+    return this.#call('GET', `/v1/users/${encodeURIComponent(uid)}`, undefined, true);
+  }
+
+  /** One page of online uids; pass `nextCursor` back for the next. */
+  users(options: { cursor?: string | null; limit?: number } = {}): Promise<UidPage> {
+    const query = new URLSearchParams();
+    if (options.cursor !== undefined && options.cursor !== null) query.set('cursor', options.cursor);
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    const qs = query.toString();
+    return this.#call('GET', `/v1/users${qs === '' ? '' : `?${qs}`}`, undefined, true);
+  }
+
+  /** Every online uid, fetched a page at a time. */
+  async *allUsers(pageSize = 1000): AsyncGenerator<Uid> {
+    let cursor: string | null = null;
+    do {
+      const page: UidPage = await this.users({ cursor, limit: pageSize });
+      yield* page.uids;
+      cursor = page.nextCursor;
+    } while (cursor !== null);
+  }
+
+  /** Counters and gauges of the server. */
+  stats(): Promise<ServiceStats> {
+    return this.#call('GET', '/v1/stats', undefined, true);
+  }
+
+  /** Closes every connection of `uid` (close code 4501) with an optional reason. */
+  kick(uid: Uid, reason?: string): Promise<{ uid: Uid; kicked: number }> {
+    const body = reason === undefined ? {} : { reason };
+    return this.#call('POST', `/v1/users/${encodeURIComponent(uid)}/kick`, body, true);
+  }
+
+  /** Whether the server answers /readyz with ready. */
+  async ready(): Promise<boolean> {
+    try {
+      await this.#call('GET', '/readyz', undefined, false);
+      return true;
+    } catch (err) {
+      if (err instanceof PushApiError && err.status === 503) return false;
+      throw err;
+    }
+  }
+
+  async #call<T>(method: string, path: string, body: unknown, idempotent: boolean): Promise<T> {
+    const attempts = idempotent ? this.#retries + 1 : 1;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#once<T>(method, path, body);
+      } catch (err) {
+        const retryable =
+          err instanceof PushApiError &&
+          (err.code === 'network' || err.code === 'timeout' || (err.status !== undefined && err.status >= 500));
+        if (!retryable || attempt >= attempts) throw err;
+        const cap = Math.min(this.#retryMaxMs, this.#retryBaseMs * 2 ** (attempt - 1));
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * cap));
+      }
+    }
+  }
+
+  async #once<T>(method: string, path: string, body: unknown): Promise<T> {
+    const headers: Record<string, string> = { ...this.#headers };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let res: Response;
+    try {
+      res = await this.#fetch(`${this.#url}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+    } catch (err) {
+      const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
+      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+      throw timedOut
+        ? new PushApiError('timeout', `${method} ${path}: no answer in ${this.#timeoutMs} ms`, undefined, { cause: err })
+        : new PushApiError('network', `${method} ${path}: cannot reach ${this.#url}${cause}`, undefined, { cause: err });
+    }
+    const text = await res.text();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new PushApiError('bad_response', `${method} ${path}: answer is not JSON (status ${res.status})`, res.status);
+    }
+    if (res.ok) return parsed as T;
+    const error = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+    if (typeof error?.code === 'string' && typeof error.message === 'string') {
+      throw new PushApiError(error.code as ErrorCode, error.message, res.status);
+    }
+    if (res.status === 503) throw new PushApiError('internal', `${method} ${path}: not ready`, 503);
+    throw new PushApiError('bad_response', `${method} ${path}: status ${res.status}`, res.status);
+  }
+}
