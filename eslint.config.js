@@ -48,6 +48,7 @@ export default tseslint.config(
   layer('delivery', ['transport', 'server', 'cli']),
   layer('transport', ['server', 'cli', 'api', 'client']),
   layer('api', ['protocol', 'registry', 'delivery', 'transport', 'server', 'cli', 'client']),
+  layer('auth', ['protocol', 'registry', 'delivery', 'transport', 'server', 'cli', 'api', 'client', 'metrics']),
   layer('metrics', ['protocol', 'registry', 'delivery', 'transport', 'server', 'cli', 'api', 'client']),
   layer('client', ['protocol', 'registry', 'delivery', 'transport', 'server', 'cli', 'api', 'metrics']),
 );

@@ -7,7 +7,7 @@ import Fastify, {
 } from 'fastify';
 import { ErrorCode, ProgramErrorCode, UidpushError } from '../core/errors.js';
 import type { PushService } from '../core/service.js';
-import type { Logger, Payload } from '../core/types.js';
+import type { JsonValue, Logger } from '../core/types.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { makeKeyCheck } from './auth.js';
 
@@ -50,10 +50,6 @@ function sendError(reply: FastifyReply, status: number, code: ErrorCode, message
   return reply.code(status).send({ error: { code, message } } satisfies ApiErrorBody);
 }
 
-/** A push's `data`: a string is the text frame itself; any other JSON value, its JSON. */
-function toPayload(data: unknown): Payload {
-  return typeof data === 'string' ? data : JSON.stringify(data);
-}
 
 const dataSchema = {}; // any JSON value
 
@@ -150,6 +146,12 @@ export function createApi(options: ApiOptions): FastifyInstance {
     });
   };
 
+  const checkName = (name: string, where: string): void => {
+    if (name.length === 0) throw new ApiError(400, ErrorCode.BadRequest, `${where}: empty`);
+    if (Buffer.byteLength(name) > maxUidLength) {
+      throw new ApiError(400, ErrorCode.BadRequest, `${where}: longer than ${maxUidLength} bytes`);
+    }
+  };
   const checkUid = (uid: string, where: string): void => {
     if (uid.length === 0) throw new ApiError(400, ErrorCode.BadRequest, `${where}: empty uid`);
     if (Buffer.byteLength(uid) > maxUidLength) {
@@ -189,7 +191,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
         },
       },
       handler: (request) => {
-        const body = request.body as { uid?: string; uids?: string[]; data: unknown };
+        const body = request.body as { uid?: string; uids?: string[]; data: JsonValue };
         if ((body.uid === undefined) === (body.uids === undefined)) {
           throw new ApiError(400, ErrorCode.BadRequest, 'body must have exactly one of uid or uids');
         }
@@ -200,7 +202,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
         uids.forEach((uid, i) => {
           checkUid(uid, body.uids === undefined ? 'body/uid' : `body/uids/${i}`);
         });
-        return service.pushToUids(uids, toPayload(body.data));
+        return service.pushToUids(uids, body.data);
       },
     },
   });
@@ -216,8 +218,8 @@ export function createApi(options: ApiOptions): FastifyInstance {
         },
       },
       handler: (request) => {
-        const body = request.body as { data: unknown };
-        return { connections: service.broadcast(toPayload(body.data)) };
+        const body = request.body as { data: JsonValue };
+        return { connections: service.broadcast(body.data) };
       },
     },
   });
@@ -281,6 +283,49 @@ export function createApi(options: ApiOptions): FastifyInstance {
 
   resource('/v1/stats', {
     GET: { handler: () => service.stats() },
+  });
+
+  const groupParams = (request: FastifyRequest): { group: string; uid?: string } => {
+    const params = request.params as { group: string; uid?: string };
+    checkName(params.group, 'params/group');
+    if (params.uid !== undefined) checkUid(params.uid, 'params/uid');
+    return params;
+  };
+
+  resource('/v1/groups/:group', {
+    GET: { handler: (request) => service.groupInfo(groupParams(request).group) },
+  });
+
+  resource('/v1/groups/:group/members/:uid', {
+    PUT: {
+      handler: (request) => {
+        const { group, uid = '' } = groupParams(request);
+        return { group, uid, added: service.join(group, uid) };
+      },
+    },
+    DELETE: {
+      handler: (request) => {
+        const { group, uid = '' } = groupParams(request);
+        return { group, uid, removed: service.leave(group, uid) };
+      },
+    },
+  });
+
+  resource('/v1/groups/:group/push', {
+    POST: {
+      schema: {
+        body: {
+          type: 'object',
+          properties: { data: dataSchema },
+          required: ['data'],
+          additionalProperties: false,
+        },
+      },
+      handler: (request) => {
+        const { group } = groupParams(request);
+        return service.publish(group, (request.body as { data: JsonValue }).data);
+      },
+    },
   });
 
   return app;

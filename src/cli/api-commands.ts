@@ -1,4 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { mintToken, parseDuration } from '../auth/mint.js';
+import { RIGHTS, type Right } from '../auth/rights.js';
 import { PushApiError, PushClient } from '../client/push-client.js';
 
 /** A CLI failure with its exit code: 2 for usage, 1 for a failed call. */
@@ -26,6 +28,14 @@ or UIDPUSH_API_URL; --api-key or UIDPUSH_API_KEY; --timeout <ms>):
   online [uid]                        presence of a uid, or every online uid
   kick <uid> [--reason <text>]        close every connection of a uid (4501)
   stats                               counters of the server
+  group add <group> <uid>             make a uid a member of a group
+  group remove <group> <uid>          remove a uid from a group
+  group push <group> <message> [--json]  push to every connection of every member
+  group show <group>                  members, online members, connections
+
+  token <uid> [--groups a,b] [--rights send,publish] [--ttl 1h]
+                                      mint an HS256 client token with --jwt-secret or
+                                      UIDPUSH_JWT_SECRET (for development and tests)
 
 --json sends <message> as a JSON value (e.g. '{"type":"order"}') instead of text.
 Results are printed as JSON on stdout; errors on stderr with exit code 1.`;
@@ -38,10 +48,14 @@ type Out = (line: string) => void;
  * @throws CliError with the exit code and a message for stderr.
  */
 export async function runApiCommand(command: string, args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
+  if (command === 'token') {
+    await token(args, env, out);
+    return;
+  }
   const options: ParseArgsConfig['options'] = {
     ...COMMON,
     ...(command === 'push' ? { uids: { type: 'string' }, json: { type: 'boolean' } } : {}),
-    ...(command === 'broadcast' ? { json: { type: 'boolean' } } : {}),
+    ...(command === 'broadcast' || command === 'group' ? { json: { type: 'boolean' } } : {}),
     ...(command === 'kick' ? { reason: { type: 'string' } } : {}),
   };
   let parsed;
@@ -123,6 +137,15 @@ export async function runApiCommand(command: string, args: string[], env: NodeJS
         expect(0);
         print(await client.stats());
         return;
+      case 'group': {
+        const [sub, group = '', uid = ''] = positionals;
+        if (sub === 'add' && positionals.length === 3) print(await client.addToGroup(group, uid));
+        else if (sub === 'remove' && positionals.length === 3) print(await client.removeFromGroup(group, uid));
+        else if (sub === 'push' && positionals.length === 3) print(await client.pushToGroup(group, data(positionals[2])));
+        else if (sub === 'show' && positionals.length === 2) print(await client.group(group));
+        else throw new CliError(`group: expected add|remove <group> <uid>, push <group> <message> or show <group>\n\n${API_USAGE}`, 2);
+        return;
+      }
       default:
         throw new CliError(`unknown command '${command}'`, 2);
     }
@@ -135,9 +158,50 @@ export async function runApiCommand(command: string, args: string[], env: NodeJS
   }
 }
 
+async function token(args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        groups: { type: 'string' },
+        rights: { type: 'string' },
+        ttl: { type: 'string' },
+        'jwt-secret': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    throw new CliError(`${(err as Error).message}\n\n${API_USAGE}`, 2);
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) {
+    out(API_USAGE);
+    return;
+  }
+  const [uid] = positionals;
+  if (uid === undefined || uid.length === 0 || positionals.length !== 1) throw new CliError('token: expected one <uid>', 2);
+  const secret = values['jwt-secret'] ?? env.UIDPUSH_JWT_SECRET;
+  if (secret === undefined || secret.length < 32) {
+    throw new CliError('token: needs the HS256 secret (--jwt-secret or UIDPUSH_JWT_SECRET, 32+ characters)', 2);
+  }
+  const list = (text: string | undefined): string[] | undefined =>
+    text?.split(',').map((v) => v.trim()).filter((v) => v.length > 0);
+  const rights = list(values.rights);
+  const unknown = rights?.filter((r) => !(RIGHTS as readonly string[]).includes(r)) ?? [];
+  if (unknown.length > 0) throw new CliError(`--rights: unknown ${unknown.join(', ')}; known: ${RIGHTS.join(', ')}`, 2);
+  const ttlSeconds = values.ttl === undefined ? undefined : parseDuration(values.ttl);
+  if (values.ttl !== undefined && ttlSeconds === undefined) {
+    throw new CliError(`--ttl: expected e.g. 90, 45s, 30m, 1h or 7d, got '${values.ttl}'`, 2);
+  }
+  out(await mintToken(secret, { uid, groups: list(values.groups), rights: rights as Right[] | undefined, ttlSeconds }));
+}
+
 function str(value: string | boolean | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
 /** The commands {@link runApiCommand} takes. */
-export const API_COMMANDS = new Set(['push', 'broadcast', 'online', 'kick', 'stats']);
+export const API_COMMANDS = new Set(['push', 'broadcast', 'online', 'kick', 'stats', 'group', 'token']);

@@ -27,7 +27,12 @@ const OPTION_KINDS = {
   apiMaxUids: 'number',
   apiBodyLimit: 'number',
   innerPort: 'port-or-off',
-} as const satisfies Record<keyof ResolvedServerOptions, 'string' | 'number' | 'port-or-off'>;
+  jwtSecret: 'string',
+  jwtPublicKey: 'string',
+  jwks: 'string',
+  insecure: 'boolean',
+  clientRights: 'list',
+} as const satisfies Record<keyof ResolvedServerOptions, 'string' | 'number' | 'port-or-off' | 'boolean' | 'list'>;
 
 type OptionKey = keyof typeof OPTION_KINDS;
 const OPTION_KEYS = Object.keys(OPTION_KINDS) as OptionKey[];
@@ -57,7 +62,9 @@ export const SERVE_FLAGS = {
   config: { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
-  ...Object.fromEntries(OPTION_KEYS.map((k) => [flagName(k), { type: 'string' }])),
+  ...Object.fromEntries(
+    OPTION_KEYS.map((k) => [flagName(k), { type: OPTION_KINDS[k] === 'boolean' ? 'boolean' : 'string' }]),
+  ),
 } as const satisfies Record<string, { type: 'string' | 'boolean'; short?: string }>;
 
 const fileSchema = z
@@ -99,7 +106,12 @@ export async function loadServeConfig(
 
   for (const key of OPTION_KEYS) {
     const fromEnv = env[envName(key)];
-    const fromFlag = str(flags[flagName(key)]);
+    const flag = flags[flagName(key)];
+    if (typeof flag === 'boolean') {
+      merged[key] = flag;
+      continue;
+    }
+    const fromFlag = str(flag);
     const [text, source] =
       fromFlag !== undefined
         ? [fromFlag, `--${flagName(key)}`]
@@ -108,7 +120,17 @@ export async function loadServeConfig(
           : [undefined, ''];
     if (text === undefined) continue;
     const kind: string = OPTION_KINDS[key];
-    if (kind === 'port-or-off' && text.trim().toLowerCase() === 'off') {
+    if (kind === 'boolean') {
+      const t = text.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(t)) merged[key] = true;
+      else if (['0', 'false', 'no', 'off', ''].includes(t)) merged[key] = false;
+      else problems.push(`  - ${source}: expected true or false, got '${text}'`);
+    } else if (kind === 'list') {
+      merged[key] = text
+        .split(',')
+        .map((v) => v.trim())
+        .filter((v) => v.length > 0);
+    } else if (kind === 'port-or-off' && text.trim().toLowerCase() === 'off') {
       merged[key] = null;
     } else if (kind !== 'string') {
       const value = text.trim() === '' ? NaN : Number(text);

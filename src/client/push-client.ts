@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../core/errors.js';
-import type { PushResult, ServiceStats, UidPage } from '../core/service.js';
-import type { Uid } from '../core/types.js';
+import type { GroupInfo, PushResult, ServiceStats, UidPage } from '../core/service.js';
+import type { Group, Uid } from '../core/types.js';
 
 /** Options of {@link PushClient}. */
 export interface PushClientOptions {
@@ -144,6 +144,26 @@ export class PushClient {
   kick(uid: Uid, reason?: string): Promise<{ uid: Uid; kicked: number }> {
     const body = reason === undefined ? {} : { reason };
     return this.#call('POST', `/v1/users/${encodeURIComponent(uid)}/kick`, body, true);
+  }
+
+  /** Adds `uid` to `group` (it need not be online); `added` is false if it already was. */
+  addToGroup(group: Group, uid: Uid): Promise<{ group: Group; uid: Uid; added: boolean }> {
+    return this.#call('PUT', `/v1/groups/${encodeURIComponent(group)}/members/${encodeURIComponent(uid)}`, undefined, true);
+  }
+
+  /** Removes `uid` from `group`; `removed` is false if it was not a member. */
+  removeFromGroup(group: Group, uid: Uid): Promise<{ group: Group; uid: Uid; removed: boolean }> {
+    return this.#call('DELETE', `/v1/groups/${encodeURIComponent(group)}/members/${encodeURIComponent(uid)}`, undefined, true);
+  }
+
+  /** Pushes `data` to every connection of every member of `group`. */
+  pushToGroup(group: Group, data: unknown): Promise<PushResult> {
+    return this.#call('POST', `/v1/groups/${encodeURIComponent(group)}/push`, { data }, false);
+  }
+
+  /** Members of `group`, how many are online, and their connections. */
+  group(group: Group): Promise<GroupInfo> {
+    return this.#call('GET', `/v1/groups/${encodeURIComponent(group)}`, undefined, true);
   }
 
   /** Whether the server answers /readyz with ready. */

@@ -14,10 +14,14 @@ export const CloseCode = {
   MessageTooBig: 1009,
   /** The send buffer passed `maxBufferedBytes`: the client does not read fast enough. */
   SlowConsumer: 4001,
-  /** The connection did not log in within `loginTimeout`. */
+  /** The connection did not log in (or authenticate) within `loginTimeout`. */
   LoginTimeout: 4002,
+  /** The connection's token expired and no new `auth` frame refreshed it in time. */
+  TokenExpired: 4003,
   /** The server kicked the uid (hub.kick); terminal. */
   Kicked: 4501,
+  /** The token was refused (bad signature, wrong algorithm, no `sub`...); terminal. */
+  Unauthorized: 4502,
 } as const;
 
 /** One of the close codes of {@link CloseCode}. */

@@ -10,8 +10,10 @@ export const ErrorCode = {
   TooLarge: 'too_large',
   /** The connection sent faster than its per-connection rate limit allows. */
   RateLimited: 'rate_limited',
-  /** Server API: the API key is missing or wrong. */
+  /** A missing, invalid or expired token, or a request before authenticating; on the server API, a missing or wrong key. */
   Unauthorized: 'unauthorized',
+  /** The client's rights do not allow the request (send, broadcast, publish, join). */
+  Forbidden: 'forbidden',
   /** Server API: no such route. */
   NotFound: 'not_found',
   /** Server API: the route exists, but not for this method. */

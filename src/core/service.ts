@@ -1,4 +1,4 @@
-import type { Payload, Uid } from './types.js';
+import type { Data, Group, Uid } from './types.js';
 
 /** Counters and gauges of a running server, as `GET /v1/stats` and /metrics report them. */
 export interface ServiceStats {
@@ -39,6 +39,14 @@ export interface PushResult {
   connections: number;
 }
 
+/** A group's members, how many of them are online, and their connections. */
+export interface GroupInfo {
+  group: Group;
+  members: number;
+  online: number;
+  connections: number;
+}
+
 /** A page of online uids. */
 export interface UidPage {
   uids: Uid[];
@@ -51,8 +59,14 @@ export interface UidPage {
  * it on top of the hub; tests may implement it with a fake.
  */
 export interface PushService {
-  pushToUids(uids: readonly Uid[], payload: Payload): PushResult;
-  broadcast(payload: Payload): number;
+  pushToUids(uids: readonly Uid[], data: Data): PushResult;
+  broadcast(data: Data): number;
+  publish(group: Group, data: Data): PushResult;
+  /** Adds `uid` to `group`; false if it already was a member. */
+  join(group: Group, uid: Uid): boolean;
+  /** Removes `uid` from `group`; false if it was not a member. */
+  leave(group: Group, uid: Uid): boolean;
+  groupInfo(group: Group): GroupInfo;
   connectionsOf(uid: Uid): number;
   /** @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for a cursor the server did not make. */
   listUids(cursor: string | null, limit: number): UidPage;

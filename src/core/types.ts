@@ -7,6 +7,19 @@ export type Uid = string;
  */
 export type Payload = string | Buffer;
 
+/** A JSON value. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/**
+ * What a push carries. Text (a string, or a Buffer of UTF-8) reaches seed-protocol clients
+ * as the text frame itself and uidpush.v1 clients as a JSON string in `data`; any other
+ * JSON value reaches seed clients as its JSON text and v1 clients as the value.
+ */
+export type Data = Payload | JsonValue;
+
+/** A group name. Membership belongs to the uid: all its connections, now and later. */
+export type Group = string;
+
 /**
  * The minimal logger the server writes to. A pino logger fits; so does any object with
  * these methods.

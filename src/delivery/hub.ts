@@ -1,15 +1,20 @@
 import { CloseCode } from '../core/close-codes.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
-import type { PushResult, UidPage } from '../core/service.js';
-import type { Payload, Uid } from '../core/types.js';
+import type { GroupInfo, PushResult, UidPage } from '../core/service.js';
+import type { Data, Group, Uid } from '../core/types.js';
+import type { Codec } from '../protocol/codec.js';
+import type { Scope } from '../protocol/json-v1.js';
+import { GroupIndex } from '../registry/groups.js';
 import type { Registry } from '../registry/registry.js';
-import { encodeTextFrame } from './frame.js';
+import { PushFrames } from './frames.js';
 
 /**
  * What the hub needs from a connection: how much it already holds unsent, a way to write
  * a ready frame, and a way to close it. The transport implements it.
  */
 export interface Recipient {
+  /** The protocol the connection speaks, so it gets the frame of its codec. */
+  readonly codec: Codec;
   /** Bytes queued for this connection and not yet handed to the kernel. */
   readonly bufferedBytes: number;
   /** Writes a complete WebSocket frame; returns false if the connection is not open. */
@@ -44,7 +49,7 @@ export interface HubOptions<C extends Recipient = Recipient> {
 
 /** Delivery counters, monotonic since the hub was made. */
 export interface HubStats {
-  /** Frames built; one per push or broadcast, whatever the number of recipients. */
+  /** Frames built: one per push and codec in use, whatever the number of recipients. */
   framesEncoded: number;
   /** Frames written to connections. */
   framesWritten: number;
@@ -76,11 +81,17 @@ export class Hub<C extends Recipient = Recipient> {
     slowConsumersClosed: 0,
     offlineDrops: 0,
   };
+  readonly #groups = new GroupIndex();
+  readonly #countEncode = (): void => {
+    this.#stats.framesEncoded++;
+  };
   // One bound method, not a closure per call, for Registry.forEachOf.
-  #pending: Buffer | undefined;
+  #pending: PushFrames | undefined;
+  #pendingUid: Uid = '';
   #written = 0;
   readonly #writePending = (conn: C): void => {
-    if (this.#pending !== undefined && this.write(conn, this.#pending)) this.#written++;
+    if (this.#pending === undefined) return;
+    if (this.write(conn, this.#pending.frameFor(conn.codec, this.#pendingUid))) this.#written++;
   };
 
   constructor(registry: Registry<C>, options: HubOptions<C>) {
@@ -116,20 +127,22 @@ export class Hub<C extends Recipient = Recipient> {
   }
 
   /**
-   * Pushes `payload` to every connection of `uid`. Returns how many connections it was
+   * Pushes `data` to every connection of `uid`. Returns how many connections it was
    * written to (0 when the uid is offline: the push is dropped, as in the seed).
+   *
+   * @param from - the sender's uid, or null (the default) for the server.
    */
-  sendToUid(uid: Uid, payload: Payload): number {
+  sendToUid(uid: Uid, data: Data, from: Uid | null = null): number {
     if (!this.#registry.has(uid)) {
       this.#stats.offlineDrops++;
       return 0;
     }
-    return this.#fanOut(uid, this.#encode(payload));
+    return this.#fanOut(uid, this.#frames(data, from, 'uid', uid));
   }
 
-  /** Pushes `payload` to every connection of each uid, encoding it once. */
-  sendToUids(uids: Iterable<Uid>, payload: Payload): PushResult {
-    let frame: Buffer | undefined;
+  /** Pushes `data` to every connection of each uid, encoding it once per codec. */
+  sendToUids(uids: Iterable<Uid>, data: Data, from: Uid | null = null): PushResult {
+    let frames: PushFrames | undefined;
     let online = 0;
     let connections = 0;
     for (const uid of new Set(uids)) {
@@ -137,22 +150,74 @@ export class Hub<C extends Recipient = Recipient> {
         this.#stats.offlineDrops++;
         continue;
       }
-      frame ??= this.#encode(payload);
+      frames ??= this.#frames(data, from, 'uid', null);
       online++;
-      connections += this.#fanOut(uid, frame);
+      connections += this.#fanOut(uid, frames);
     }
     return { online, connections };
   }
 
-  /** Pushes `payload` to every logged-in connection, encoding it once. */
-  broadcast(payload: Payload): number {
+  /** Pushes `data` to every logged-in connection, encoding it once per codec. */
+  broadcast(data: Data, from: Uid | null = null): number {
     if (this.#registry.connectionCount === 0) return 0;
-    const frame = this.#encode(payload);
+    const frames = this.#frames(data, from, 'broadcast', null);
     let written = 0;
     for (const conn of this.#registry.connections()) {
-      if (this.write(conn, frame)) written++;
+      if (this.write(conn, frames.frameFor(conn.codec, ''))) written++;
     }
     return written;
+  }
+
+  /**
+   * Pushes `data` to every connection of every member of `group`, encoding it once per
+   * codec. Returns how many members were online and how many connections were written to.
+   */
+  publish(group: Group, data: Data, from: Uid | null = null): PushResult {
+    let online = 0;
+    let connections = 0;
+    const members = this.#groups.members(group);
+    if (members.size === 0) return { online, connections };
+    const frames = this.#frames(data, from, 'group', group);
+    // Copy: a slow-consumer close during the loop must not disturb the iteration.
+    for (const uid of [...members]) {
+      if (!this.#registry.has(uid)) continue;
+      online++;
+      connections += this.#fanOut(uid, frames);
+    }
+    return { online, connections };
+  }
+
+  /** Adds `uid` to `group` (it need not be online). Returns false if it already was. */
+  join(group: Group, uid: Uid): boolean {
+    return this.#groups.add(group, uid);
+  }
+
+  /** Removes `uid` from `group`. Returns false if it was not a member. */
+  leave(group: Group, uid: Uid): boolean {
+    return this.#groups.remove(group, uid);
+  }
+
+  /** Whether `uid` is a member of `group`. */
+  isMember(group: Group, uid: Uid): boolean {
+    return this.#groups.has(group, uid);
+  }
+
+  /** The groups `uid` belongs to. */
+  groupsOf(uid: Uid): Group[] {
+    return [...this.#groups.groupsOf(uid)];
+  }
+
+  /** Members of `group`, how many are online, and their connections. */
+  group(group: Group): GroupInfo {
+    const members = this.#groups.members(group);
+    let online = 0;
+    let connections = 0;
+    for (const uid of members) {
+      const n = this.#registry.countOf(uid);
+      if (n > 0) online++;
+      connections += n;
+    }
+    return { group, members: members.size, online, connections };
   }
 
   /**
@@ -217,13 +282,13 @@ export class Hub<C extends Recipient = Recipient> {
     return true;
   }
 
-  #encode(payload: Payload): Buffer {
-    this.#stats.framesEncoded++;
-    return encodeTextFrame(payload);
+  #frames(data: Data, from: Uid | null, scope: Scope, to: string | null): PushFrames {
+    return new PushFrames(data, from, scope, to, this.#countEncode);
   }
 
-  #fanOut(uid: Uid, frame: Buffer): number {
-    this.#pending = frame;
+  #fanOut(uid: Uid, frames: PushFrames): number {
+    this.#pending = frames;
+    this.#pendingUid = uid;
     this.#written = 0;
     this.#registry.forEachOf(uid, this.#writePending);
     this.#pending = undefined;

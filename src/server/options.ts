@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isLoopback } from '../api/auth.js';
+import { RIGHTS } from '../auth/rights.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
 
 const ms = (min: number) => z.number().int().min(min).max(24 * 3600 * 1000);
@@ -65,8 +66,41 @@ export const serverOptionsSchema = z
       .default(1024 * 1024),
     /** Port of the inner text port on 127.0.0.1; null (the default) turns it off. */
     innerPort: z.number().int().min(0).max(65535).nullable().default(null),
+    /** HS256 secret for client tokens (at least 32 characters). Turns token auth on. */
+    jwtSecret: z.string().min(32).max(4096).optional(),
+    /** Path of a PEM public key (RSA: RS256, EC P-256: ES256) for client tokens. */
+    jwtPublicKey: z.string().min(1).optional(),
+    /** JWKS for client tokens: a file path or an http(s) URL. */
+    jwks: z.string().min(1).optional(),
+    /**
+     * Allow uid-as-login (no token auth) on a non-loopback address. Off by default: like
+     * Redis's protected mode, the server refuses to start that way.
+     */
+    insecure: z.boolean().default(false),
+    /**
+     * Rights of a client whose token has no `rights` claim, or of every client when auth is
+     * off. Default: `send` with auth on; every right (the seed's way) with auth off.
+     */
+    clientRights: z.array(z.enum(RIGHTS)).optional(),
   })
   .strict()
+  .refine(
+    (o) => [o.jwtSecret, o.jwtPublicKey, o.jwks].filter((k) => k !== undefined).length <= 1,
+    { error: 'set at most one of jwtSecret, jwtPublicKey and jwks', path: ['jwtSecret'] },
+  )
+  .refine(
+    (o) =>
+      o.jwtSecret !== undefined ||
+      o.jwtPublicKey !== undefined ||
+      o.jwks !== undefined ||
+      o.insecure ||
+      isLoopback(o.host),
+    {
+      error:
+        'protected mode: without token auth (jwtSecret, jwtPublicKey or jwks) the server only listens on loopback; set one, or insecure to accept uid-as-login on this address',
+      path: ['host'],
+    },
+  )
   .refine((o) => o.apiPort === null || o.apiKey !== undefined || isLoopback(o.apiHost), {
     error: 'an API key (apiKey) is required when the server API listens on a non-loopback address',
     path: ['apiKey'],
@@ -80,6 +114,16 @@ export const serverOptionsSchema = z
 export type ServerOptionsInput = z.input<typeof serverOptionsSchema>;
 /** Server options after validation, with defaults filled in. */
 export type ResolvedServerOptions = z.output<typeof serverOptionsSchema>;
+
+/** Whether token auth is on. */
+export function authEnabled(o: ResolvedServerOptions): boolean {
+  return o.jwtSecret !== undefined || o.jwtPublicKey !== undefined || o.jwks !== undefined;
+}
+
+/** The rights in force for clients without a `rights` claim. */
+export function defaultClientRights(o: ResolvedServerOptions): readonly (typeof RIGHTS)[number][] {
+  return o.clientRights ?? (authEnabled(o) ? ['send'] : RIGHTS);
+}
 
 /**
  * Validates options and fills in defaults.

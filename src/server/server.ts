@@ -4,15 +4,19 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../api/http.js';
 import { InnerTextServer } from '../api/inner-text.js';
+import { TokenVerifier } from '../auth/jwt.js';
 import { ProgramErrorCode, UidpushError, type ErrorCode } from '../core/errors.js';
-import type { PushResult, PushService, ServiceStats, UidPage } from '../core/service.js';
-import { silentLogger, type Logger, type Payload, type Uid } from '../core/types.js';
+import type { GroupInfo, PushResult, PushService, ServiceStats, UidPage } from '../core/service.js';
+import { silentLogger, type Data, type Group, type Logger, type Uid } from '../core/types.js';
+import { isLoopback } from '../api/auth.js';
 import { Hub } from '../delivery/hub.js';
 import { Metrics } from '../metrics/metrics.js';
 import { Registry } from '../registry/registry.js';
 import type { Connection, ConnectionInfo } from '../transport/connection.js';
 import { WsTransport } from '../transport/ws-transport.js';
 import {
+  authEnabled,
+  defaultClientRights,
   resolveServerOptions,
   type ResolvedServerOptions,
   type ServerOptionsInput,
@@ -24,16 +28,21 @@ export interface ServerOptions extends ServerOptionsInput {
   logger?: Logger;
 }
 
-/** A client's push or broadcast, as reported by the `message` event. */
+/** A client's push, publish or broadcast, as reported by the `message` event. */
 export interface MessageEvent {
   /** The connection that sent it. */
   connection: ConnectionInfo;
   /** The sender's uid. */
   from: Uid;
-  /** The target uid, or null for a broadcast (`all:`). */
-  to: Uid | null;
-  /** The message bytes (UTF-8 text), a view into the received frame. */
-  data: Buffer;
+  /** To one uid, to a group, or to every connection. */
+  scope: 'uid' | 'group' | 'broadcast';
+  /** The target uid or group, or null for a broadcast. */
+  to: string | null;
+  /**
+   * The data: from a seed-protocol client, a Buffer of the message text (a view into the
+   * received frame); from a uidpush.v1 client, the frame's JSON `data` value.
+   */
+  data: Data;
   /** How many connections it was written to. */
   delivered: number;
 }
@@ -119,7 +128,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     this.#transport = new WsTransport(
       this.hub,
       registry,
-      this.options,
+      { ...this.options, clientRights: defaultClientRights(this.options) },
       {
         connection: (conn) => {
           this.emit('connection', conn);
@@ -128,9 +137,9 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
           this.#log.debug({ conn: conn.id, uid }, 'login');
           this.emit('login', conn, uid);
         },
-        message: (conn, from, to, data, delivered) => {
+        message: (conn, from, scope, to, data, delivered) => {
           if (this.listenerCount('message') === 0) return;
-          this.emit('message', { connection: conn, from, to: to ?? null, data, delivered });
+          this.emit('message', { connection: conn, from, scope, to: to ?? null, data, delivered });
         },
         refused: (conn, code) => {
           this.emit('refused', conn, code);
@@ -170,14 +179,34 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
 
   // PushService: what the server API and the inner text port call.
 
-  /** Pushes to each uid (encoded once); see {@link Hub.sendToUids}. */
-  pushToUids(uids: readonly Uid[], payload: Payload): PushResult {
-    return this.hub.sendToUids(uids, payload);
+  /** Pushes to each uid (encoded once per codec); see {@link Hub.sendToUids}. */
+  pushToUids(uids: readonly Uid[], data: Data): PushResult {
+    return this.hub.sendToUids(uids, data);
   }
 
   /** Pushes to every logged-in connection; see {@link Hub.broadcast}. */
-  broadcast(payload: Payload): number {
-    return this.hub.broadcast(payload);
+  broadcast(data: Data): number {
+    return this.hub.broadcast(data);
+  }
+
+  /** Pushes to every member of `group`; see {@link Hub.publish}. */
+  publish(group: Group, data: Data): PushResult {
+    return this.hub.publish(group, data);
+  }
+
+  /** Adds `uid` to `group`; see {@link Hub.join}. */
+  join(group: Group, uid: Uid): boolean {
+    return this.hub.join(group, uid);
+  }
+
+  /** Removes `uid` from `group`; see {@link Hub.leave}. */
+  leave(group: Group, uid: Uid): boolean {
+    return this.hub.leave(group, uid);
+  }
+
+  /** Members, online members and connections of `group`. */
+  groupInfo(group: Group): GroupInfo {
+    return this.hub.group(group);
   }
 
   /** Number of logged-in connections of `uid`. */
@@ -243,6 +272,13 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     }
     this.#state = 'listening';
     try {
+      try {
+        this.#transport.setVerifier(await TokenVerifier.create(this.options, this.options.maxUidLength));
+      } catch (err) {
+        throw new UidpushError(ProgramErrorCode.InvalidConfig, `cannot load the token key: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
       await new Promise<void>((resolve, reject) => {
         this.#http.once('error', reject);
         this.#http.listen({ host: this.options.host, port: this.options.port }, () => {
@@ -260,6 +296,15 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     }
     const address = this.address();
     this.#log.info({ ...address }, 'listening');
+    if (!authEnabled(this.options)) {
+      const exposed = !isLoopback(this.options.host);
+      this.#log.warn(
+        { host: this.options.host, insecure: exposed },
+        exposed
+          ? 'INSECURE: token auth is off on a non-loopback address: anyone who reaches it may log in as any uid'
+          : 'token auth is off: any local client may log in as any uid (protected mode keeps this to loopback)',
+      );
+    }
     if (this.#api !== undefined && this.options.apiKey === undefined) {
       this.#log.warn({ api: address.api }, 'server API has no key: anyone on this machine may push');
     }

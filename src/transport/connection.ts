@@ -1,8 +1,10 @@
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
+import type { Grants } from '../auth/rights.js';
 import type { Payload, Uid } from '../core/types.js';
 import type { Recipient } from '../delivery/hub.js';
 import { encodeTextFrame } from '../delivery/frame.js';
+import { Codec } from '../protocol/codec.js';
 
 /**
  * A client connection as the embedding program sees it in events.
@@ -12,6 +14,8 @@ export interface ConnectionInfo {
   readonly id: number;
   /** The uid this connection logged in as; undefined before login. */
   readonly uid: Uid | undefined;
+  /** The WebSocket subprotocol: `uidpush.v1`, or '' for the seed text protocol. */
+  readonly protocol: string;
   /** The peer's IP address, as seen by the socket; undefined once the socket is gone. */
   readonly remoteAddress: string | undefined;
   /** When the connection was accepted, in ms since the epoch. */
@@ -46,6 +50,13 @@ export interface ConnectionOwner {
 export class Connection extends WebSocket implements Recipient, ConnectionInfo {
   id = 0;
   uid: Uid | undefined = undefined;
+  codec: Codec = Codec.Seed;
+  /** What the connection may do; undefined until it has logged in. */
+  grants: Grants | undefined = undefined;
+  /** When its token expires, in ms since the epoch; 0 for never. */
+  expiresAt = 0;
+  /** Messages held while a token is being verified, replayed in order after. */
+  held: Buffer[] | undefined = undefined;
   connectedAt = 0;
   /** Last time any frame (message, ping or pong) arrived, in ms since the epoch. */
   lastSeen = 0;

@@ -1,21 +1,34 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { TokenError, type Identity, type TokenVerifier } from '../auth/jwt.js';
+import { canBroadcast, canJoin, canPublish, canSend, type Grants, type Right } from '../auth/rights.js';
 import { CloseCode } from '../core/close-codes.js';
 import { ErrorCode } from '../core/errors.js';
-import type { Logger, Uid } from '../core/types.js';
+import type { Data, Logger, Uid } from '../core/types.js';
 import { encodeTextFrame, PING_FRAME } from '../delivery/frame.js';
 import type { Hub } from '../delivery/hub.js';
+import { Codec, negotiate } from '../protocol/codec.js';
+import {
+  ackFrame,
+  errorFrame,
+  parseClientFrame,
+  pongFrame,
+  welcomeFrame,
+  type ClientFrame,
+  type RequestId,
+} from '../protocol/json-v1.js';
 import { checkUid, errorLine, loginReply, parseCommand } from '../protocol/seed-text.js';
 import type { Registry } from '../registry/registry.js';
 import { Connection, type ConnectionOwner } from './connection.js';
+import { ExpiryQueue } from './expiry.js';
 import { Heartbeat } from './heartbeat.js';
 
 /** Limits and timings of the WebSocket transport. All are validated by the server. */
 export interface TransportOptions {
-  /** Largest message accepted, in bytes; larger ones get `error: too_large`. */
+  /** Largest message accepted, in bytes; larger ones get `too_large`. */
   maxMessageSize: number;
-  /** Longest uid, in UTF-8 bytes. */
+  /** Longest uid (and group name), in UTF-8 bytes. */
   maxUidLength: number;
   /** Messages per second per connection (token bucket); 0 turns the limit off. */
   rateLimit: number;
@@ -27,25 +40,20 @@ export interface TransportOptions {
   idleTimeout: number;
   /** A connection that has not logged in after this long is closed with 4002, in ms. */
   loginTimeout: number;
+  /** Rights of a client whose token has no `rights` claim, or of every client without auth. */
+  clientRights: readonly Right[];
 }
 
 /** What the transport reports to the server; the server turns these into events. */
 export interface TransportEvents {
   connection(conn: Connection): void;
   login(conn: Connection, uid: Uid): void;
-  /** A push or broadcast from a client; `to` is undefined for `all:`. */
-  message(conn: Connection, from: Uid, to: Uid | undefined, data: Buffer, written: number): void;
+  /** A push, publish or broadcast from a client. */
+  message(conn: Connection, from: Uid, scope: 'uid' | 'group' | 'broadcast', to: string | undefined, data: Data, written: number): void;
   close(conn: Connection, uid: Uid | undefined, code: number, reason: string): void;
   /** A connection was refused something; `code` is the error it was told. */
   refused(conn: Connection, code: ErrorCode): void;
 }
-
-/**
- * Frames larger than this are refused by ws before they are buffered (close 1009), so one
- * client can make the server hold at most this much of an incoming message.
- */
-export const HARD_FRAME_LIMIT = 1024 * 1024;
-const RATE_NOTICE_QUIET_MS = 1000;
 
 /** Counters of the transport, monotonic since it was made. */
 export interface TransportStats {
@@ -60,8 +68,17 @@ export interface TransportStats {
 }
 
 /**
- * The WebSocket side of the server for the seed text protocol: upgrade, login, parsing,
- * limits and liveness. Delivery goes through the hub.
+ * Frames larger than this are refused by ws before they are buffered (close 1009), so one
+ * client can make the server hold at most this much of an incoming message.
+ */
+export const HARD_FRAME_LIMIT = 1024 * 1024;
+const RATE_NOTICE_QUIET_MS = 1000;
+/** Messages a client may send while its token is being verified; more are refused. */
+const MAX_HELD = 32;
+
+/**
+ * The WebSocket side of the server: upgrade and subprotocol, authentication, both
+ * protocols' parsing, rights, limits and liveness. Delivery goes through the hub.
  */
 export class WsTransport implements ConnectionOwner {
   readonly #wss: WebSocketServer;
@@ -71,17 +88,20 @@ export class WsTransport implements ConnectionOwner {
   readonly #events: TransportEvents;
   readonly #log: Logger;
   readonly #heartbeat: Heartbeat<Connection>;
+  readonly #expiries = new ExpiryQueue<Connection>();
   /** Connections that have not logged in yet, checked for the login timeout. */
   readonly #pending = new Set<Connection>();
   readonly #ratePerMs: number;
+  #verifier: TokenVerifier | undefined;
+  /** Grants of every connection when auth is off: one shared object. */
+  readonly #openGrants: Grants;
+  readonly #tokenDefaultRights: ReadonlySet<Right>;
   #nextId = 1;
   #accepting = true;
   readonly #stats: TransportStats = {
     messagesIn: 0,
     bytesIn: 0,
-    refused: Object.fromEntries(
-      Object.values(ErrorCode).map((code) => [code, 0]),
-    ) as Record<ErrorCode, number>,
+    refused: Object.fromEntries(Object.values(ErrorCode).map((code) => [code, 0])) as Record<ErrorCode, number>,
     heartbeatCloses: 0,
   };
 
@@ -98,6 +118,8 @@ export class WsTransport implements ConnectionOwner {
     this.#events = events;
     this.#log = log;
     this.#ratePerMs = options.rateLimit / 1000;
+    this.#openGrants = { rights: new Set(options.clientRights), groups: 'any' };
+    this.#tokenDefaultRights = new Set(options.clientRights);
     this.#wss = new WebSocketServer({
       noServer: true,
       WebSocket: Connection,
@@ -105,8 +127,8 @@ export class WsTransport implements ConnectionOwner {
       clientTracking: false,
       perMessageDeflate: false,
       maxPayload: Math.max(HARD_FRAME_LIMIT, options.maxMessageSize),
-      // Only the seed protocol is spoken here: never accept a subprotocol we do not speak.
-      handleProtocols: () => false,
+      // uidpush.v1 when offered; otherwise no subprotocol: the seed text protocol.
+      handleProtocols: (offered) => negotiate(offered).subprotocol ?? false,
     });
     this.#heartbeat = new Heartbeat<Connection>(
       options.heartbeatInterval,
@@ -114,9 +136,14 @@ export class WsTransport implements ConnectionOwner {
         this.#visit(conn, now);
       },
       (now) => {
-        this.#checkLogins(now);
+        this.#tick(now);
       },
     );
+  }
+
+  /** Turns token auth on; set before listening. */
+  setVerifier(verifier: TokenVerifier | undefined): void {
+    this.#verifier = verifier;
   }
 
   /** A snapshot of the transport's counters. */
@@ -129,16 +156,34 @@ export class WsTransport implements ConnectionOwner {
     return this.#heartbeat.size;
   }
 
-  /** Hands an HTTP upgrade request to ws. */
+  /** Hands an HTTP upgrade request to ws, verifying a handshake token first. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (!this.#accepting) {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n');
       return;
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      // Always true: the server builds its sockets with the `WebSocket: Connection` option.
-      if (ws instanceof Connection) this.#accept(ws, req);
-    });
+    const token = handshakeToken(req);
+    const verifier = this.#verifier;
+    if (token === undefined || verifier === undefined) {
+      this.#upgrade(req, socket, head, undefined);
+      return;
+    }
+    // The socket waits for the 101 while the token is checked; an error meanwhile must
+    // not go unheard (ws takes the socket's errors over once it upgrades).
+    const onError = (): void => {
+      socket.destroy();
+    };
+    socket.on('error', onError);
+    verifier.verify(token).then(
+      (identity) => {
+        socket.off('error', onError);
+        this.#upgrade(req, socket, head, identity);
+      },
+      (err: unknown) => {
+        socket.off('error', onError);
+        this.#upgrade(req, socket, head, err instanceof TokenError ? err : new TokenError('token refused'));
+      },
+    );
   }
 
   /** Attaches to an HTTP server's upgrade event. */
@@ -182,11 +227,22 @@ export class WsTransport implements ConnectionOwner {
     this.#heartbeat.stop();
   }
 
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, auth: Identity | TokenError | undefined): void {
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      // Always true: the server builds its sockets with the `WebSocket: Connection` option.
+      if (!(ws instanceof Connection)) return;
+      this.#accept(ws, req);
+      if (auth instanceof TokenError) this.#refuseToken(ws, auth, undefined);
+      else if (auth !== undefined) this.#loginWith(ws, auth, undefined);
+    });
+  }
+
   #accept(conn: Connection, req: IncomingMessage): void {
     const now = Date.now();
     conn.id = this.#nextId++;
     conn.owner = this;
     conn.tcp = req.socket;
+    conn.codec = conn.protocol === '' ? Codec.Seed : Codec.JsonV1;
     conn.connectedAt = now;
     conn.lastSeen = now;
     conn.tokens = this.#options.rateBurst;
@@ -210,73 +266,280 @@ export class WsTransport implements ConnectionOwner {
     if (!this.#takeToken(conn, now)) {
       if (now >= conn.quietUntil) {
         conn.quietUntil = now + RATE_NOTICE_QUIET_MS;
-        this.#reply(
-          conn,
-          ErrorCode.RateLimited,
-          `more than ${this.#options.rateLimit} messages/s; messages dropped`,
-        );
+        this.#error(conn, ErrorCode.RateLimited, `more than ${this.#options.rateLimit} messages/s; messages dropped`);
       } else {
         this.#refused(conn, ErrorCode.RateLimited);
       }
       return;
     }
     if (isBinary) {
-      this.#reply(conn, ErrorCode.BadRequest, 'binary frames are not supported; send text');
+      this.#error(conn, ErrorCode.BadRequest, 'binary frames are not supported; send text');
       return;
     }
     if (data.length > this.#options.maxMessageSize) {
-      this.#reply(
-        conn,
-        ErrorCode.TooLarge,
-        `message of ${data.length} bytes exceeds ${this.#options.maxMessageSize}`,
-      );
+      this.#error(conn, ErrorCode.TooLarge, `message of ${data.length} bytes exceeds ${this.#options.maxMessageSize}`);
       return;
     }
-    const from = this.#registry.uidOf(conn);
-    if (from === undefined) {
-      this.#login(conn, data);
+    if (conn.held !== undefined) {
+      // A token is being verified: keep the order, replay after.
+      if (conn.held.length < MAX_HELD) conn.held.push(data);
+      else this.#error(conn, ErrorCode.RateLimited, 'too many messages while authenticating; message dropped');
       return;
     }
-    const command = parseCommand(data, this.#options.maxUidLength);
-    switch (command.kind) {
-      case 'error':
-        this.#reply(conn, command.code, command.text);
-        return;
-      case 'push': {
-        const written = this.#hub.sendToUid(command.uid, command.message);
-        this.#events.message(conn, from, command.uid, command.message, written);
-        return;
-      }
-      case 'broadcast': {
-        const written = this.#hub.broadcast(command.message);
-        this.#events.message(conn, from, undefined, command.message, written);
-        return;
-      }
-    }
+    this.#dispatch(conn, data);
+  }
+
+  #dispatch(conn: Connection, data: Buffer): void {
+    if (conn.codec === Codec.Seed) this.#seedMessage(conn, data);
+    else this.#jsonMessage(conn, data);
   }
 
   /** @internal called by the shared close listener. */
   onClose(conn: Connection, code: number, reason: Buffer): void {
     this.#heartbeat.remove(conn);
     this.#pending.delete(conn);
+    this.#expiries.delete(conn);
+    conn.held = undefined;
     // The uid may already be unbound (kick, slow consumer); report the one it had.
     this.#registry.unbind(conn);
     this.#events.close(conn, conn.uid, code, reason.toString());
   }
 
-  #login(conn: Connection, data: Buffer): void {
-    // Bytes are valid UTF-8 here: ws closes with 1007 on invalid text frames.
-    const uid = data.toString('utf8');
-    const refusal = checkUid(uid, this.#options.maxUidLength);
-    if (refusal !== undefined) {
-      this.#reply(conn, ErrorCode.BadRequest, refusal);
+  // The seed text protocol.
+
+  #seedMessage(conn: Connection, data: Buffer): void {
+    const from = this.#registry.uidOf(conn);
+    if (from === undefined || conn.grants === undefined) {
+      // Bytes are valid UTF-8 here: ws closes with 1007 on invalid text frames.
+      const text = data.toString('utf8');
+      if (this.#verifier !== undefined) this.#verifyToken(conn, text, undefined);
+      else this.#loginAsUid(conn, text, undefined);
       return;
     }
+    const command = parseCommand(data, this.#options.maxUidLength);
+    switch (command.kind) {
+      case 'error':
+        this.#error(conn, command.code, command.text);
+        return;
+      case 'push': {
+        if (!canSend(conn.grants)) {
+          this.#error(conn, ErrorCode.Forbidden, 'no right to send to a uid');
+          return;
+        }
+        const written = this.#hub.sendToUid(command.uid, command.message, from);
+        this.#events.message(conn, from, 'uid', command.uid, command.message, written);
+        return;
+      }
+      case 'broadcast': {
+        if (!canBroadcast(conn.grants)) {
+          this.#error(conn, ErrorCode.Forbidden, 'no right to broadcast');
+          return;
+        }
+        const written = this.#hub.broadcast(command.message, from);
+        this.#events.message(conn, from, 'broadcast', undefined, command.message, written);
+        return;
+      }
+    }
+  }
+
+  // The uidpush.v1 JSON protocol.
+
+  #jsonMessage(conn: Connection, data: Buffer): void {
+    const parsed = parseClientFrame(data);
+    if (parsed.kind === 'error') {
+      this.#error(conn, parsed.code, parsed.message, parsed.id);
+      return;
+    }
+    const frame = parsed.frame;
+    if (frame.type === 'ping') {
+      this.#send(conn, pongFrame(frame.id));
+      return;
+    }
+    if (frame.type === 'auth') {
+      this.#jsonAuth(conn, frame);
+      return;
+    }
+    const from = this.#registry.uidOf(conn);
+    const grants = conn.grants;
+    if (from === undefined || grants === undefined) {
+      this.#error(conn, ErrorCode.Unauthorized, 'authenticate first (send an auth frame)', frame.id);
+      return;
+    }
+    switch (frame.type) {
+      case 'send': {
+        if (!this.#validName(conn, frame.to, 'to', frame.id)) return;
+        if (!canSend(grants)) {
+          this.#error(conn, ErrorCode.Forbidden, 'no right to send to a uid', frame.id);
+          return;
+        }
+        const written = this.#hub.sendToUid(frame.to, frame.data, from);
+        this.#events.message(conn, from, 'uid', frame.to, frame.data, written);
+        this.#ack(conn, frame.id, { online: written > 0, connections: written });
+        return;
+      }
+      case 'publish': {
+        if (!this.#validName(conn, frame.group, 'group', frame.id)) return;
+        if (!canPublish(grants, frame.group)) {
+          this.#error(conn, ErrorCode.Forbidden, `no right to publish to group ${frame.group}`, frame.id);
+          return;
+        }
+        const result = this.#hub.publish(frame.group, frame.data, from);
+        this.#events.message(conn, from, 'group', frame.group, frame.data, result.connections);
+        this.#ack(conn, frame.id, { online: result.online, connections: result.connections });
+        return;
+      }
+      case 'broadcast': {
+        if (!canBroadcast(grants)) {
+          this.#error(conn, ErrorCode.Forbidden, 'no right to broadcast', frame.id);
+          return;
+        }
+        const written = this.#hub.broadcast(frame.data, from);
+        this.#events.message(conn, from, 'broadcast', undefined, frame.data, written);
+        this.#ack(conn, frame.id, { connections: written });
+        return;
+      }
+      case 'join': {
+        if (!this.#validName(conn, frame.group, 'group', frame.id)) return;
+        if (!canJoin(grants, frame.group)) {
+          this.#error(conn, ErrorCode.Forbidden, `no right to join group ${frame.group}`, frame.id);
+          return;
+        }
+        this.#ack(conn, frame.id, { group: frame.group, joined: this.#hub.join(frame.group, from) });
+        return;
+      }
+      case 'leave': {
+        if (!this.#validName(conn, frame.group, 'group', frame.id)) return;
+        this.#ack(conn, frame.id, { group: frame.group, left: this.#hub.leave(frame.group, from) });
+        return;
+      }
+    }
+  }
+
+  #jsonAuth(conn: Connection, frame: Extract<ClientFrame, { type: 'auth' }>): void {
+    if (this.#verifier !== undefined) {
+      if (frame.token === undefined) {
+        this.#error(conn, ErrorCode.BadRequest, 'auth: token required', frame.id);
+        return;
+      }
+      this.#verifyToken(conn, frame.token, frame.id);
+      return;
+    }
+    if (this.#registry.uidOf(conn) !== undefined) {
+      this.#error(conn, ErrorCode.BadRequest, 'auth: already authenticated', frame.id);
+      return;
+    }
+    if (frame.uid === undefined) {
+      this.#error(conn, ErrorCode.BadRequest, 'auth: uid required (token auth is off)', frame.id);
+      return;
+    }
+    this.#loginAsUid(conn, frame.uid, frame.id);
+  }
+
+  // Authentication, for both protocols.
+
+  #loginAsUid(conn: Connection, uid: string, id: RequestId): void {
+    const refusal = checkUid(uid, this.#options.maxUidLength);
+    if (refusal !== undefined) {
+      this.#error(conn, ErrorCode.BadRequest, refusal, id);
+      return;
+    }
+    this.#login(conn, uid, this.#openGrants, 0, id);
+  }
+
+  /** Verifies a token from the first seed message or an auth frame; holds messages meanwhile. */
+  #verifyToken(conn: Connection, token: string, id: RequestId): void {
+    const verifier = this.#verifier;
+    if (verifier === undefined) return;
+    conn.held = [];
+    conn.pause();
+    verifier.verify(token).then(
+      (identity) => {
+        if (conn.readyState !== Connection.OPEN) return;
+        const current = this.#registry.uidOf(conn);
+        if (current === undefined) this.#loginWith(conn, identity, id);
+        else this.#refresh(conn, current, identity, id);
+        this.#release(conn);
+      },
+      (err: unknown) => {
+        conn.held = undefined;
+        if (conn.readyState !== Connection.OPEN) return;
+        this.#refuseToken(conn, err instanceof TokenError ? err : new TokenError('token refused'), id);
+      },
+    );
+  }
+
+  /** Replays the messages held during verification, in order. */
+  #release(conn: Connection): void {
+    const held = conn.held ?? [];
+    conn.held = undefined;
+    for (const data of held) {
+      if (conn.readyState !== Connection.OPEN) break;
+      this.#dispatch(conn, data);
+    }
+    if (conn.readyState === Connection.OPEN) conn.resume();
+  }
+
+  #loginWith(conn: Connection, identity: Identity, id: RequestId): void {
+    const grants: Grants = {
+      rights: identity.rights ?? this.#tokenDefaultRights,
+      groups: identity.groups ?? new Set(),
+    };
+    this.#login(conn, identity.uid, grants, identity.expiresAt ?? 0, id);
+  }
+
+  #refresh(conn: Connection, current: Uid, identity: Identity, id: RequestId): void {
+    if (identity.uid !== current) {
+      this.#error(conn, ErrorCode.Forbidden, `token is for uid ${identity.uid}, this connection is ${current}`, id);
+      return;
+    }
+    conn.grants = { rights: identity.rights ?? this.#tokenDefaultRights, groups: identity.groups ?? new Set() };
+    this.#expiries.set(conn, identity.expiresAt ?? 0);
+    this.#ack(conn, id, { refreshed: true, expiresAt: identity.expiresAt ?? null });
+  }
+
+  #refuseToken(conn: Connection, err: TokenError, id: RequestId): void {
+    this.#error(conn, ErrorCode.Unauthorized, err.message, id);
+    conn.close(CloseCode.Unauthorized, err.message.slice(0, 120));
+  }
+
+  #login(conn: Connection, uid: Uid, grants: Grants, expiresAt: number, id: RequestId): void {
     this.#pending.delete(conn);
     conn.uid = uid;
+    conn.grants = grants;
+    this.#expiries.set(conn, expiresAt);
     this.#registry.bind(conn, uid);
-    this.#hub.write(conn, encodeTextFrame(loginReply(uid)));
+    this.#send(conn, conn.codec === Codec.Seed ? loginReply(uid) : welcomeFrame(uid, conn.id, id));
     this.#events.login(conn, uid);
+  }
+
+  // Replies.
+
+  #send(conn: Connection, text: string): void {
+    this.#hub.write(conn, encodeTextFrame(text));
+  }
+
+  #ack(conn: Connection, id: RequestId, result: Record<string, string | number | boolean | null>): void {
+    // Acks answer requests that asked (carried an id); the rest stay fire-and-forget.
+    if (id !== undefined) this.#send(conn, ackFrame(id, result));
+  }
+
+  #refused(conn: Connection, code: ErrorCode): void {
+    this.#stats.refused[code]++;
+    this.#events.refused(conn, code);
+  }
+
+  /** Answers with an error in the connection's protocol; the connection stays open. */
+  #error(conn: Connection, code: ErrorCode, text: string, id?: RequestId): void {
+    this.#refused(conn, code);
+    this.#send(conn, conn.codec === Codec.Seed ? errorLine(code, text) : errorFrame(code, text, id));
+  }
+
+  #validName(conn: Connection, name: string, field: string, id: RequestId): boolean {
+    if (Buffer.byteLength(name) > this.#options.maxUidLength) {
+      this.#error(conn, ErrorCode.BadRequest, `${field}: longer than ${this.#options.maxUidLength} bytes`, id);
+      return false;
+    }
+    return true;
   }
 
   #takeToken(conn: Connection, now: number): boolean {
@@ -289,15 +552,7 @@ export class WsTransport implements ConnectionOwner {
     return true;
   }
 
-  #refused(conn: Connection, code: ErrorCode): void {
-    this.#stats.refused[code]++;
-    this.#events.refused(conn, code);
-  }
-
-  #reply(conn: Connection, code: ErrorCode, text: string): void {
-    this.#refused(conn, code);
-    this.#hub.write(conn, encodeTextFrame(errorLine(code, text)));
-  }
+  // Liveness.
 
   #visit(conn: Connection, now: number): void {
     if (now - conn.lastSeen > this.#options.idleTimeout) {
@@ -312,7 +567,7 @@ export class WsTransport implements ConnectionOwner {
     conn.writeFrame(PING_FRAME);
   }
 
-  #checkLogins(now: number): void {
+  #tick(now: number): void {
     for (const conn of this.#pending) {
       if (now - conn.connectedAt > this.#options.loginTimeout) {
         this.#pending.delete(conn);
@@ -320,7 +575,23 @@ export class WsTransport implements ConnectionOwner {
         conn.close(CloseCode.LoginTimeout, 'login timeout');
       }
     }
+    for (const conn of this.#expiries.due(now)) {
+      this.#registry.unbind(conn);
+      conn.close(CloseCode.TokenExpired, 'token expired');
+    }
   }
+}
+
+/** A token offered at the handshake: `?token=` or `Authorization: Bearer`. */
+function handshakeToken(req: IncomingMessage): string | undefined {
+  const header = req.headers.authorization;
+  if (header !== undefined) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (match?.[1] !== undefined) return match[1];
+  }
+  const query = req.url?.indexOf('?') ?? -1;
+  if (query === -1 || req.url === undefined) return undefined;
+  return new URLSearchParams(req.url.slice(query + 1)).get('token') ?? undefined;
 }
 
 // Shared listeners: `this` is the connection (ws types it as its base class; the

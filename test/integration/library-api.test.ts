@@ -143,9 +143,9 @@ describe('events', () => {
     a.close();
     await waitFor(() => log.some((l) => l.startsWith('close')));
     expect(log).toEqual(['connection 1', 'login 1 a', 'connection 2', 'login 2 b', 'close 1 a 1005']);
-    expect(messages.map((m) => [m.from, m.to, m.data.toString(), m.delivered])).toEqual([
-      ['a', 'b', 'hi', 1],
-      ['a', null, 'yo', 2],
+    expect(messages.map((m) => [m.from, m.scope, m.to, String(m.data), m.delivered])).toEqual([
+      ['a', 'uid', 'b', 'hi', 1],
+      ['a', 'broadcast', null, 'yo', 2],
     ]);
     expect(messages[0]?.connection.uid).toBe('a');
     expect(addresses).toEqual(['127.0.0.1', '127.0.0.1']);

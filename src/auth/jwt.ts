@@ -1,0 +1,129 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
+import type { Group, Uid } from '../core/types.js';
+import { RIGHTS, type Right } from './rights.js';
+
+/** Where tokens' keys come from; exactly one is set when auth is on. */
+export interface JwtOptions {
+  /** HS256 shared secret. */
+  jwtSecret?: string | undefined;
+  /** Path of a PEM public key: RSA (RS256) or EC P-256 (ES256). */
+  jwtPublicKey?: string | undefined;
+  /** JWKS: a file path, or an http(s) URL fetched (and cached) by jose. */
+  jwks?: string | undefined;
+}
+
+/** Who a valid token says the client is, and what it may do. */
+export interface Identity {
+  uid: Uid;
+  /** The `rights` claim, when present. */
+  rights: ReadonlySet<Right> | undefined;
+  /** The `groups` claim, when present. */
+  groups: ReadonlySet<Group> | undefined;
+  /** `exp` in ms since the epoch, when present. */
+  expiresAt: number | undefined;
+}
+
+/** A refused token; the message says why and is safe to show the client. */
+export class TokenError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'TokenError';
+  }
+}
+
+/**
+ * Verifies client tokens with jose: signature with an allow-list of algorithms (so
+ * `alg: none` and algorithm swaps are refused), `exp` and `nbf`, and a string `sub`.
+ */
+export class TokenVerifier {
+  readonly #key: Uint8Array | KeyObject | JWTVerifyGetKey;
+  readonly #algorithms: string[];
+  readonly #maxUidLength: number;
+
+  private constructor(key: Uint8Array | KeyObject | JWTVerifyGetKey, algorithms: string[], maxUidLength: number) {
+    this.#key = key;
+    this.#algorithms = algorithms;
+    this.#maxUidLength = maxUidLength;
+  }
+
+  /** Builds the verifier for the configured key source; undefined when auth is off. */
+  static async create(options: JwtOptions, maxUidLength: number): Promise<TokenVerifier | undefined> {
+    if (options.jwtSecret !== undefined) {
+      return new TokenVerifier(new TextEncoder().encode(options.jwtSecret), ['HS256'], maxUidLength);
+    }
+    if (options.jwtPublicKey !== undefined) {
+      const key = createPublicKey(await readFile(options.jwtPublicKey, 'utf8'));
+      const type = key.asymmetricKeyType;
+      if (type === 'rsa') return new TokenVerifier(key, ['RS256'], maxUidLength);
+      if (type === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
+        return new TokenVerifier(key, ['ES256'], maxUidLength);
+      }
+      throw new Error(`${options.jwtPublicKey}: expected an RSA or EC P-256 public key, got ${type ?? 'unknown'}`);
+    }
+    if (options.jwks !== undefined) {
+      const source = options.jwks;
+      const getKey = /^https?:\/\//.test(source)
+        ? createRemoteJWKSet(new URL(source))
+        : createLocalJWKSet(JSON.parse(await readFile(source, 'utf8')) as Parameters<typeof createLocalJWKSet>[0]);
+      return new TokenVerifier(getKey, ['RS256', 'ES256'], maxUidLength);
+    }
+    return undefined;
+  }
+
+  /**
+   * Verifies `token`.
+   *
+   * @throws TokenError with a reason the client may see.
+   */
+  async verify(token: string): Promise<Identity> {
+    let payload: JWTPayload;
+    try {
+      const key = this.#key;
+      const result =
+        typeof key === 'function'
+          ? await jwtVerify(token, key, { algorithms: this.#algorithms })
+          : await jwtVerify(token, key, { algorithms: this.#algorithms });
+      payload = result.payload;
+    } catch (err) {
+      throw new TokenError(reason(err), { cause: err });
+    }
+    const sub = payload.sub;
+    if (typeof sub !== 'string' || sub.length === 0) throw new TokenError('token has no sub');
+    if (Buffer.byteLength(sub) > this.#maxUidLength) throw new TokenError(`sub longer than ${this.#maxUidLength} bytes`);
+    return {
+      uid: sub,
+      rights: claimSet(payload.rights, 'rights', (r): r is Right => (RIGHTS as readonly string[]).includes(r)),
+      groups: claimSet(payload.groups, 'groups', (g): g is string => g.length > 0),
+      expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
+    };
+  }
+}
+
+function claimSet<T extends string>(value: unknown, name: string, valid: (v: string) => v is T): Set<T> | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || !value.every((v): v is string => typeof v === 'string' && valid(v))) {
+    throw new TokenError(`invalid ${name} claim`);
+  }
+  return new Set(value as T[]);
+}
+
+function reason(err: unknown): string {
+  if (err instanceof joseErrors.JWTExpired) return 'token expired';
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    return err.claim === 'nbf' ? 'token not yet valid' : `token claim ${err.claim} invalid`;
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'token algorithm not allowed';
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'token signature invalid';
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return 'no key matches the token';
+  if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid) return 'malformed token';
+  return 'token refused';
+}

@@ -1,0 +1,57 @@
+import type { Data, Uid } from '../core/types.js';
+import { Codec } from '../protocol/codec.js';
+import { messageFrame, type Scope } from '../protocol/json-v1.js';
+import { encodeTextFrame } from './frame.js';
+
+/**
+ * The frames of one push, built lazily and at most once per codec (and, for the JSON
+ * codec of a push to several uids, once per uid, since `to` names the uid): never once
+ * per connection. `onEncode` counts each build.
+ */
+export class PushFrames {
+  readonly #data: Data;
+  readonly #from: Uid | null;
+  readonly #scope: Scope;
+  readonly #to: string | null;
+  readonly #onEncode: () => void;
+  #seed: Buffer | undefined;
+  #json: Buffer | undefined;
+  #jsonFor: string | null | undefined;
+  #dataJson: string | undefined;
+
+  constructor(data: Data, from: Uid | null, scope: Scope, to: string | null, onEncode: () => void) {
+    this.#data = data;
+    this.#from = from;
+    this.#scope = scope;
+    this.#to = to;
+    this.#onEncode = onEncode;
+  }
+
+  /** The frame for a connection speaking `codec`; `uid` is the recipient for scope 'uid'. */
+  frameFor(codec: Codec, uid: Uid): Buffer {
+    if (codec === Codec.Seed) return this.seed();
+    const to = this.#scope === 'uid' ? uid : this.#to;
+    if (this.#json === undefined || this.#jsonFor !== to) {
+      this.#dataJson ??= dataJson(this.#data);
+      this.#onEncode();
+      this.#json = encodeTextFrame(messageFrame(this.#scope, this.#from, to, this.#dataJson));
+      this.#jsonFor = to;
+    }
+    return this.#json;
+  }
+
+  /** The seed-protocol frame: text as is, any other value as its JSON text. */
+  seed(): Buffer {
+    if (this.#seed === undefined) {
+      this.#onEncode();
+      const data = this.#data;
+      this.#seed = encodeTextFrame(typeof data === 'string' || Buffer.isBuffer(data) ? data : JSON.stringify(data));
+    }
+    return this.#seed;
+  }
+}
+
+function dataJson(data: Data): string {
+  if (Buffer.isBuffer(data)) return JSON.stringify(data.toString('utf8'));
+  return JSON.stringify(data);
+}
