@@ -463,6 +463,8 @@ export class WsTransport implements ConnectionOwner {
       (err: unknown) => {
         conn.held = undefined;
         if (conn.readyState !== Connection.OPEN) return;
+        // Read again, so the client's answer to our close frame ends the connection at once.
+        conn.resume();
         this.#refuseToken(conn, err instanceof TokenError ? err : new TokenError('token refused'), id);
       },
     );

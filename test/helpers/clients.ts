@@ -31,8 +31,8 @@ export class TestClient {
   readonly #waiters: (() => void)[] = [];
   #taken = 0;
 
-  constructor(url: string, options?: ClientOptions) {
-    this.ws = new WebSocket(url, options);
+  constructor(url: string, options?: ClientOptions, protocols?: string | string[]) {
+    this.ws = protocols === undefined ? new WebSocket(url, options) : new WebSocket(url, protocols, options);
     this.ws.on('message', (data: Buffer, isBinary) => {
       this.received.push(isBinary ? `<binary ${data.length}>` : data.toString('utf8'));
       this.#wake();
@@ -85,6 +85,16 @@ export class TestClient {
     return this.received[this.#taken++] as string;
   }
 
+  /** The next message, parsed as JSON (uidpush.v1). */
+  async nextJson(timeoutMs = 2000): Promise<Record<string, unknown>> {
+    return JSON.parse(await this.next(timeoutMs)) as Record<string, unknown>;
+  }
+
+  /** Sends a uidpush.v1 frame. */
+  sendJson(frame: Record<string, unknown>): void {
+    this.send(JSON.stringify(frame));
+  }
+
   /** Resolves when nothing arrives for `ms`; fails if something does. */
   async nothingFor(ms = 150): Promise<void> {
     const before = this.received.length;
@@ -123,6 +133,11 @@ export class TestClient {
 /** Opens a client on `url`. */
 export function connect(url: string, options?: ClientOptions): Promise<TestClient> {
   return new TestClient(url, options).open();
+}
+
+/** Opens a uidpush.v1 client on `url` (subprotocol `uidpush.v1`). */
+export function connectV1(url: string, options?: ClientOptions): Promise<TestClient> {
+  return new TestClient(url, options, 'uidpush.v1').open();
 }
 
 /** Polls `predicate` until true or `timeoutMs` passes. */

@@ -143,7 +143,7 @@ describe('events', () => {
     a.close();
     await waitFor(() => log.some((l) => l.startsWith('close')));
     expect(log).toEqual(['connection 1', 'login 1 a', 'connection 2', 'login 2 b', 'close 1 a 1005']);
-    expect(messages.map((m) => [m.from, m.scope, m.to, String(m.data), m.delivered])).toEqual([
+    expect(messages.map((m) => [m.from, m.scope, m.to, Buffer.isBuffer(m.data) ? m.data.toString() : m.data, m.delivered])).toEqual([
       ['a', 'uid', 'b', 'hi', 1],
       ['a', 'broadcast', null, 'yo', 2],
     ]);
