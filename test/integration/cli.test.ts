@@ -123,6 +123,12 @@ describe('uidpush serve', () => {
     expect(missing.stderr).toMatch(/cannot read config file/);
   });
 
+  it('refuses to serve without auth on a non-loopback address (protected mode)', async () => {
+    const { code, stderr } = await exited(cli(['serve', '--host', '0.0.0.0', '--port', '0', '--api-port', 'off']));
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/host .*protected mode: without token auth/);
+  });
+
   it('exits 1 when the port is taken', async () => {
     const first = cli(['serve', '--port', '0', '--api-port', '0']);
     const { port } = await listening(first);
