@@ -52,6 +52,13 @@ function sendError(reply: FastifyReply, status: number, code: ErrorCode, message
 
 
 const dataSchema = {}; // any JSON value
+/** A body of exactly `{ "data": <any JSON> }`. */
+const dataBodySchema = {
+  type: 'object',
+  properties: { data: dataSchema },
+  required: ['data'],
+  additionalProperties: false,
+};
 
 /**
  * Builds the HTTP+JSON server API (fastify) on a {@link PushService}. The caller listens.
@@ -209,14 +216,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
 
   resource('/v1/broadcast', {
     POST: {
-      schema: {
-        body: {
-          type: 'object',
-          properties: { data: dataSchema },
-          required: ['data'],
-          additionalProperties: false,
-        },
-      },
+      schema: { body: dataBodySchema },
       handler: (request) => {
         const body = request.body as { data: JsonValue };
         return { connections: service.broadcast(body.data) };
@@ -313,14 +313,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
 
   resource('/v1/groups/:group/push', {
     POST: {
-      schema: {
-        body: {
-          type: 'object',
-          properties: { data: dataSchema },
-          required: ['data'],
-          additionalProperties: false,
-        },
-      },
+      schema: { body: dataBodySchema },
       handler: (request) => {
         const { group } = groupParams(request);
         return service.publish(group, (request.body as { data: JsonValue }).data);

@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PushClient } from '../../src/client/index.js';
+import { runCli } from '../helpers/cli.js';
 import { connect, connectV1, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
 import { SECRET } from '../helpers/tokens.js';
 
@@ -90,23 +89,7 @@ describe('group routes', () => {
   });
 });
 
-const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: { ...process.env, ...env } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  return new Promise((resolve) => {
-    child.once('exit', (code) => {
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 describe('CLI group and token commands', () => {
   it('group add, show, push, remove', async () => {

@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PushApiError, PushClient } from '../../src/client/index.js';
+import { runCli } from '../helpers/cli.js';
 import { connect, startServer, type Started, type TestClient } from '../helpers/clients.js';
 
 const KEY = 'client-test-key-0123456789';
@@ -123,24 +122,7 @@ describe('PushClient', () => {
   });
 });
 
-const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
-
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: { ...process.env, ...env } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  return new Promise((resolve) => {
-    child.once('exit', (code) => {
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 describe('CLI API commands', () => {
   it('push, push --uids, broadcast', async () => {
