@@ -1,7 +1,8 @@
 /**
  * Idle clients: open `count` logged-in connections and record when each broadcast
  * (`b|<seq>|<sent-at>`) arrives. Counting stays local and cheap; the totals go to the
- * orchestrator on request, so the client is not the bottleneck it measures.
+ * orchestrator on request, so the client is not the bottleneck it measures. Every other
+ * message (a push) only bumps a counter, read and reset with `received`.
  */
 import { WebSocket } from 'ws';
 import { now, serve } from '../lib/ipc.js';
@@ -24,11 +25,16 @@ interface Seen {
 const sockets: WebSocket[] = [];
 const seen = new Map<number, Seen>();
 let errors = 0;
+/** Messages received since the last `received` that are not broadcasts. */
+let received = 0;
 
 function onMessage(data: Buffer): void {
   const at = now();
   // 0x62 'b', 0x7c '|'
-  if (data[0] !== 0x62 || data[1] !== 0x7c) return;
+  if (data[0] !== 0x62 || data[1] !== 0x7c) {
+    received++;
+    return;
+  }
   const text = data.toString('latin1');
   const bar = text.indexOf('|', 2);
   const seq = Number(text.slice(2, bar));
@@ -94,6 +100,13 @@ serve({
     seen.clear();
     return out;
   },
+  /** Pushes (non-broadcast messages) received since the last call; resets the count. */
+  received: () => {
+    const count = received;
+    received = 0;
+    return count;
+  },
+  cpu: () => process.cpuUsage(),
   close: () => {
     for (const ws of sockets) ws.terminate();
     return sockets.length;

@@ -50,7 +50,7 @@ afterEach(() => {
   for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
 });
 
-describe('uidpush serve', () => {
+describe('uidpush serve', { timeout: 60_000 }, () => {
   it('serves the seed protocol on 127.0.0.1:1234 by default', async () => {
     const child = cli(['serve']);
     expect(await listening(child)).toMatchObject({

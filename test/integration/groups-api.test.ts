@@ -91,7 +91,7 @@ describe('group routes', () => {
 
 const cli = runCli;
 
-describe('CLI group and token commands', () => {
+describe('CLI group and token commands', { timeout: 60_000 }, () => {
   it('group add, show, push, remove', async () => {
     const a = await seed('a');
     const env = { UIDPUSH_API_URL: api, UIDPUSH_API_KEY: KEY };

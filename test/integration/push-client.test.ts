@@ -124,7 +124,7 @@ describe('PushClient', () => {
 
 const cli = runCli;
 
-describe('CLI API commands', () => {
+describe('CLI API commands', { timeout: 60_000 }, () => {
   it('push, push --uids, broadcast', async () => {
     const a = await ws('a');
     const b = await ws('b');
