@@ -217,9 +217,9 @@ export function createApi(options: ApiOptions): FastifyInstance {
   resource('/v1/broadcast', {
     POST: {
       schema: { body: dataBodySchema },
-      handler: (request) => {
+      handler: async (request) => {
         const body = request.body as { data: JsonValue };
-        return { connections: service.broadcast(body.data) };
+        return { connections: await service.broadcast(body.data) };
       },
     },
   });
@@ -249,10 +249,10 @@ export function createApi(options: ApiOptions): FastifyInstance {
 
   resource('/v1/users/:uid', {
     GET: {
-      handler: (request) => {
+      handler: async (request) => {
         const { uid } = request.params as { uid: string };
         checkUid(uid, 'params/uid');
-        const connections = service.connectionsOf(uid);
+        const connections = await service.connectionsOf(uid);
         return { uid, online: connections > 0, connections };
       },
     },
@@ -267,7 +267,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
           additionalProperties: false,
         },
       },
-      handler: (request) => {
+      handler: async (request) => {
         const { uid } = request.params as { uid: string };
         checkUid(uid, 'params/uid');
         const body = request.body as { reason?: string } | null | undefined;
@@ -276,7 +276,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
         if (Buffer.byteLength(reason) > 123) {
           throw new ApiError(400, ErrorCode.BadRequest, 'body/reason: longer than 123 bytes');
         }
-        return { uid, kicked: service.kick(uid, reason) };
+        return { uid, kicked: await service.kick(uid, reason) };
       },
     },
   });
@@ -298,15 +298,15 @@ export function createApi(options: ApiOptions): FastifyInstance {
 
   resource('/v1/groups/:group/members/:uid', {
     PUT: {
-      handler: (request) => {
+      handler: async (request) => {
         const { group, uid = '' } = groupParams(request);
-        return { group, uid, added: service.join(group, uid) };
+        return { group, uid, added: await service.join(group, uid) };
       },
     },
     DELETE: {
-      handler: (request) => {
+      handler: async (request) => {
         const { group, uid = '' } = groupParams(request);
-        return { group, uid, removed: service.leave(group, uid) };
+        return { group, uid, removed: await service.leave(group, uid) };
       },
     },
   });

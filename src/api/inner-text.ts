@@ -67,6 +67,20 @@ export class InnerTextServer {
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     let discarding = false;
+    // Answers go out in line order even when a cluster answers asynchronously.
+    let answered: Promise<void> = Promise.resolve();
+    const answer = (reply: string | Promise<string>): void => {
+      if (typeof reply === 'string' && answered === settled) {
+        socket.write(reply);
+        return;
+      }
+      const previous = answered;
+      answered = previous.then(async () => {
+        const text = await reply;
+        if (!socket.destroyed) socket.write(text);
+      });
+    };
+    const settled = answered;
     socket.on('data', (chunk: Buffer) => {
       let start = 0;
       let newline = chunk.indexOf(NEWLINE, start);
@@ -75,11 +89,11 @@ export class InnerTextServer {
         if (discarding) {
           discarding = false;
         } else if (pendingBytes + piece.length > this.#options.maxLineBytes) {
-          socket.write(`error ${ErrorCode.TooLarge}\n`);
+          answer(`error ${ErrorCode.TooLarge}\n`);
         } else {
           const line = pending.length === 0 ? piece : Buffer.concat([...pending, piece]);
           const reply = this.#handle(line);
-          if (reply !== undefined) socket.write(reply);
+          if (reply !== undefined) answer(reply);
         }
         pending = [];
         pendingBytes = 0;
@@ -90,7 +104,7 @@ export class InnerTextServer {
       if (rest.length > 0 && !discarding) {
         if (pendingBytes + rest.length > this.#options.maxLineBytes) {
           // Answer now and skip the rest of this line, without holding it.
-          socket.write(`error ${ErrorCode.TooLarge}\n`);
+          answer(`error ${ErrorCode.TooLarge}\n`);
           pending = [];
           pendingBytes = 0;
           discarding = true;
@@ -113,7 +127,7 @@ export class InnerTextServer {
   }
 
   /** The answer to one line, or undefined for a blank line. */
-  #handle(raw: Buffer): string | undefined {
+  #handle(raw: Buffer): string | Promise<string> | undefined {
     const text = raw.toString('utf8').trim();
     if (text.length === 0) return undefined;
     let value: unknown;
@@ -129,7 +143,8 @@ export class InnerTextServer {
     if (typeof uid !== 'string' || uid.length === 0 || Buffer.byteLength(uid) > this.#options.maxUidLength) {
       return `error ${ErrorCode.BadRequest}\n`;
     }
-    const { online } = this.#options.service.pushToUids([uid], text);
-    return online > 0 ? 'ok\n' : 'fail\n';
+    const result = this.#options.service.pushToUids([uid], text);
+    const reply = (r: { online: number }): string => (r.online > 0 ? 'ok\n' : 'fail\n');
+    return result instanceof Promise ? result.then(reply, () => `error ${ErrorCode.Internal}\n`) : reply(result);
   }
 }

@@ -39,6 +39,12 @@ export interface PushResult {
   connections: number;
 }
 
+/**
+ * A value, or a promise of it: a single node answers at once, a cluster may have to ask
+ * the broker's store.
+ */
+export type Sync<T> = T | Promise<T>;
+
 /** A group's members, how many of them are online, and their connections. */
 export interface GroupInfo {
   group: Group;
@@ -59,19 +65,19 @@ export interface UidPage {
  * it on top of the hub; tests may implement it with a fake.
  */
 export interface PushService {
-  pushToUids(uids: readonly Uid[], data: Data): PushResult;
-  broadcast(data: Data): number;
-  publish(group: Group, data: Data): PushResult;
+  pushToUids(uids: readonly Uid[], data: Data): Sync<PushResult>;
+  broadcast(data: Data): Sync<number>;
+  publish(group: Group, data: Data): Sync<PushResult>;
   /** Adds `uid` to `group`; false if it already was a member. */
-  join(group: Group, uid: Uid): boolean;
+  join(group: Group, uid: Uid): Sync<boolean>;
   /** Removes `uid` from `group`; false if it was not a member. */
-  leave(group: Group, uid: Uid): boolean;
-  groupInfo(group: Group): GroupInfo;
-  connectionsOf(uid: Uid): number;
+  leave(group: Group, uid: Uid): Sync<boolean>;
+  groupInfo(group: Group): Sync<GroupInfo>;
+  connectionsOf(uid: Uid): Sync<number>;
   /** @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for a cursor the server did not make. */
-  listUids(cursor: string | null, limit: number): UidPage;
-  kick(uid: Uid, reason: string): number;
-  stats(): ServiceStats;
+  listUids(cursor: string | null, limit: number): Sync<UidPage>;
+  kick(uid: Uid, reason: string): Sync<number>;
+  stats(): Sync<ServiceStats>;
   /** Whether the server accepts clients (false before listen and while shutting down). */
   ready(): boolean;
 }

@@ -12,6 +12,15 @@ import type { Uid } from '../core/types.js';
 export class Registry<C extends object> {
   readonly #byUid = new Map<Uid, C | Set<C>>();
   readonly #byConn = new Map<C, Uid>();
+  readonly #onCount: ((uid: Uid, connections: number) => void) | undefined;
+
+  /**
+   * @param onCount - told a uid's new connection count after every bind and unbind (0: the
+   *   uid went offline), e.g. to subscribe to its channel while it is online here.
+   */
+  constructor(onCount?: (uid: Uid, connections: number) => void) {
+    this.#onCount = onCount;
+  }
 
   /** Number of uids with at least one bound connection. */
   get uidCount(): number {
@@ -35,10 +44,12 @@ export class Registry<C extends object> {
     const entry = this.#byUid.get(uid);
     if (entry === undefined) {
       this.#byUid.set(uid, conn);
+      this.#onCount?.(uid, 1);
       return true;
     }
     if (entry instanceof Set) entry.add(conn);
     else this.#byUid.set(uid, new Set([entry, conn]));
+    this.#onCount?.(uid, this.countOf(uid));
     return false;
   }
 
@@ -61,6 +72,7 @@ export class Registry<C extends object> {
         if (only !== undefined) this.#byUid.set(uid, only);
       }
     }
+    this.#onCount?.(uid, this.countOf(uid));
     return uid;
   }
 

@@ -10,6 +10,7 @@ import type { GroupInfo, PushResult, PushService, ServiceStats, UidPage } from '
 import { silentLogger, type Data, type Group, type Logger, type Uid } from '../core/types.js';
 import { isLoopback } from '../api/auth.js';
 import { Hub } from '../delivery/hub.js';
+import { localRouter } from '../delivery/router.js';
 import { Metrics } from '../metrics/metrics.js';
 import { Registry } from '../registry/registry.js';
 import type { Connection, ConnectionInfo } from '../transport/connection.js';
@@ -127,6 +128,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     });
     this.#transport = new WsTransport(
       this.hub,
+      localRouter(this.hub),
       registry,
       { ...this.options, clientRights: defaultClientRights(this.options) },
       {

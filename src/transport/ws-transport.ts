@@ -5,9 +5,11 @@ import { TokenError, type Identity, type TokenVerifier } from '../auth/jwt.js';
 import { canBroadcast, canJoin, canPublish, canSend, type Grants, type Right } from '../auth/rights.js';
 import { CloseCode } from '../core/close-codes.js';
 import { ErrorCode } from '../core/errors.js';
+import type { Sync } from '../core/service.js';
 import type { Data, Logger, Uid } from '../core/types.js';
 import { encodeTextFrame, PING_FRAME } from '../delivery/frame.js';
 import type { Hub } from '../delivery/hub.js';
+import { whenReady, type Router } from '../delivery/router.js';
 import { Codec, negotiate } from '../protocol/codec.js';
 import {
   ackFrame,
@@ -83,6 +85,7 @@ const MAX_HELD = 32;
 export class WsTransport implements ConnectionOwner {
   readonly #wss: WebSocketServer;
   readonly #hub: Hub<Connection>;
+  #router: Router;
   readonly #registry: Registry<Connection>;
   readonly #options: TransportOptions;
   readonly #events: TransportEvents;
@@ -107,12 +110,14 @@ export class WsTransport implements ConnectionOwner {
 
   constructor(
     hub: Hub<Connection>,
+    router: Router,
     registry: Registry<Connection>,
     options: TransportOptions,
     events: TransportEvents,
     log: Logger,
   ) {
     this.#hub = hub;
+    this.#router = router;
     this.#registry = registry;
     this.#options = options;
     this.#events = events;
@@ -139,6 +144,11 @@ export class WsTransport implements ConnectionOwner {
         this.#tick(now);
       },
     );
+  }
+
+  /** Routes client pushes through a cluster; set before listening. */
+  setRouter(router: Router): void {
+    this.#router = router;
   }
 
   /** Turns token auth on; set before listening. */
@@ -326,8 +336,9 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to send to a uid');
           return;
         }
-        const written = this.#hub.sendToUid(command.uid, command.message, from);
-        this.#events.message(conn, from, 'uid', command.uid, command.message, written);
+        this.#routed(this.#router.sendToUid(command.uid, command.message, from), (r) => {
+          this.#events.message(conn, from, 'uid', command.uid, command.message, r.connections);
+        });
         return;
       }
       case 'broadcast': {
@@ -335,8 +346,9 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to broadcast');
           return;
         }
-        const written = this.#hub.broadcast(command.message, from);
-        this.#events.message(conn, from, 'broadcast', undefined, command.message, written);
+        this.#routed(this.#router.broadcast(command.message, from), (written) => {
+          this.#events.message(conn, from, 'broadcast', undefined, command.message, written);
+        });
         return;
       }
     }
@@ -372,9 +384,10 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to send to a uid', frame.id);
           return;
         }
-        const written = this.#hub.sendToUid(frame.to, frame.data, from);
-        this.#events.message(conn, from, 'uid', frame.to, frame.data, written);
-        this.#ack(conn, frame.id, { online: written > 0, connections: written });
+        this.#routed(this.#router.sendToUid(frame.to, frame.data, from), (r) => {
+          this.#events.message(conn, from, 'uid', frame.to, frame.data, r.connections);
+          this.#ack(conn, frame.id, { online: r.online > 0, connections: r.connections });
+        });
         return;
       }
       case 'publish': {
@@ -383,9 +396,10 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, `no right to publish to group ${frame.group}`, frame.id);
           return;
         }
-        const result = this.#hub.publish(frame.group, frame.data, from);
-        this.#events.message(conn, from, 'group', frame.group, frame.data, result.connections);
-        this.#ack(conn, frame.id, { online: result.online, connections: result.connections });
+        this.#routed(this.#router.publish(frame.group, frame.data, from), (r) => {
+          this.#events.message(conn, from, 'group', frame.group, frame.data, r.connections);
+          this.#ack(conn, frame.id, { online: r.online, connections: r.connections });
+        });
         return;
       }
       case 'broadcast': {
@@ -393,9 +407,10 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to broadcast', frame.id);
           return;
         }
-        const written = this.#hub.broadcast(frame.data, from);
-        this.#events.message(conn, from, 'broadcast', undefined, frame.data, written);
-        this.#ack(conn, frame.id, { connections: written });
+        this.#routed(this.#router.broadcast(frame.data, from), (written) => {
+          this.#events.message(conn, from, 'broadcast', undefined, frame.data, written);
+          this.#ack(conn, frame.id, { connections: written });
+        });
         return;
       }
       case 'join': {
@@ -404,12 +419,16 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, `no right to join group ${frame.group}`, frame.id);
           return;
         }
-        this.#ack(conn, frame.id, { group: frame.group, joined: this.#hub.join(frame.group, from) });
+        this.#routed(this.#router.join(frame.group, from), (joined) => {
+          this.#ack(conn, frame.id, { group: frame.group, joined });
+        });
         return;
       }
       case 'leave': {
         if (!this.#validName(conn, frame.group, 'group', frame.id)) return;
-        this.#ack(conn, frame.id, { group: frame.group, left: this.#hub.leave(frame.group, from) });
+        this.#routed(this.#router.leave(frame.group, from), (left) => {
+          this.#ack(conn, frame.id, { group: frame.group, left });
+        });
         return;
       }
     }
@@ -515,6 +534,13 @@ export class WsTransport implements ConnectionOwner {
   }
 
   // Replies.
+
+  /** Runs `then` with a routed result when it is ready; a failure is logged, not thrown. */
+  #routed<T>(result: Sync<T>, then: (value: T) => void): void {
+    whenReady(result, then, (err: unknown) => {
+      this.#log.error({ err }, 'routing a client message failed');
+    });
+  }
 
   #send(conn: Connection, text: string): void {
     this.#hub.write(conn, encodeTextFrame(text));

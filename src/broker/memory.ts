@@ -1,0 +1,171 @@
+import { randomUUID } from 'node:crypto';
+import type { UidPage } from '../core/service.js';
+import type { Group, Uid } from '../core/types.js';
+import type { Broker, ClusterStore } from './broker.js';
+
+/**
+ * An in-process cluster: several nodes in one process share a bus and a store. It is what
+ * the broker contract suite runs "3 nodes" on without any service, and a reference for
+ * writing a broker. Messages are delivered asynchronously, as over a network.
+ */
+export class MemoryCluster {
+  readonly #nodes = new Set<MemoryBroker>();
+  readonly #presence = new Map<Uid, Map<string, number>>();
+  readonly #members = new Map<Group, Set<Uid>>();
+  readonly #groupsOf = new Map<Uid, Set<Group>>();
+  /** When false, every publish fails, as with a broker outage. */
+  up = true;
+
+  /** A broker for one more node of this cluster. */
+  createBroker(nodeId: string = randomUUID()): Broker {
+    const broker = new MemoryBroker(nodeId, this);
+    return broker;
+  }
+
+  /** @internal */
+  attach(node: MemoryBroker): void {
+    this.#nodes.add(node);
+  }
+
+  /** @internal */
+  detach(node: MemoryBroker): void {
+    this.#nodes.delete(node);
+    for (const [uid, byNode] of this.#presence) {
+      byNode.delete(node.nodeId);
+      if (byNode.size === 0) this.#presence.delete(uid);
+    }
+  }
+
+  /** @internal */
+  route(channel: string, message: string): void {
+    for (const node of this.#nodes) {
+      if (node.subscribed(channel)) setImmediate(() => { node.deliver(channel, message); });
+    }
+  }
+
+  /** @internal */
+  store(nodeId: string): ClusterStore {
+    return {
+      setLocal: (uid, connections) => {
+        let byNode = this.#presence.get(uid);
+        if (connections === 0) {
+          byNode?.delete(nodeId);
+          if (byNode?.size === 0) this.#presence.delete(uid);
+          return;
+        }
+        if (byNode === undefined) {
+          byNode = new Map();
+          this.#presence.set(uid, byNode);
+        }
+        byNode.set(nodeId, connections);
+      },
+      connections: (uids) => Promise.resolve(uids.map((uid) => sum(this.#presence.get(uid)))),
+      totals: () => {
+        let connections = 0;
+        for (const byNode of this.#presence.values()) connections += sum(byNode);
+        return Promise.resolve({ onlineUids: this.#presence.size, connections });
+      },
+      listUids: (cursor, limit) => Promise.resolve(page([...this.#presence.keys()], cursor, limit)),
+      addMember: (group, uid) => Promise.resolve(addTo(this.#members, group, uid) && addTo(this.#groupsOf, uid, group)),
+      removeMember: (group, uid) =>
+        Promise.resolve(removeFrom(this.#members, group, uid) && removeFrom(this.#groupsOf, uid, group)),
+      members: (group) => Promise.resolve([...(this.#members.get(group) ?? [])]),
+      groupsOf: (uid) => Promise.resolve([...(this.#groupsOf.get(uid) ?? [])]),
+    };
+  }
+}
+
+class MemoryBroker implements Broker {
+  readonly nodeId: string;
+  readonly store: ClusterStore;
+  readonly #cluster: MemoryCluster;
+  readonly #channels = new Set<string>();
+  #onMessage: ((channel: string, message: string) => void) | undefined;
+
+  constructor(nodeId: string, cluster: MemoryCluster) {
+    this.nodeId = nodeId;
+    this.#cluster = cluster;
+    this.store = cluster.store(nodeId);
+  }
+
+  start(onMessage: (channel: string, message: string) => void): Promise<void> {
+    this.#onMessage = onMessage;
+    this.#cluster.attach(this);
+    return Promise.resolve();
+  }
+
+  publish(channel: string, message: string): Promise<void> {
+    if (!this.#cluster.up) return Promise.reject(new Error('memory cluster is down'));
+    this.#cluster.route(channel, message);
+    return Promise.resolve();
+  }
+
+  subscribe(channel: string): void {
+    this.#channels.add(channel);
+  }
+
+  unsubscribe(channel: string): void {
+    this.#channels.delete(channel);
+  }
+
+  isReady(): boolean {
+    return this.#cluster.up;
+  }
+
+  close(): Promise<void> {
+    this.#cluster.detach(this);
+    this.#onMessage = undefined;
+    return Promise.resolve();
+  }
+
+  /** @internal */
+  subscribed(channel: string): boolean {
+    return this.#channels.has(channel);
+  }
+
+  /** @internal */
+  deliver(channel: string, message: string): void {
+    if (this.#channels.has(channel)) this.#onMessage?.(channel, message);
+  }
+}
+
+function sum(byNode: Map<string, number> | undefined): number {
+  let n = 0;
+  if (byNode !== undefined) for (const c of byNode.values()) n += c;
+  return n;
+}
+
+function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean {
+  let set = map.get(key);
+  if (set === undefined) {
+    set = new Set();
+    map.set(key, set);
+  }
+  if (set.has(value)) return false;
+  set.add(value);
+  return true;
+}
+
+function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean {
+  const set = map.get(key);
+  if (set?.delete(value) !== true) return false;
+  if (set.size === 0) map.delete(key);
+  return true;
+}
+
+/** Pages sorted uids after the cursor uid (cursors are uids, so a page never shifts). */
+export function page(uids: Uid[], cursor: string | null, limit: number): UidPage {
+  uids.sort();
+  let start = 0;
+  if (cursor !== null) {
+    const after = Buffer.from(cursor, 'base64url').toString('utf8');
+    start = uids.findIndex((u) => u > after);
+    if (start === -1) start = uids.length;
+  }
+  const slice = uids.slice(start, start + limit);
+  const last = slice.at(-1);
+  return {
+    uids: slice,
+    nextCursor: last !== undefined && start + limit < uids.length ? Buffer.from(last).toString('base64url') : null,
+  };
+}

@@ -1,0 +1,36 @@
+import type { PushResult, Sync } from '../core/service.js';
+import type { Data, Group, Uid } from '../core/types.js';
+import type { Hub, Recipient } from './hub.js';
+
+/**
+ * Where a client's push goes. Alone, a node delivers through its hub; in a cluster, the
+ * cluster node publishes to the others first, then delivers through the same hub. Results
+ * may come later (a cluster asks its store); delivery itself starts at the call.
+ */
+export interface Router {
+  sendToUid(uid: Uid, data: Data, from: Uid | null): Sync<PushResult>;
+  broadcast(data: Data, from: Uid | null): Sync<number>;
+  publish(group: Group, data: Data, from: Uid | null): Sync<PushResult>;
+  join(group: Group, uid: Uid): Sync<boolean>;
+  leave(group: Group, uid: Uid): Sync<boolean>;
+}
+
+/** The router of a node alone: its hub, answering at once. */
+export function localRouter<C extends Recipient>(hub: Hub<C>): Router {
+  return {
+    sendToUid: (uid, data, from) => {
+      const connections = hub.sendToUid(uid, data, from);
+      return { online: connections > 0 ? 1 : 0, connections };
+    },
+    broadcast: (data, from) => hub.broadcast(data, from),
+    publish: (group, data, from) => hub.publish(group, data, from),
+    join: (group, uid) => hub.join(group, uid),
+    leave: (group, uid) => hub.leave(group, uid),
+  };
+}
+
+/** Calls `then` with a result now if it is ready, or when it is. */
+export function whenReady<T>(result: Sync<T>, then: (value: T) => void, onError: (err: unknown) => void): void {
+  if (result instanceof Promise) result.then(then, onError);
+  else then(result);
+}
