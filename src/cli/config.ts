@@ -32,6 +32,8 @@ const OPTION_KINDS = {
   jwks: 'string',
   insecure: 'boolean',
   clientRights: 'list',
+  redis: 'string',
+  presenceTtl: 'number',
 } as const satisfies Record<keyof ResolvedServerOptions, 'string' | 'number' | 'port-or-off' | 'boolean' | 'list'>;
 
 type OptionKey = keyof typeof OPTION_KINDS;

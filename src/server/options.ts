@@ -64,6 +64,16 @@ export const serverOptionsSchema = z
       .min(1024)
       .max(256 * 1024 * 1024)
       .default(1024 * 1024),
+    /** Redis URL (redis:// or rediss://): joins the cluster of every node on that Redis. */
+    redis: z
+      .string()
+      .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
+      .optional(),
+    /**
+     * How long a node's presence outlives it in Redis, in ms: after a node dies, its uids
+     * read offline within this time. The node refreshes it every third of it.
+     */
+    presenceTtl: ms(1000).default(15_000),
     /** Port of the inner text port on 127.0.0.1; null (the default) turns it off. */
     innerPort: z.number().int().min(0).max(65535).nullable().default(null),
     /** HS256 secret for client tokens (at least 32 characters). Turns token auth on. */

@@ -6,12 +6,15 @@ import { createApi } from '../api/http.js';
 import { InnerTextServer } from '../api/inner-text.js';
 import { TokenVerifier } from '../auth/jwt.js';
 import { ProgramErrorCode, UidpushError, type ErrorCode } from '../core/errors.js';
-import type { GroupInfo, PushResult, PushService, ServiceStats, UidPage } from '../core/service.js';
+import type { GroupInfo, PushResult, PushService, ServiceStats, Sync, UidPage } from '../core/service.js';
 import { silentLogger, type Data, type Group, type Logger, type Uid } from '../core/types.js';
 import { isLoopback } from '../api/auth.js';
 import { Hub } from '../delivery/hub.js';
 import { localRouter } from '../delivery/router.js';
 import { Metrics } from '../metrics/metrics.js';
+import type { Broker } from '../broker/broker.js';
+import { createRedisBroker } from '../broker/redis.js';
+import { ClusterNode } from './cluster.js';
 import { Registry } from '../registry/registry.js';
 import type { Connection, ConnectionInfo } from '../transport/connection.js';
 import { WsTransport } from '../transport/ws-transport.js';
@@ -23,10 +26,15 @@ import {
   type ServerOptionsInput,
 } from './options.js';
 
-/** Options of {@link createServer}: the validated settings plus a logger. */
+/** Options of {@link createServer}: the validated settings plus a logger and a broker. */
 export interface ServerOptions extends ServerOptionsInput {
   /** Where the server logs (a pino logger fits). Silent by default. */
   logger?: Logger;
+  /**
+   * Joins this server to a cluster through the broker (e.g. a `MemoryCluster` broker, or
+   * the Redis broker that `redis` builds). Without one, the server is a cluster of one.
+   */
+  broker?: Broker;
 }
 
 /** A client's push, publish or broadcast, as reported by the `message` event. */
@@ -109,15 +117,18 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
   readonly #createdAt = Date.now();
   #state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
   #innerPort: number | undefined;
+  #cluster: ClusterNode | undefined;
   #closing: Promise<void> | undefined;
 
   /** @internal use {@link createServer}. */
   constructor(options: ServerOptions = {}) {
     super();
-    const { logger, ...rest } = options;
+    const { logger, broker, ...rest } = options;
     this.options = resolveServerOptions(rest);
     this.#log = logger ?? silentLogger;
-    const registry = new Registry<Connection>();
+    const registry = new Registry<Connection>((uid, connections) => {
+      this.#cluster?.onCount(uid, connections);
+    });
     this.hub = new Hub<Connection>(registry, {
       maxBufferedBytes: this.options.maxBufferedBytes,
       slowConsumerPolicy: this.options.slowConsumerPolicy,
@@ -157,7 +168,13 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       res.end('uidpush: this port speaks WebSocket; connect with a WebSocket client\n');
     });
     this.#transport.attach(this.#http);
-    this.metrics = new Metrics(() => this.stats());
+    const clusterBroker =
+      broker ?? (this.options.redis === undefined ? undefined : createRedisBroker(this.options.redis, this.#log, { presenceTtl: this.options.presenceTtl }));
+    if (clusterBroker !== undefined) {
+      this.#cluster = new ClusterNode(this.hub, clusterBroker, this.#log);
+      this.#transport.setRouter(this.#cluster);
+    }
+    this.metrics = new Metrics(() => this.#localStats());
     if (this.options.apiPort !== null) {
       this.#api = createApi({
         service: this,
@@ -181,58 +198,74 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
 
   // PushService: what the server API and the inner text port call.
 
+  // In a cluster each of these goes through the cluster node (publish, then deliver
+  // locally) and answers for the whole cluster; alone, the hub answers at once.
+
   /** Pushes to each uid (encoded once per codec); see {@link Hub.sendToUids}. */
-  pushToUids(uids: readonly Uid[], data: Data): PushResult {
-    return this.hub.sendToUids(uids, data);
+  pushToUids(uids: readonly Uid[], data: Data): Sync<PushResult> {
+    return this.#cluster?.pushToUids(uids, data) ?? this.hub.sendToUids(uids, data);
   }
 
   /** Pushes to every logged-in connection; see {@link Hub.broadcast}. */
-  broadcast(data: Data): number {
-    return this.hub.broadcast(data);
+  broadcast(data: Data): Sync<number> {
+    return this.#cluster?.broadcast(data) ?? this.hub.broadcast(data);
   }
 
   /** Pushes to every member of `group`; see {@link Hub.publish}. */
-  publish(group: Group, data: Data): PushResult {
-    return this.hub.publish(group, data);
+  publish(group: Group, data: Data): Sync<PushResult> {
+    return this.#cluster?.publish(group, data) ?? this.hub.publish(group, data);
   }
 
   /** Adds `uid` to `group`; see {@link Hub.join}. */
-  join(group: Group, uid: Uid): boolean {
-    return this.hub.join(group, uid);
+  join(group: Group, uid: Uid): Sync<boolean> {
+    return this.#cluster?.join(group, uid) ?? this.hub.join(group, uid);
   }
 
   /** Removes `uid` from `group`; see {@link Hub.leave}. */
-  leave(group: Group, uid: Uid): boolean {
-    return this.hub.leave(group, uid);
+  leave(group: Group, uid: Uid): Sync<boolean> {
+    return this.#cluster?.leave(group, uid) ?? this.hub.leave(group, uid);
   }
 
   /** Members, online members and connections of `group`. */
-  groupInfo(group: Group): GroupInfo {
-    return this.hub.group(group);
+  groupInfo(group: Group): Sync<GroupInfo> {
+    return this.#cluster?.groupInfo(group) ?? this.hub.group(group);
   }
 
   /** Number of logged-in connections of `uid`. */
-  connectionsOf(uid: Uid): number {
-    return this.hub.connectionsOf(uid);
+  connectionsOf(uid: Uid): Sync<number> {
+    return this.#cluster?.connectionsOf(uid) ?? this.hub.connectionsOf(uid);
   }
 
   /** A page of online uids; see {@link Hub.uids}. */
-  listUids(cursor: string | null, limit: number): UidPage {
-    return this.hub.uids({ cursor, limit });
+  listUids(cursor: string | null, limit: number): Sync<UidPage> {
+    return this.#cluster?.listUids(cursor, limit) ?? this.hub.uids({ cursor, limit });
   }
 
   /** Closes every connection of `uid` with 4501; see {@link Hub.kick}. */
-  kick(uid: Uid, reason: string): number {
-    return this.hub.kick(uid, reason);
+  kick(uid: Uid, reason: string): Sync<number> {
+    return this.#cluster?.kick(uid, reason) ?? this.hub.kick(uid, reason);
   }
 
-  /** Whether the server accepts clients: listening and not shutting down. */
+  /** Whether the server accepts clients: listening, not shutting down, broker reachable. */
   ready(): boolean {
-    return this.#state === 'listening';
+    return this.#state === 'listening' && (this.#cluster?.isReady() ?? true);
   }
 
-  /** Counters and gauges, as `GET /v1/stats` reports them. */
-  stats(): ServiceStats {
+  /** This node's id in its cluster, if it is in one. */
+  get nodeId(): string | undefined {
+    return this.#cluster?.nodeId;
+  }
+
+  /** Counters and gauges, as `GET /v1/stats` reports them (cluster-wide online counts). */
+  stats(): Sync<ServiceStats> {
+    const local = this.#localStats();
+    const cluster = this.#cluster;
+    if (cluster === undefined) return local;
+    return cluster.totals().then((t) => ({ ...local, onlineUids: t.onlineUids, connections: t.connections }));
+  }
+
+  /** This node's own counters. */
+  #localStats(): ServiceStats {
     const hub = this.hub.stats;
     const transport = this.#transport.stats;
     return {
@@ -281,6 +314,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
           cause: err,
         });
       }
+      await this.#cluster?.start();
       await new Promise<void>((resolve, reject) => {
         this.#http.once('error', reject);
         this.#http.listen({ host: this.options.host, port: this.options.port }, () => {
@@ -350,6 +384,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     await this.#transport.close(this.options.shutdownGrace);
     this.#http.closeAllConnections();
     await httpClosed;
+    await this.#cluster?.close();
     this.#state = 'closed';
     this.#log.info({}, 'closed');
   }

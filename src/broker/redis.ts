@@ -1,0 +1,262 @@
+import { randomUUID } from 'node:crypto';
+import { createClient } from '@redis/client';
+import type { UidPage } from '../core/service.js';
+import type { Group, Logger, Uid } from '../core/types.js';
+import type { Broker, ClusterStore } from './broker.js';
+import { page } from './memory.js';
+
+/** Options of the Redis broker. */
+export interface RedisBrokerOptions {
+  /**
+   * How long this node's presence outlives it, in ms; refreshed every third of it.
+   * @defaultValue 15000
+   */
+  presenceTtl?: number;
+  /** This node's id; random by default. */
+  nodeId?: string;
+  /**
+   * Namespace of every key and channel, so several clusters can share one Redis.
+   * @defaultValue 'uidpush'
+   */
+  namespace?: string;
+}
+
+function keys(ns: string) {
+  return {
+    nodes: `${ns}:nodes`,
+    node: (node: string) => `${ns}:node:${node}`,
+    presence: (node: string) => `${ns}:presence:${node}`,
+    group: (group: Group) => `${ns}:group:${group}`,
+    groupsOf: (uid: Uid) => `${ns}:groups-of:${uid}`,
+    channel: (name: string) => `${ns}|${name}`,
+  };
+}
+
+/**
+ * The Redis broker (`--redis redis://...`): sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis 7)
+ * on per-uid and per-group channels that a node subscribes to only while it holds that uid
+ * or a member, so a targeted push reaches only the nodes that hold the uid; one channel
+ * for broadcast. Presence is a hash per node whose lifetime the node keeps refreshing:
+ * when a node dies, its uids read offline within `presenceTtl`. Group membership lives in
+ * Redis sets, so every node answers the same.
+ *
+ * When Redis goes away, publishes fail (the caller logs them and still delivers locally),
+ * `isReady()` is false, and the client reconnects with backoff; on reconnect the node
+ * resubscribes and writes its presence again.
+ */
+export function createRedisBroker(url: string, log: Logger, options: RedisBrokerOptions = {}): Broker {
+  return new RedisBroker(url, log, options);
+}
+
+class RedisBroker implements Broker {
+  readonly nodeId: string;
+  readonly store: ClusterStore;
+  readonly #log: Logger;
+  readonly #ttl: number;
+  readonly #key: ReturnType<typeof keys>;
+  readonly #pub;
+  readonly #sub;
+  /** Channels this node wants, resubscribed after a reconnect. */
+  readonly #channels = new Set<string>();
+  /** This node's connection count per uid: the source of its presence in Redis. */
+  readonly #local = new Map<Uid, number>();
+  /** Presence changes not yet written, flushed once per tick in one pipeline. */
+  readonly #dirty = new Set<Uid>();
+  #flushScheduled = false;
+  #timer: NodeJS.Timeout | undefined;
+  #onMessage: ((channel: string, message: string) => void) | undefined;
+  #closed = false;
+  #wasDown = false;
+
+  constructor(url: string, log: Logger, options: RedisBrokerOptions) {
+    this.nodeId = options.nodeId ?? randomUUID();
+    this.#log = log;
+    this.#ttl = options.presenceTtl ?? 15_000;
+    this.#key = keys(options.namespace ?? 'uidpush');
+    const reconnectStrategy = (retries: number): number =>
+      // Full jitter, capped at 2 s: a restarted Redis is not hit by every node at once.
+      Math.floor(Math.random() * Math.min(2000, 50 * 2 ** Math.min(retries, 6)));
+    // Fail fast while Redis is away instead of queueing stale pushes for later.
+    this.#pub = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy } });
+    this.#sub = this.#pub.duplicate();
+    for (const [name, client] of [
+      ['publisher', this.#pub],
+      ['subscriber', this.#sub],
+    ] as const) {
+      client.on('error', (err: unknown) => {
+        if (!this.#wasDown) this.#log.error({ err, client: name }, 'redis: connection lost; serving local clients only');
+        this.#wasDown = true;
+      });
+      client.on('ready', () => {
+        if (this.#wasDown && name === 'publisher') {
+          this.#log.info({}, 'redis: back; rewriting presence');
+          this.#wasDown = false;
+          this.#heartbeat();
+          for (const uid of this.#local.keys()) this.#dirty.add(uid);
+          this.#scheduleFlush();
+        }
+      });
+    }
+    this.store = this.#makeStore();
+  }
+
+  async start(onMessage: (channel: string, message: string) => void): Promise<void> {
+    this.#onMessage = onMessage;
+    await Promise.all([this.#pub.connect(), this.#sub.connect()]);
+    for (const name of this.#channels) this.#ssubscribe(name);
+    this.#heartbeat();
+    this.#timer = setInterval(() => {
+      this.#heartbeat();
+    }, Math.max(100, Math.floor(this.#ttl / 3)));
+    this.#timer.unref();
+  }
+
+  async publish(channel: string, message: string): Promise<void> {
+    await this.#pub.sPublish(this.#key.channel(channel), message);
+  }
+
+  subscribe(channel: string): void {
+    if (this.#channels.has(channel)) return;
+    this.#channels.add(channel);
+    if (this.#sub.isOpen) this.#ssubscribe(channel);
+  }
+
+  unsubscribe(channel: string): void {
+    if (!this.#channels.delete(channel)) return;
+    if (this.#sub.isOpen) {
+      this.#sub.sUnsubscribe(this.#key.channel(channel)).catch((err: unknown) => {
+        this.#log.debug({ err, channel }, 'redis: unsubscribe failed');
+      });
+    }
+  }
+
+  isReady(): boolean {
+    return this.#pub.isReady && this.#sub.isReady;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    try {
+      if (this.#pub.isReady) {
+        // A clean leave: no need to wait for the presence to expire.
+        await Promise.all([
+          this.#pub.del([this.#key.node(this.nodeId), this.#key.presence(this.nodeId)]),
+          this.#pub.sRem(this.#key.nodes, this.nodeId),
+        ]);
+      }
+    } catch (err) {
+      this.#log.debug({ err }, 'redis: clean leave failed');
+    }
+    this.#pub.destroy();
+    this.#sub.destroy();
+  }
+
+  #ssubscribe(channel: string): void {
+    this.#sub
+      .sSubscribe(this.#key.channel(channel), (message) => {
+        this.#onMessage?.(channel, message);
+      })
+      .catch((err: unknown) => {
+        this.#log.warn({ err, channel }, 'redis: subscribe failed');
+      });
+  }
+
+  /** Keeps this node (and its presence) alive in Redis for another `presenceTtl`. */
+  #heartbeat(): void {
+    if (!this.#pub.isReady) return;
+    Promise.all([
+      this.#pub.set(this.#key.node(this.nodeId), '1', { expiration: { type: 'PX', value: this.#ttl } }),
+      this.#pub.sAdd(this.#key.nodes, this.nodeId),
+      this.#pub.pExpire(this.#key.presence(this.nodeId), this.#ttl),
+    ]).catch((err: unknown) => {
+      this.#log.debug({ err }, 'redis: heartbeat failed');
+    });
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    if (!this.#pub.isReady || this.#dirty.size === 0) return;
+    const set: Record<string, string> = {};
+    const gone: string[] = [];
+    for (const uid of this.#dirty) {
+      const n = this.#local.get(uid);
+      if (n === undefined) gone.push(uid);
+      else set[uid] = String(n);
+    }
+    this.#dirty.clear();
+    const key = this.#key.presence(this.nodeId);
+    const writes: Promise<unknown>[] = [];
+    if (Object.keys(set).length > 0) writes.push(this.#pub.hSet(key, set), this.#pub.pExpire(key, this.#ttl));
+    if (gone.length > 0) writes.push(this.#pub.hDel(key, gone));
+    Promise.all(writes).catch((err: unknown) => {
+      this.#log.warn({ err }, 'redis: presence write failed; rewritten on reconnect');
+    });
+  }
+
+  /** Ids of nodes whose presence is alive; the dead ones' leftovers are removed. */
+  async #liveNodes(): Promise<string[]> {
+    const nodes = await this.#pub.sMembers(this.#key.nodes);
+    if (nodes.length === 0) return [];
+    const alive = await Promise.all(nodes.map((node) => this.#pub.exists(this.#key.node(node))));
+    const dead = nodes.filter((_, i) => alive[i] === 0);
+    if (dead.length > 0) {
+      Promise.all([this.#pub.sRem(this.#key.nodes, dead), this.#pub.del(dead.map((node) => this.#key.presence(node)))]).catch(() => undefined);
+    }
+    return nodes.filter((_, i) => alive[i] === 1);
+  }
+
+  #makeStore(): ClusterStore {
+    return {
+      setLocal: (uid, connections) => {
+        if (connections === 0) this.#local.delete(uid);
+        else this.#local.set(uid, connections);
+        this.#dirty.add(uid);
+        this.#scheduleFlush();
+      },
+      connections: async (uids) => {
+        if (uids.length === 0) return [];
+        const nodes = await this.#liveNodes();
+        const perNode = await Promise.all(nodes.map((node) => this.#pub.hmGet(this.#key.presence(node), [...uids])));
+        return uids.map((_, i) => perNode.reduce((sum, counts) => sum + Number(counts[i] ?? 0), 0));
+      },
+      totals: async () => {
+        const nodes = await this.#liveNodes();
+        const hashes = await Promise.all(nodes.map((node) => this.#pub.hGetAll(this.#key.presence(node))));
+        const uids = new Set<string>();
+        let connections = 0;
+        for (const hash of hashes) {
+          for (const [uid, n] of Object.entries(hash)) {
+            uids.add(uid);
+            connections += Number(n);
+          }
+        }
+        return { onlineUids: uids.size, connections };
+      },
+      listUids: async (cursor: string | null, limit: number): Promise<UidPage> => {
+        const nodes = await this.#liveNodes();
+        const keys = await Promise.all(nodes.map((node) => this.#pub.hKeys(this.#key.presence(node))));
+        return page([...new Set(keys.flat())], cursor, limit);
+      },
+      addMember: async (group, uid) => {
+        const [added] = await Promise.all([this.#pub.sAdd(this.#key.group(group), uid), this.#pub.sAdd(this.#key.groupsOf(uid), group)]);
+        return added === 1;
+      },
+      removeMember: async (group, uid) => {
+        const [removed] = await Promise.all([this.#pub.sRem(this.#key.group(group), uid), this.#pub.sRem(this.#key.groupsOf(uid), group)]);
+        return removed === 1;
+      },
+      members: (group) => this.#pub.sMembers(this.#key.group(group)),
+      groupsOf: (uid) => this.#pub.sMembers(this.#key.groupsOf(uid)),
+    };
+  }
+}

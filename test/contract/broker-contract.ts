@@ -1,0 +1,184 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Broker } from '../../src/index.js';
+import { connect, connectV1, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
+
+/** Makes the brokers of one cluster; `null` means a single node with no broker (embedded). */
+export interface ClusterFactory {
+  /** How many nodes the suite starts. */
+  nodes: number;
+  /** A broker for one more node of a fresh cluster (called `nodes` times per test). */
+  broker(): Broker | undefined;
+  /** Called before each test: a new, empty cluster. */
+  reset?(): Promise<void> | void;
+  /** Turns the broker off and on, if it can (for the outage case). */
+  setDown?(down: boolean): Promise<void> | void;
+}
+
+/**
+ * The behaviour every broker must give: the same operations, wherever the uid is
+ * connected. Run against embedded (1 node), the in-process bus (3 nodes) and Redis.
+ */
+export function brokerContract(name: string, factory: ClusterFactory): void {
+  describe(`broker contract: ${name}`, () => {
+    let nodes: Started[] = [];
+    let apis: string[] = [];
+    const clients: TestClient[] = [];
+    const last = (): number => nodes.length - 1;
+
+    beforeEach(async () => {
+      await factory.reset?.();
+      nodes = [];
+      for (let i = 0; i < factory.nodes; i++) {
+        const broker = factory.broker();
+        nodes.push(await startServer(broker === undefined ? {} : { broker }));
+      }
+      apis = nodes.map((n) => `http://127.0.0.1:${n.server.address().api?.port ?? 0}`);
+    });
+    afterEach(async () => {
+      for (const c of clients.splice(0)) c.close();
+      await Promise.all(nodes.map((n) => n.stop()));
+    });
+
+    async function seed(node: number, uid: string): Promise<TestClient> {
+      const c = await connect(nodes[node]?.url ?? '');
+      clients.push(c);
+      return c.login(uid);
+    }
+    async function v1(node: number, uid: string): Promise<TestClient> {
+      const c = await connectV1(nodes[node]?.url ?? '');
+      clients.push(c);
+      c.sendJson({ type: 'auth', uid });
+      await c.nextJson();
+      return c;
+    }
+    async function api(node: number, method: string, path: string, body?: unknown): Promise<unknown> {
+      const res = await fetch(`${apis[node] ?? ''}${path}`, {
+        method,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return res.json();
+    }
+    /** Waits until every node sees `uid` with `n` connections (presence is eventually consistent). */
+    async function presence(uid: string, n: number): Promise<void> {
+      await waitFor(() => true);
+      for (let i = 0; i < nodes.length; i++) {
+        const deadline = Date.now() + 5000;
+        for (;;) {
+          const got = (await api(i, 'GET', `/v1/users/${uid}`)) as { connections: number };
+          if (got.connections === n) break;
+          if (Date.now() > deadline) throw new Error(`node ${i} sees ${uid} with ${got.connections}, not ${n}`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      }
+    }
+
+    it('delivers a push sent through any node to the uid on node 0', async () => {
+      const alice = await seed(0, 'alice');
+      await presence('alice', 1);
+      for (let i = 0; i < nodes.length; i++) {
+        expect(await api(i, 'POST', '/v1/push', { uid: 'alice', data: `via ${i}` })).toEqual({ online: 1, connections: 1 });
+        expect(await alice.next()).toBe(`via ${i}`);
+      }
+      await alice.nothingFor(100); // exactly once: a node ignores its own messages
+    });
+
+    it('delivers client-to-client across nodes, in both protocols', async () => {
+      const sam = await seed(0, 'sam');
+      const jo = await v1(last(), 'jo');
+      await presence('jo', 1);
+      await presence('sam', 1);
+      sam.send('jo:hi jo');
+      expect(await jo.nextJson()).toMatchObject({ scope: 'uid', from: 'sam', to: 'jo', data: 'hi jo' });
+      jo.sendJson({ type: 'send', id: 1, to: 'sam', data: { x: 1 } });
+      expect(await sam.next()).toBe('{"x":1}');
+      expect(await jo.nextJson()).toEqual({ type: 'ack', id: 1, result: { online: true, connections: 1 } });
+    });
+
+    it('reaches a uid connected to two nodes on both', async () => {
+      const a = await seed(0, 'two');
+      const b = await seed(last(), 'two');
+      await presence('two', 2);
+      expect(await api(0, 'POST', '/v1/push', { uid: 'two', data: 'both' })).toEqual({ online: 1, connections: 2 });
+      expect(await a.next()).toBe('both');
+      expect(await b.next()).toBe('both');
+    });
+
+    it('broadcasts to every node', async () => {
+      const conns = await Promise.all(nodes.map((_, i) => seed(i, `b${i}`)));
+      await presence(`b${last()}`, 1);
+      expect(await api(0, 'POST', '/v1/broadcast', { data: 'all nodes' })).toEqual({ connections: nodes.length });
+      for (const c of conns) expect(await c.next()).toBe('all nodes');
+      for (const c of conns) await c.nothingFor(30);
+    });
+
+    it('pushes to a group whose members are on different nodes, membership set on any node', async () => {
+      const members = await Promise.all(nodes.map((_, i) => v1(i, `m${i}`)));
+      const outsider = await seed(0, 'outsider');
+      for (let i = 0; i < nodes.length; i++) await api(last() - i, 'PUT', `/v1/groups/crew/members/m${i}`);
+      await waitFor(() => true);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(await api(0, 'GET', '/v1/groups/crew')).toEqual({ group: 'crew', members: nodes.length, online: nodes.length, connections: nodes.length });
+      expect(await api(last(), 'POST', '/v1/groups/crew/push', { data: 'crew only' })).toEqual({ online: nodes.length, connections: nodes.length });
+      for (const m of members) expect(await m.nextJson()).toMatchObject({ scope: 'group', to: 'crew', data: 'crew only' });
+      await outsider.nothingFor(50);
+    });
+
+    it('keeps group membership when the member reconnects to another node', async () => {
+      let m = await seed(0, 'mover');
+      await api(0, 'PUT', '/v1/groups/club/members/mover');
+      m.close();
+      await presence('mover', 0);
+      m = await seed(last(), 'mover');
+      await presence('mover', 1);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await api(0, 'POST', '/v1/groups/club/push', { data: 'welcome back' });
+      expect(await m.next()).toBe('welcome back');
+    });
+
+    it('kicks a uid from any node', async () => {
+      const a = await seed(0, 'kicked');
+      const b = await seed(last(), 'kicked');
+      await presence('kicked', 2);
+      expect(await api(last(), 'POST', '/v1/users/kicked/kick', { reason: 'bye' })).toEqual({ uid: 'kicked', kicked: 2 });
+      expect(await a.closed()).toBe(4501);
+      expect(await b.closed()).toBe(4501);
+      await presence('kicked', 0);
+    });
+
+    it('agrees on presence, counts and the uid list on every node', async () => {
+      await seed(0, 'p1');
+      await seed(last(), 'p2');
+      await seed(last(), 'p2');
+      await presence('p2', 2);
+      await presence('p1', 1);
+      for (let i = 0; i < nodes.length; i++) {
+        expect(await api(i, 'GET', '/v1/stats')).toMatchObject({ onlineUids: 2, connections: 3 });
+        expect(((await api(i, 'GET', '/v1/users')) as { uids: string[] }).uids.sort()).toEqual(['p1', 'p2']);
+      }
+    });
+
+    it('forgets a uid on every node once its last connection closes', async () => {
+      const c = await seed(last(), 'gone');
+      await presence('gone', 1);
+      c.close();
+      await presence('gone', 0);
+    });
+
+    if (factory.setDown !== undefined) {
+      it('delivers locally even when the broker publish fails', async () => {
+        const local = await seed(0, 'local');
+        await presence('local', 1);
+        await factory.setDown?.(true);
+        try {
+          expect(nodes[0]?.server.hub.sendToUid('local', 'x')).toBe(1);
+          local.send('local:still here');
+          expect(await local.next()).toBe('x');
+          expect(await local.next()).toBe('still here');
+        } finally {
+          await factory.setDown?.(false);
+        }
+      });
+    }
+  });
+}
