@@ -33,6 +33,7 @@ const OPTION_KINDS = {
   insecure: 'boolean',
   clientRights: 'list',
   redis: 'string',
+  redisNamespace: 'string',
   presenceTtl: 'number',
 } as const satisfies Record<keyof ResolvedServerOptions, 'string' | 'number' | 'port-or-off' | 'boolean' | 'list'>;
 

@@ -69,6 +69,8 @@ export const serverOptionsSchema = z
       .string()
       .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
       .optional(),
+    /** Prefix of every Redis key and channel, so several clusters can share one Redis. */
+    redisNamespace: z.string().min(1).max(64).default('uidpush'),
     /**
      * How long a node's presence outlives it in Redis, in ms: after a node dies, its uids
      * read offline within this time. The node refreshes it every third of it.

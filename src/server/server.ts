@@ -169,7 +169,10 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     });
     this.#transport.attach(this.#http);
     const clusterBroker =
-      broker ?? (this.options.redis === undefined ? undefined : createRedisBroker(this.options.redis, this.#log, { presenceTtl: this.options.presenceTtl }));
+      broker ?? (this.options.redis === undefined ? undefined : createRedisBroker(this.options.redis, this.#log, {
+            presenceTtl: this.options.presenceTtl,
+            namespace: this.options.redisNamespace,
+          }));
     if (clusterBroker !== undefined) {
       this.#cluster = new ClusterNode(this.hub, clusterBroker, this.#log);
       this.#transport.setRouter(this.#cluster);
