@@ -58,11 +58,14 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export interface ServeConfig {
   server: ResolvedServerOptions;
   logLevel: LogLevel;
+  /** node:cluster workers sharing the port; 0: this process serves alone. */
+  workers: number;
 }
 
 /** The flags of `uidpush serve`, for node:util parseArgs. */
 export const SERVE_FLAGS = {
   config: { type: 'string' },
+  workers: { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   ...Object.fromEntries(
@@ -147,6 +150,11 @@ export async function loadServeConfig(
       merged[key] = text;
     }
   }
+  const workersText = str(flags.workers) ?? env.UIDPUSH_WORKERS ?? '0';
+  const workers = Number(workersText);
+  if (!Number.isInteger(workers) || workers < 0 || workers > 64) {
+    problems.push(`  - workers (--workers / UIDPUSH_WORKERS): expected 0 to 64, got '${workersText}'`);
+  }
   const levelText = str(flags['log-level']) ?? env.UIDPUSH_LOG_LEVEL;
   if (levelText !== undefined) logLevel = levelText;
   const level = z.enum(LOG_LEVELS).safeParse(logLevel);
@@ -160,7 +168,7 @@ export async function loadServeConfig(
     );
   }
   try {
-    return { server: resolveServerOptions(merged), logLevel: level.data ?? 'info' };
+    return { server: resolveServerOptions(merged), logLevel: level.data ?? 'info', workers };
   } catch (err) {
     if (err instanceof UidpushError) {
       // Name the flag and variable beside each field, so the fix is obvious.

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
+import { createIpcBroker, MemoryCluster, servePrimary } from '../broker/ipc.js';
 import { pino } from 'pino';
 import { UidpushError } from '../core/errors.js';
+import type { Logger } from '../core/types.js';
 import { createServer } from '../server/server.js';
 import { API_COMMANDS, API_USAGE, CliError, runApiCommand } from './api-commands.js';
 import { loadServeConfig, optionsHelp, SERVE_FLAGS } from './config.js';
@@ -20,6 +23,7 @@ Options (flag, then environment variable; flags win over variables, variables ov
 config file, the file over defaults):
   --config <file.json>     UIDPUSH_CONFIG     JSON object with the option names as keys
   --log-level <level>      UIDPUSH_LOG_LEVEL  fatal|error|warn|info|debug|trace|silent
+  --workers <n>            UIDPUSH_WORKERS    fork n node:cluster workers sharing the ports
 ${optionsHelp()}
 
 --api-port and --inner-port take 'off' to turn that listener off.
@@ -75,7 +79,10 @@ async function serve(args: string[]): Promise<number> {
     throw err;
   }
   const logger = pino({ name: 'uidpush', level: config.logLevel });
-  const server = createServer({ ...config.server, logger });
+  if (config.workers > 0 && cluster.isPrimary) return runPrimary(config.workers, config.server.shutdownGrace, logger);
+  // A worker joins its siblings through the primary, unless a Redis joins every node.
+  const broker = cluster.isWorker && config.server.redis === undefined ? createIpcBroker() : undefined;
+  const server = createServer({ ...config.server, logger, ...(broker === undefined ? {} : { broker }) });
   // Handlers go in before listening, so a signal that follows the 'listening' line at once
   // is already a graceful shutdown.
   const stopped = new Promise<number>((resolve) => {
@@ -108,6 +115,50 @@ async function serve(args: string[]): Promise<number> {
     return 1;
   }
   return stopped;
+}
+
+/**
+ * The primary of `serve --workers N`: forks the workers (they share the ports), relays
+ * between them, restarts one that dies (its uids go offline at once), and on SIGINT or
+ * SIGTERM stops them all and exits 0.
+ */
+function runPrimary(workers: number, graceMs: number, logger: Logger): Promise<number> {
+  const shared = new MemoryCluster();
+  const live = new Map<number, { stop: () => Promise<void>; exited: Promise<void> }>();
+  let stopping = false;
+  const fork = (): void => {
+    const worker = cluster.fork();
+    const stop = servePrimary(shared, worker, logger);
+    const exited = new Promise<void>((resolve) => {
+      worker.once('exit', (code, signal) => {
+        void stop();
+        live.delete(worker.id);
+        resolve();
+        if (!stopping) {
+          logger.warn({ worker: worker.id, code, signal }, 'worker died; starting another');
+          fork();
+        }
+      });
+    });
+    live.set(worker.id, { stop, exited });
+  };
+  for (let i = 0; i < workers; i++) fork();
+  logger.info({ workers }, 'primary: workers started');
+  return new Promise<number>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'primary: stopping workers');
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+      const all = Promise.all([...live.values()].map((w) => w.exited));
+      const timeout = new Promise((r) => setTimeout(r, graceMs + 5000).unref());
+      void Promise.race([all, timeout]).then(() => {
+        resolve(0);
+      });
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
 }
 
 main(process.argv.slice(2)).then(

@@ -1,0 +1,147 @@
+import type { Worker } from 'node:cluster';
+import type { Logger } from '../core/types.js';
+import type { Broker, ClusterStore } from './broker.js';
+import { MemoryCluster } from './memory.js';
+
+/**
+ * Workers on one machine (`uidpush serve --workers N`): node:cluster workers share the
+ * port, and the primary relays between them over IPC, with no external service. The
+ * primary keeps the shared state (a {@link MemoryCluster}: presence and groups) and one
+ * broker per worker; a worker's broker forwards its calls there.
+ */
+
+type ToPrimary =
+  | { uidpush: 'pub'; channel: string; message: string }
+  | { uidpush: 'sub' | 'unsub'; channel: string }
+  | { uidpush: 'local'; uid: string; connections: number }
+  | { uidpush: 'req'; id: number; op: StoreOp; args: unknown[] };
+type ToWorker =
+  | { uidpush: 'msg'; channel: string; message: string }
+  | { uidpush: 'res'; id: number; result?: unknown; error?: string };
+type StoreOp = Exclude<keyof ClusterStore, 'setLocal'>;
+
+/** In the primary: relays for `worker` until it exits; returns the cleanup to call then. */
+export function servePrimary(cluster: MemoryCluster, worker: Worker, log: Logger): () => Promise<void> {
+  const broker = cluster.createBroker(`worker-${worker.id}`);
+  const send = (msg: ToWorker): void => {
+    if (worker.isConnected()) worker.send(msg);
+  };
+  void broker.start((channel, message) => {
+    send({ uidpush: 'msg', channel, message });
+  });
+  worker.on('message', (msg: ToPrimary) => {
+    switch (msg.uidpush) {
+      case 'pub':
+        broker.publish(msg.channel, msg.message).catch(() => undefined);
+        return;
+      case 'sub':
+        broker.subscribe(msg.channel);
+        return;
+      case 'unsub':
+        broker.unsubscribe(msg.channel);
+        return;
+      case 'local':
+        broker.store.setLocal(msg.uid, msg.connections);
+        return;
+      case 'req': {
+        const store = broker.store as unknown as Record<StoreOp, (...args: unknown[]) => Promise<unknown>>;
+        store[msg.op](...msg.args).then(
+          (result) => {
+            send({ uidpush: 'res', id: msg.id, result });
+          },
+          (err: unknown) => {
+            send({ uidpush: 'res', id: msg.id, error: String(err) });
+          },
+        );
+        return;
+      }
+      default:
+        log.warn({ worker: worker.id }, 'ipc: unknown message from a worker');
+    }
+  });
+  // The worker's presence goes with it at once: its uids read offline immediately.
+  return () => broker.close();
+}
+
+/** In a worker: the broker that talks to the primary. */
+export function createIpcBroker(): Broker {
+  return new IpcBroker();
+}
+
+class IpcBroker implements Broker {
+  readonly nodeId = `worker-${process.env.NODE_UNIQUE_ID ?? process.pid}`;
+  readonly store: ClusterStore;
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  #nextId = 1;
+  #onMessage: ((channel: string, message: string) => void) | undefined;
+  readonly #listener = (msg: ToWorker): void => {
+    if (msg.uidpush === 'msg') {
+      this.#onMessage?.(msg.channel, msg.message);
+    } else {
+      const waiter = this.#pending.get(msg.id);
+      this.#pending.delete(msg.id);
+      if (msg.error !== undefined) waiter?.reject(new Error(msg.error));
+      else waiter?.resolve(msg.result);
+    }
+  };
+
+  constructor() {
+    const request =
+      <T>(op: StoreOp) =>
+      (...args: unknown[]): Promise<T> =>
+        new Promise<T>((resolve, reject) => {
+          const id = this.#nextId++;
+          this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+          this.#send({ uidpush: 'req', id, op, args });
+        });
+    this.store = {
+      setLocal: (uid, connections) => {
+        this.#send({ uidpush: 'local', uid, connections });
+      },
+      connections: request('connections'),
+      totals: request('totals'),
+      listUids: request('listUids'),
+      addMember: request('addMember'),
+      removeMember: request('removeMember'),
+      members: request('members'),
+      groupsOf: request('groupsOf'),
+    };
+  }
+
+  start(onMessage: (channel: string, message: string) => void): Promise<void> {
+    if (process.send === undefined) throw new Error('the IPC broker runs in a node:cluster worker');
+    this.#onMessage = onMessage;
+    process.on('message', this.#listener);
+    return Promise.resolve();
+  }
+
+  publish(channel: string, message: string): Promise<void> {
+    this.#send({ uidpush: 'pub', channel, message });
+    return Promise.resolve();
+  }
+
+  subscribe(channel: string): void {
+    this.#send({ uidpush: 'sub', channel });
+  }
+
+  unsubscribe(channel: string): void {
+    this.#send({ uidpush: 'unsub', channel });
+  }
+
+  isReady(): boolean {
+    return process.connected;
+  }
+
+  close(): Promise<void> {
+    process.off('message', this.#listener);
+    for (const waiter of this.#pending.values()) waiter.reject(new Error('closed'));
+    this.#pending.clear();
+    return Promise.resolve();
+  }
+
+  #send(msg: ToPrimary): void {
+    if (process.connected) process.send?.(msg);
+  }
+}
+
+export { MemoryCluster };

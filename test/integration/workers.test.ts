@@ -1,0 +1,135 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect, type TestClient } from '../helpers/clients.js';
+
+const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
+const children: ChildProcess[] = [];
+const clients: TestClient[] = [];
+
+afterEach(() => {
+  for (const c of clients.splice(0)) c.close();
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+});
+
+interface LogLine {
+  msg: string;
+  pid: number;
+  port?: number;
+  api?: { port: number };
+}
+
+/** `uidpush serve --workers n`; resolves once every worker listens. */
+function workers(n: number): Promise<{ primary: ChildProcess; ws: string; api: string; pids: number[]; lines: LogLine[] }> {
+  const primary = spawn(
+    process.execPath,
+    ['--import', 'tsx', MAIN, 'serve', '--workers', String(n), '--port', '0', '--api-port', '0'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  children.push(primary);
+  const lines: LogLine[] = [];
+  return new Promise((resolve, reject) => {
+    createInterface({ input: primary.stdout as NodeJS.ReadableStream }).on('line', (text) => {
+      const line = JSON.parse(text) as LogLine;
+      lines.push(line);
+      const listening = lines.filter((l) => l.msg === 'listening');
+      if (line.msg === 'listening' && listening.length === n) {
+        resolve({
+          primary,
+          ws: `ws://127.0.0.1:${line.port ?? 0}`,
+          api: `http://127.0.0.1:${line.api?.port ?? 0}`,
+          pids: listening.map((l) => l.pid),
+          lines,
+        });
+      }
+    });
+    primary.once('exit', (code) => {
+      reject(new Error(`primary exited with ${String(code)}`));
+    });
+  });
+}
+
+async function json(url: string, init?: RequestInit): Promise<unknown> {
+  return (await fetch(url, init)).json();
+}
+
+async function eventually(check: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+describe('uidpush serve --workers', { timeout: 60_000 }, () => {
+  it('shares the port among workers and delivers across them through the primary', async () => {
+    const { ws, api, pids } = await workers(3);
+    expect(new Set(pids).size).toBe(3);
+    const users = [];
+    for (let i = 0; i < 6; i++) {
+      const c = await connect(ws);
+      clients.push(c);
+      users.push(await c.login(`w${i}`));
+    }
+    await eventually(async () => {
+      expect(await json(`${api}/v1/stats`)).toMatchObject({ onlineUids: 6, connections: 6 });
+    });
+    // Each API call lands on some worker; every uid is reached wherever it is.
+    for (let i = 0; i < 6; i++) {
+      const body = JSON.stringify({ uid: `w${i}`, data: `hello w${i}` });
+      expect(await json(`${api}/v1/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).toEqual({
+        online: 1,
+        connections: 1,
+      });
+      expect(await users[i]?.next()).toBe(`hello w${i}`);
+    }
+    // Client to client across workers.
+    users[0]?.send('w5:from w0');
+    expect(await users[5]?.next()).toBe('from w0');
+    users[1]?.send('all:everyone');
+    for (const u of users) expect(await u.next()).toBe('everyone');
+  });
+
+  it('restarts a worker that dies, and its uids go offline at once', async () => {
+    const { ws, api, pids, lines } = await workers(2);
+    const mine: TestClient[] = [];
+    for (let i = 0; i < 6; i++) {
+      const c = await connect(ws);
+      clients.push(c);
+      mine.push(await c.login(`k${i}`));
+    }
+    await eventually(async () => {
+      expect(await json(`${api}/v1/stats`)).toMatchObject({ onlineUids: 6 });
+    });
+    const victim = pids[0] ?? 0;
+    process.kill(victim, 'SIGKILL');
+    await eventually(async () => {
+      expect(mine.filter((c) => c.closeCode !== undefined).length).toBeGreaterThan(0);
+    });
+    const survivors = mine.filter((c) => c.closeCode === undefined).length;
+    await eventually(async () => {
+      expect(await json(`${api}/v1/stats`)).toMatchObject({ onlineUids: survivors });
+    }, 3000);
+    await eventually(async () => {
+      expect(lines.some((l) => l.msg === 'worker died; starting another')).toBe(true);
+      expect(lines.filter((l) => l.msg === 'listening').length).toBe(3);
+    });
+  });
+
+  it('stops every worker on SIGTERM and exits 0; clients get 1001', async () => {
+    const { primary, ws } = await workers(2);
+    const c = await connect(ws);
+    clients.push(c);
+    await c.login('bye');
+    const exited = new Promise<number | null>((resolve) => primary.once('exit', resolve));
+    primary.kill('SIGTERM');
+    expect(await c.closed()).toBe(1001);
+    expect(await exited).toBe(0);
+  });
+});
