@@ -109,16 +109,18 @@ describe('uidpush serve --workers', { timeout: 60_000 }, () => {
     });
     const victim = pids[0] ?? 0;
     process.kill(victim, 'SIGKILL');
-    await eventually(async () => {
+    await eventually(() => {
       expect(mine.filter((c) => c.closeCode !== undefined).length).toBeGreaterThan(0);
+      return Promise.resolve();
     });
     const survivors = mine.filter((c) => c.closeCode === undefined).length;
     await eventually(async () => {
       expect(await json(`${api}/v1/stats`)).toMatchObject({ onlineUids: survivors });
     }, 3000);
-    await eventually(async () => {
+    await eventually(() => {
       expect(lines.some((l) => l.msg === 'worker died; starting another')).toBe(true);
       expect(lines.filter((l) => l.msg === 'listening').length).toBe(3);
+      return Promise.resolve();
     });
   });
 
