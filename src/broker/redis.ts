@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createClient } from '@redis/client';
+import { createClient, createCluster, createSentinel } from '@redis/client';
 import type { UidPage } from '../core/service.js';
 import type { Group, Logger, Uid } from '../core/types.js';
 import type { Broker, ClusterStore } from './broker.js';
@@ -33,6 +33,62 @@ function keys(ns: string) {
 }
 
 /**
+ * The commands the broker uses, shared by node-redis's standalone, cluster and sentinel
+ * clients; one of the three is made from the URL.
+ */
+interface RedisLike {
+  readonly isReady: boolean;
+  readonly isOpen: boolean;
+  on(event: 'error' | 'ready', listener: (err?: unknown) => void): unknown;
+  connect(): Promise<unknown>;
+  destroy(): unknown;
+  duplicate(): RedisLike;
+  sPublish(channel: string, message: string): Promise<unknown>;
+  sSubscribe(channel: string, listener: (message: string, channel: string) => void): Promise<unknown>;
+  sUnsubscribe(channel: string): Promise<unknown>;
+  set(key: string, value: string, options: { expiration: { type: 'PX'; value: number } }): Promise<unknown>;
+  sAdd(key: string, members: string | string[]): Promise<number>;
+  sRem(key: string, members: string | string[]): Promise<number>;
+  pExpire(key: string, ms: number): Promise<unknown>;
+  hSet(key: string, fields: Record<string, string>): Promise<unknown>;
+  hDel(key: string, fields: string[]): Promise<unknown>;
+  del(key: string): Promise<unknown>;
+  exists(key: string): Promise<number>;
+  sMembers(key: string): Promise<string[]>;
+  hmGet(key: string, fields: string[]): Promise<(string | null)[]>;
+  hGetAll(key: string): Promise<Record<string, string>>;
+  hKeys(key: string): Promise<string[]>;
+}
+
+/**
+ * Builds the client for a URL:
+ * - `redis://[user:pass@]host:port[/db]` or `rediss://...`: one Redis;
+ * - `redis+cluster://host:port,host:port`: a Redis Cluster, from its seed nodes;
+ * - `redis+sentinel://host:port,host:port/<master name>`: the master Sentinel names.
+ */
+function clientFor(url: string, reconnectStrategy: (retries: number) => number): RedisLike {
+  const cluster = /^redis\+cluster:\/\/(.+)$/.exec(url);
+  if (cluster?.[1] !== undefined) {
+    const rootNodes = cluster[1].split(',').map((hostPort) => ({ url: `redis://${hostPort.replace(/\/$/, '')}` }));
+    return createCluster({ rootNodes, defaults: { socket: { reconnectStrategy } } });
+  }
+  const sentinel = /^redis\+sentinel:\/\/([^/]+)\/(.+)$/.exec(url);
+  if (sentinel?.[1] !== undefined && sentinel[2] !== undefined) {
+    const sentinelRootNodes = sentinel[1].split(',').map((hostPort) => {
+      const [host = '127.0.0.1', port = '26379'] = hostPort.split(':');
+      return { host, port: Number(port) };
+    });
+    return createSentinel({
+      name: sentinel[2],
+      sentinelRootNodes,
+      nodeClientOptions: { socket: { reconnectStrategy } },
+    });
+  }
+  // Fail fast while Redis is away instead of queueing stale pushes for later.
+  return createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy } });
+}
+
+/**
  * The Redis broker (`--redis redis://...`): sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis 7)
  * on per-uid and per-group channels that a node subscribes to only while it holds that uid
  * or a member, so a targeted push reaches only the nodes that hold the uid; one channel
@@ -54,8 +110,8 @@ class RedisBroker implements Broker {
   readonly #log: Logger;
   readonly #ttl: number;
   readonly #key: ReturnType<typeof keys>;
-  readonly #pub;
-  readonly #sub;
+  readonly #pub: RedisLike;
+  readonly #sub: RedisLike;
   /** Channels this node wants, resubscribed after a reconnect. */
   readonly #channels = new Set<string>();
   /** This node's connection count per uid: the source of its presence in Redis. */
@@ -76,8 +132,7 @@ class RedisBroker implements Broker {
     const reconnectStrategy = (retries: number): number =>
       // Full jitter, capped at 2 s: a restarted Redis is not hit by every node at once.
       Math.floor(Math.random() * Math.min(2000, 50 * 2 ** Math.min(retries, 6)));
-    // Fail fast while Redis is away instead of queueing stale pushes for later.
-    this.#pub = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy } });
+    this.#pub = clientFor(url, reconnectStrategy);
     this.#sub = this.#pub.duplicate();
     for (const [name, client] of [
       ['publisher', this.#pub],
@@ -88,13 +143,7 @@ class RedisBroker implements Broker {
         this.#wasDown = true;
       });
       client.on('ready', () => {
-        if (this.#wasDown && name === 'publisher') {
-          this.#log.info({}, 'redis: back; rewriting presence');
-          this.#wasDown = false;
-          this.#heartbeat();
-          for (const uid of this.#local.keys()) this.#dirty.add(uid);
-          this.#scheduleFlush();
-        }
+        if (name === 'publisher') this.#recover();
       });
     }
     this.store = this.#makeStore();
@@ -141,8 +190,10 @@ class RedisBroker implements Broker {
     try {
       if (this.#pub.isReady) {
         // A clean leave: no need to wait for the presence to expire.
+        // One key per command: in a Redis Cluster the keys live in different slots.
         await Promise.all([
-          this.#pub.del([this.#key.node(this.nodeId), this.#key.presence(this.nodeId)]),
+          this.#pub.del(this.#key.node(this.nodeId)),
+          this.#pub.del(this.#key.presence(this.nodeId)),
           this.#pub.sRem(this.#key.nodes, this.nodeId),
         ]);
       }
@@ -155,7 +206,7 @@ class RedisBroker implements Broker {
 
   #ssubscribe(channel: string): void {
     this.#sub
-      .sSubscribe(this.#key.channel(channel), (message) => {
+      .sSubscribe(this.#key.channel(channel), (message: string) => {
         this.#onMessage?.(channel, message);
       })
       .catch((err: unknown) => {
@@ -163,8 +214,23 @@ class RedisBroker implements Broker {
       });
   }
 
+  /** After an outage: this node's presence was lost with Redis (or expired); write it again. */
+  #recover(): void {
+    if (!this.#wasDown || !this.#pub.isReady) return;
+    this.#log.info({}, 'redis: back; rewriting presence');
+    this.#wasDown = false;
+    for (const uid of this.#local.keys()) this.#dirty.add(uid);
+    this.#scheduleFlush();
+    this.#heartbeat();
+  }
+
   /** Keeps this node (and its presence) alive in Redis for another `presenceTtl`. */
   #heartbeat(): void {
+    // Clients that do not say 'ready' after a reconnect (cluster, sentinel) recover here.
+    if (this.#wasDown) {
+      this.#recover();
+      return;
+    }
     if (!this.#pub.isReady) return;
     Promise.all([
       this.#pub.set(this.#key.node(this.nodeId), '1', { expiration: { type: 'PX', value: this.#ttl } }),
@@ -210,7 +276,9 @@ class RedisBroker implements Broker {
     const alive = await Promise.all(nodes.map((node) => this.#pub.exists(this.#key.node(node))));
     const dead = nodes.filter((_, i) => alive[i] === 0);
     if (dead.length > 0) {
-      Promise.all([this.#pub.sRem(this.#key.nodes, dead), this.#pub.del(dead.map((node) => this.#key.presence(node)))]).catch(() => undefined);
+      Promise.all([this.#pub.sRem(this.#key.nodes, dead), ...dead.map((node) => this.#pub.del(this.#key.presence(node)))]).catch(
+        () => undefined,
+      );
     }
     return nodes.filter((_, i) => alive[i] === 1);
   }

@@ -64,10 +64,17 @@ export const serverOptionsSchema = z
       .min(1024)
       .max(256 * 1024 * 1024)
       .default(1024 * 1024),
-    /** Redis URL (redis:// or rediss://): joins the cluster of every node on that Redis. */
+    /**
+     * Redis URL: joins the cluster of every node on that Redis. `redis://` or `rediss://`
+     * for one Redis, `redis+cluster://host:port,host:port` for a Redis Cluster,
+     * `redis+sentinel://host:port,host:port/<master>` through Sentinel.
+     */
     redis: z
       .string()
-      .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
+      .regex(
+        /^(rediss?:\/\/.+|redis\+cluster:\/\/.+|redis\+sentinel:\/\/[^/]+\/.+)$/,
+        'expected redis://, rediss://, redis+cluster://host:port,... or redis+sentinel://host:port,.../master',
+      )
       .optional(),
     /** Prefix of every Redis key and channel, so several clusters can share one Redis. */
     redisNamespace: z.string().min(1).max(64).default('uidpush'),

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type TestClient } from '../helpers/clients.js';
+import { freePort } from '../helpers/redis-servers.js';
 
 const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -72,15 +72,6 @@ afterEach(() => {
   for (const c of clients.splice(0)) c.close();
   for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
 });
-
-/** A free TCP port on loopback. */
-async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('3 uidpush nodes on one Redis', { timeout: 60_000 }, () => {
   it('deliver by uid, group and broadcast whichever node the API call reaches', async () => {

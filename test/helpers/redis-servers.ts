@@ -1,0 +1,88 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A free TCP port on loopback. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function cli(port: number, ...args: string[]): string {
+  return spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { encoding: 'utf8' }).stdout;
+}
+
+/**
+ * A Redis Cluster of `masters` masters on free loopback ports, started by this process
+ * (so tests stop only servers they started). Returns its URL and a stop function.
+ */
+export async function startRedisCluster(masters = 3): Promise<{ url: string; stop: () => void }> {
+  const dir = await mkdtemp(join(tmpdir(), 'uidpush-redis-cluster-'));
+  const ports = await Promise.all(Array.from({ length: masters }, () => freePort()));
+  const servers: ChildProcess[] = ports.map((port) =>
+    spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--save', '', '--appendonly', 'no', '--dir', dir],
+      { stdio: 'ignore' },
+    ),
+  );
+  const stop = (): void => {
+    for (const s of servers) if (s.exitCode === null) s.kill('SIGKILL');
+  };
+  try {
+    await until(() => ports.every((p) => cli(p, 'ping').trim() === 'PONG'), 'redis cluster nodes to start');
+    spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      encoding: 'utf8',
+    });
+    await until(() => ports.every((p) => cli(p, 'cluster', 'info').includes('cluster_state:ok')), 'cluster_state:ok');
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return { url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`, stop };
+}
+
+/**
+ * One Redis master watched by one Sentinel, on free loopback ports, started by this
+ * process. Returns the `redis+sentinel://` URL for the master `uidpush-master`.
+ */
+export async function startRedisSentinel(): Promise<{ url: string; stop: () => void }> {
+  const { writeFile } = await import('node:fs/promises');
+  const dir = await mkdtemp(join(tmpdir(), 'uidpush-redis-sentinel-'));
+  const [masterPort, sentinelPort] = [await freePort(), await freePort()];
+  const master = spawn('redis-server', ['--port', String(masterPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  const conf = join(dir, 'sentinel.conf');
+  await writeFile(
+    conf,
+    [`port ${sentinelPort}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor uidpush-master 127.0.0.1 ${masterPort} 1`, ''].join('\n'),
+  );
+  const sentinel = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+  const stop = (): void => {
+    for (const s of [master, sentinel]) if (s.exitCode === null) s.kill('SIGKILL');
+  };
+  try {
+    await until(
+      () => cli(sentinelPort, 'sentinel', 'get-master-addr-by-name', 'uidpush-master').includes(String(masterPort)),
+      'sentinel to know the master',
+    );
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return { url: `redis+sentinel://127.0.0.1:${sentinelPort}/uidpush-master`, stop };
+}
