@@ -148,3 +148,33 @@ export async function waitFor(predicate: () => boolean, timeoutMs = 3000): Promi
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/**
+ * What one test file starts: a server (`setup`) and clients (`client`), all ended by
+ * `cleanup()` in afterEach.
+ */
+export function testBed(): {
+  setup: (options?: ServerOptions) => Promise<Started>;
+  client: (url: string, uid?: string, options?: ClientOptions) => Promise<TestClient>;
+  cleanup: () => Promise<void>;
+} {
+  let started: Started | undefined;
+  const open: TestClient[] = [];
+  return {
+    setup: async (options = {}) => {
+      started = await startServer(options);
+      return started;
+    },
+    client: async (url, uid, options) => {
+      const c = await connect(url, options);
+      open.push(c);
+      if (uid !== undefined) await c.login(uid);
+      return c;
+    },
+    cleanup: async () => {
+      for (const c of open.splice(0)) c.close();
+      await started?.stop();
+      started = undefined;
+    },
+  };
+}

@@ -1,24 +1,9 @@
 import { createConnection } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ServerOptions } from '../../src/index.js';
-import { connect, startServer, type Started, type TestClient } from '../helpers/clients.js';
+import { testBed } from '../helpers/clients.js';
 
-let started: Started | undefined;
-const clients: TestClient[] = [];
-async function setup(options: ServerOptions = {}): Promise<Started> {
-  started = await startServer(options);
-  return started;
-}
-async function client(url: string, uid?: string): Promise<TestClient> {
-  const c = await connect(url);
-  clients.push(c);
-  if (uid !== undefined) await c.login(uid);
-  return c;
-}
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  await started?.stop();
-});
+const { setup, client, cleanup } = testBed();
+afterEach(cleanup);
 
 describe('bad input', () => {
   it('answers a message with no colon with bad_request and keeps the connection', async () => {
@@ -158,9 +143,7 @@ describe('bad input', () => {
 
   it('does not accept a subprotocol it does not speak', async () => {
     const { url } = await setup();
-    const c = new (await import('../helpers/clients.js')).TestClient(url, {});
-    clients.push(c);
-    await c.open();
+    const c = await client(url);
     expect(c.ws.protocol).toBe('');
     const offering = new (await import('ws')).WebSocket(url, ['chat']);
     const err = await new Promise<Error>((resolve) => offering.once('error', resolve));

@@ -1,24 +1,12 @@
 import { setImmediate as tick } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CloseCode, type ServerOptions } from '../../src/index.js';
-import { connect, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
+import { CloseCode } from '../../src/index.js';
+import { connect, testBed, waitFor, type TestClient } from '../helpers/clients.js';
 
-let started: Started | undefined;
-const clients: TestClient[] = [];
-async function setup(options: ServerOptions = {}): Promise<Started> {
-  started = await startServer(options);
-  return started;
-}
-async function client(url: string, uid?: string, autoPong = true): Promise<TestClient> {
-  const c = await connect(url, { autoPong });
-  clients.push(c);
-  if (uid !== undefined) await c.login(uid);
-  return c;
-}
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  await started?.stop();
-});
+const bed = testBed();
+const { setup } = bed;
+const client = (url: string, uid?: string, autoPong = true): Promise<TestClient> => bed.client(url, uid, { autoPong });
+afterEach(bed.cleanup);
 
 describe('slow consumers', () => {
   it('closes a client that stops reading at the cap while the others keep receiving', async () => {
