@@ -123,6 +123,7 @@ class RedisBroker implements Broker {
   #onMessage: ((channel: string, message: string) => void) | undefined;
   #closed = false;
   #wasDown = false;
+  #live: { at: number; nodes: Promise<string[]> } | undefined;
 
   constructor(url: string, log: Logger, options: RedisBrokerOptions) {
     this.nodeId = options.nodeId ?? randomUUID();
@@ -269,8 +270,26 @@ class RedisBroker implements Broker {
     });
   }
 
-  /** Ids of nodes whose presence is alive; the dead ones' leftovers are removed. */
-  async #liveNodes(): Promise<string[]> {
+  /**
+   * Ids of the live nodes, read at most once a second: a presence query then costs one
+   * HMGET per node. A dead node's presence hash expires with it, so a stale list only
+   * costs a lookup that finds nothing.
+   */
+  #liveNodes(): Promise<string[]> {
+    const now = Date.now();
+    if (this.#live === undefined || now - this.#live.at > 1000) {
+      const nodes = this.#readLiveNodes();
+      this.#live = { at: now, nodes };
+      // A failed read is not cached: the next query tries again.
+      nodes.catch(() => {
+        if (this.#live?.nodes === nodes) this.#live = undefined;
+      });
+    }
+    return this.#live.nodes;
+  }
+
+  /** Reads the live nodes; the dead ones' leftovers are removed. */
+  async #readLiveNodes(): Promise<string[]> {
     const nodes = await this.#pub.sMembers(this.#key.nodes);
     if (nodes.length === 0) return [];
     const alive = await Promise.all(nodes.map((node) => this.#pub.exists(this.#key.node(node))));

@@ -8,9 +8,14 @@ import type { Hub, Recipient } from './hub.js';
  * may come later (a cluster asks its store); delivery itself starts at the call.
  */
 export interface Router {
-  sendToUid(uid: Uid, data: Data, from: Uid | null): Sync<PushResult>;
-  broadcast(data: Data, from: Uid | null): Sync<number>;
-  publish(group: Group, data: Data, from: Uid | null): Sync<PushResult>;
+  /**
+   * @param wholeCluster - answer for the whole cluster (a store lookup in a cluster); when
+   *   false, the answer counts this node's deliveries only and costs nothing extra. The
+   *   seed protocol, which sends no acknowledgement, never asks.
+   */
+  sendToUid(uid: Uid, data: Data, from: Uid | null, wholeCluster: boolean): Sync<PushResult>;
+  broadcast(data: Data, from: Uid | null, wholeCluster: boolean): Sync<number>;
+  publish(group: Group, data: Data, from: Uid | null, wholeCluster: boolean): Sync<PushResult>;
   join(group: Group, uid: Uid): Sync<boolean>;
   leave(group: Group, uid: Uid): Sync<boolean>;
 }

@@ -1,6 +1,6 @@
 import { channel, decodeEnvelope, encodeEnvelope, type Envelope } from '../broker/envelope.js';
 import type { Broker } from '../broker/broker.js';
-import type { GroupInfo, PushResult, UidPage } from '../core/service.js';
+import type { GroupInfo, PushResult, Sync, UidPage } from '../core/service.js';
 import type { Data, Group, JsonValue, Logger, Uid } from '../core/types.js';
 import type { Hub } from '../delivery/hub.js';
 import type { Router } from '../delivery/router.js';
@@ -71,29 +71,35 @@ export class ClusterNode implements Router {
 
   // Router: client pushes.
 
-  sendToUid(uid: Uid, data: Data, from: Uid | null): Promise<PushResult> {
-    return this.pushToUids([uid], data, from);
+  sendToUid(uid: Uid, data: Data, from: Uid | null, wholeCluster: boolean): Sync<PushResult> {
+    return this.pushToUids([uid], data, from, wholeCluster);
   }
 
-  async pushToUids(uids: readonly Uid[], data: Data, from: Uid | null = null): Promise<PushResult> {
+  /** Publishes to each uid's channel, delivers locally, and answers from the store. */
+  pushToUids(uids: readonly Uid[], data: Data, from: Uid | null = null, wholeCluster = true): Sync<PushResult> {
     const json = toJson(data);
-    for (const uid of new Set(uids)) this.#publish(channel.uid(uid), { t: 'push', uid, data: json, from });
-    this.#hub.sendToUids(uids, data, from);
-    const counts = await this.#broker.store.connections([...new Set(uids)]);
-    return { online: counts.filter((n) => n > 0).length, connections: counts.reduce((a, n) => a + n, 0) };
+    const unique = [...new Set(uids)];
+    for (const uid of unique) this.#publish(channel.uid(uid), { t: 'push', uid, data: json, from });
+    const local = this.#hub.sendToUids(unique, data, from);
+    if (!wholeCluster) return local;
+    return this.#broker.store.connections(unique).then((counts) => ({
+      online: counts.filter((n) => n > 0).length,
+      connections: counts.reduce((a, n) => a + n, 0),
+    }));
   }
 
-  async broadcast(data: Data, from: Uid | null = null): Promise<number> {
+  broadcast(data: Data, from: Uid | null = null, wholeCluster = true): Sync<number> {
     this.#publish(channel.all, { t: 'broadcast', data: toJson(data), from });
-    this.#hub.broadcast(data, from);
-    return (await this.#broker.store.totals()).connections;
+    const local = this.#hub.broadcast(data, from);
+    if (!wholeCluster) return local;
+    return this.#broker.store.totals().then((t) => t.connections);
   }
 
-  async publish(group: Group, data: Data, from: Uid | null = null): Promise<PushResult> {
+  publish(group: Group, data: Data, from: Uid | null = null, wholeCluster = true): Sync<PushResult> {
     this.#publish(channel.group(group), { t: 'publish', group, data: toJson(data), from });
-    this.#hub.publish(group, data, from);
-    const info = await this.groupInfo(group);
-    return { online: info.online, connections: info.connections };
+    const local = this.#hub.publish(group, data, from);
+    if (!wholeCluster) return local;
+    return this.groupInfo(group).then((info) => ({ online: info.online, connections: info.connections }));
   }
 
   async join(group: Group, uid: Uid): Promise<boolean> {

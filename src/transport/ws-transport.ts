@@ -336,7 +336,8 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to send to a uid');
           return;
         }
-        this.#routed(this.#router.sendToUid(command.uid, command.message, from), (r) => {
+        // No acknowledgement in the seed protocol: never pay for a cluster-wide answer.
+        this.#routed(this.#router.sendToUid(command.uid, command.message, from, false), (r) => {
           this.#events.message(conn, from, 'uid', command.uid, command.message, r.connections);
         });
         return;
@@ -346,7 +347,7 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to broadcast');
           return;
         }
-        this.#routed(this.#router.broadcast(command.message, from), (written) => {
+        this.#routed(this.#router.broadcast(command.message, from, false), (written) => {
           this.#events.message(conn, from, 'broadcast', undefined, command.message, written);
         });
         return;
@@ -384,7 +385,7 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to send to a uid', frame.id);
           return;
         }
-        this.#routed(this.#router.sendToUid(frame.to, frame.data, from), (r) => {
+        this.#routed(this.#router.sendToUid(frame.to, frame.data, from, frame.id !== undefined), (r) => {
           this.#events.message(conn, from, 'uid', frame.to, frame.data, r.connections);
           this.#ack(conn, frame.id, { online: r.online > 0, connections: r.connections });
         });
@@ -396,7 +397,7 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, `no right to publish to group ${frame.group}`, frame.id);
           return;
         }
-        this.#routed(this.#router.publish(frame.group, frame.data, from), (r) => {
+        this.#routed(this.#router.publish(frame.group, frame.data, from, frame.id !== undefined), (r) => {
           this.#events.message(conn, from, 'group', frame.group, frame.data, r.connections);
           this.#ack(conn, frame.id, { online: r.online, connections: r.connections });
         });
@@ -407,7 +408,7 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to broadcast', frame.id);
           return;
         }
-        this.#routed(this.#router.broadcast(frame.data, from), (written) => {
+        this.#routed(this.#router.broadcast(frame.data, from, frame.id !== undefined), (written) => {
           this.#events.message(conn, from, 'broadcast', undefined, frame.data, written);
           this.#ack(conn, frame.id, { connections: written });
         });
