@@ -25,6 +25,8 @@ interface Seen {
 const sockets: WebSocket[] = [];
 const seen = new Map<number, Seen>();
 let errors = 0;
+/** The first error messages (at most 20), for the report. */
+const errorMessages: string[] = [];
 /** Messages received since the last `received` that are not broadcasts. */
 let received = 0;
 
@@ -75,12 +77,22 @@ function open(args: OpenArgs): Promise<{ opened: number; errors: number }> {
         }
         onMessage(data);
       });
-      ws.on('error', () => {
+      ws.on('error', (err) => {
         errors++;
+        if (errorMessages.length < 20) errorMessages.push(`${uid}: ${err.message}`);
         if (!loggedIn) {
           loggedIn = true;
           finish();
         }
+      });
+      // Closed by the server before login, without an error: counted as one, so that
+      // `open` still ends.
+      ws.on('close', (code) => {
+        if (loggedIn) return;
+        loggedIn = true;
+        errors++;
+        if (errorMessages.length < 20) errorMessages.push(`${uid}: closed with ${code} before login`);
+        finish();
       });
     };
     for (let i = 0; i < Math.min(args.concurrency, args.count); i++) launch();
@@ -107,6 +119,8 @@ serve({
     return count;
   },
   cpu: () => process.cpuUsage(),
+  /** The first error messages seen (at most 20). */
+  errors: () => errorMessages,
   close: () => {
     for (const ws of sockets) ws.terminate();
     return sockets.length;
