@@ -140,6 +140,20 @@ export function connectV1(url: string, options?: ClientOptions): Promise<TestCli
   return new TestClient(url, options, 'uidpush.v1').open();
 }
 
+/** Retries `check` until it passes or `timeoutMs` passes: for what is eventually consistent. */
+export async function eventually(check: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
 /** Polls `predicate` until true or `timeoutMs` passes. */
 export async function waitFor(predicate: () => boolean, timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

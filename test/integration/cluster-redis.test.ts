@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connect, type TestClient } from '../helpers/clients.js';
+import { connect, eventually, type TestClient } from '../helpers/clients.js';
 import { freePort } from '../helpers/redis-servers.js';
 
 const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
@@ -54,19 +54,6 @@ async function seed(n: Node, uid: string): Promise<TestClient> {
   return c.login(uid);
 }
 
-/** Waits until `check` passes, polling; for what is eventually consistent. */
-async function eventually(check: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
 
 afterEach(() => {
   for (const c of clients.splice(0)) c.close();

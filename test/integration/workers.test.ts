@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connect, type TestClient } from '../helpers/clients.js';
+import { connect, eventually, type TestClient } from '../helpers/clients.js';
 
 const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 const children: ChildProcess[] = [];
@@ -54,18 +54,6 @@ async function json(url: string, init?: RequestInit): Promise<unknown> {
   return (await fetch(url, init)).json();
 }
 
-async function eventually(check: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
 
 describe('uidpush serve --workers', { timeout: 60_000 }, () => {
   it('shares the port among workers and delivers across them through the primary', async () => {
