@@ -84,8 +84,16 @@ function clientFor(url: string, reconnectStrategy: (retries: number) => number):
       nodeClientOptions: { socket: { reconnectStrategy } },
     });
   }
-  // Fail fast while Redis is away instead of queueing stale pushes for later.
-  return createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy } });
+  // Fail fast while Redis is away instead of queueing stale pushes for later. No
+  // per-command timeout: node-redis arms an AbortSignal.timeout() for each command, which
+  // measured as about half of a node's CPU per cross-node push (bench/README.md); a lost
+  // connection still fails every pending command, and a dead peer is found by TCP keepalive.
+  return createClient({
+    url,
+    disableOfflineQueue: true,
+    commandOptions: { timeout: 0 },
+    socket: { reconnectStrategy },
+  });
 }
 
 /**
