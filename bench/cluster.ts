@@ -136,9 +136,8 @@ function isUidpush(pid: number): boolean {
   }
 }
 
-function killAll(): void {
-  for (const child of children) if (alive(child)) child.kill('SIGKILL');
-  children.clear();
+/** Ends the `--workers` children this bench saw (by pid, only if still uidpush). */
+function killWorkers(): void {
   for (const pid of workerPids) {
     if (isUidpush(pid)) {
       try {
@@ -149,6 +148,12 @@ function killAll(): void {
     }
   }
   workerPids.clear();
+}
+
+function killAll(): void {
+  for (const child of children) if (alive(child)) child.kill('SIGKILL');
+  children.clear();
+  killWorkers();
 }
 process.on('exit', killAll);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -314,16 +319,7 @@ async function stopServer(server: ServerProc, graceMs = 20_000): Promise<void> {
     await exited(server.child, 5000);
   }
   children.delete(server.child);
-  for (const pid of workerPids) {
-    if (isUidpush(pid)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
-  workerPids.clear();
+  killWorkers();
   const warnings = server.warnings.list;
   if (warnings.length > 0) log(`${server.label} logged: ${warnings.join('; ')}`);
 }

@@ -297,6 +297,26 @@ async function main(): Promise<void> {
     });
 
   /** Runs `load` with CPU, server stats and client counts taken around it. */
+  /** The fields every scenario's row takes from its measurement, the same way. */
+  const measuredFields = (
+    m: { clientDeliveries: number; serverFrames: number; serverCpu: number; loaderCpu: number; clientsCpu: number; machine: { busy: number; irq: number; steal: number } },
+    r: { latencyP50: number; latencyP99: number },
+    errors: number,
+    detail: string,
+  ) => ({
+    clientDeliveries: m.clientDeliveries,
+    serverFrames: m.serverFrames,
+    errors,
+    errorDetail: detail,
+    serverCpu: m.serverCpu,
+    loaderCpu: m.loaderCpu,
+    clientsCpu: m.clientsCpu,
+    machineCpu: m.machine.busy,
+    irqCpu: m.machine.irq,
+    stealCpu: m.machine.steal,
+    p50: r.latencyP50,
+    p99: r.latencyP99,
+  });
   const measured = async <T>(load: () => Promise<T>) => {
     await drainReceived(); // whatever is left from the warm-up
     const stats0 = await ask<Stats>(server.child, 'stats');
@@ -375,18 +395,7 @@ async function main(): Promise<void> {
       deliveriesPerSec: perSec * batch,
       expectedDeliveries: r.ok * batch,
       maxDeliveries: r.sent * batch,
-      clientDeliveries: m.clientDeliveries,
-      serverFrames: m.serverFrames,
-      errors,
-      errorDetail: detail,
-      serverCpu: m.serverCpu,
-      loaderCpu: m.loaderCpu,
-      clientsCpu: m.clientsCpu,
-      machineCpu: m.machine.busy,
-      irqCpu: m.machine.irq,
-      stealCpu: m.machine.steal,
-      p50: r.latencyP50,
-      p99: r.latencyP99,
+      ...measuredFields(m, r, errors, detail),
       target,
       targetUnit,
     });
@@ -425,18 +434,7 @@ async function main(): Promise<void> {
       deliveriesPerSec: (r.ok / r.elapsedMs) * 1000,
       expectedDeliveries: r.ok,
       maxDeliveries: r.sent,
-      clientDeliveries: m.clientDeliveries,
-      serverFrames: m.serverFrames,
-      errors,
-      errorDetail: detail,
-      serverCpu: m.serverCpu,
-      loaderCpu: m.loaderCpu,
-      clientsCpu: m.clientsCpu,
-      machineCpu: m.machine.busy,
-      irqCpu: m.machine.irq,
-      stealCpu: m.machine.steal,
-      p50: r.latencyP50,
-      p99: r.latencyP99,
+      ...measuredFields(m, r, errors, detail),
       target: TARGET_SINGLE,
       targetUnit: 'pushes/s',
     });
