@@ -1,26 +1,50 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/index.js';
-import { connect, connectV1, startServer, type Started, type TestClient } from '../helpers/clients.js';
+import { connect, connectV1, startServer, type TestClient } from '../helpers/clients.js';
 
-/** Makes the brokers of one cluster; `null` means a single node with no broker (embedded). */
+/** One node of a cluster under test, wherever it runs. */
+export interface ContractNode {
+  /** Its WebSocket URL. */
+  url: string;
+  /** Its server API base URL. */
+  api: string;
+  /** Pushes from the node itself, without the API (only for nodes in this process). */
+  sendToUid?(uid: string, data: string): number;
+  stop(): Promise<void>;
+}
+
+/** Makes the nodes of one cluster: `broker()` for nodes in this process, or `start()`. */
 export interface ClusterFactory {
   /** How many nodes the suite starts. */
   nodes: number;
-  /** A broker for one more node of a fresh cluster (called `nodes` times per test). */
-  broker(): Broker | undefined;
+  /** A broker for one more in-process node of a fresh cluster (`undefined`: embedded). */
+  broker?(): Broker | undefined;
+  /** Starts `nodes` nodes of a fresh cluster elsewhere (other processes). */
+  start?(): Promise<ContractNode[]>;
   /** Called before each test: a new, empty cluster. */
   reset?(): Promise<void> | void;
   /** Turns the broker off and on, if it can (for the outage case). */
   setDown?(down: boolean): Promise<void> | void;
 }
 
+async function inProcess(broker: Broker | undefined): Promise<ContractNode> {
+  const started = await startServer(broker === undefined ? {} : { broker });
+  return {
+    url: started.url,
+    api: `http://127.0.0.1:${started.server.address().api?.port ?? 0}`,
+    sendToUid: (uid, data) => started.server.hub.sendToUid(uid, data),
+    stop: () => started.stop(),
+  };
+}
+
 /**
  * The behaviour every broker must give: the same operations, wherever the uid is
- * connected. Run against embedded (1 node), the in-process bus (3 nodes) and Redis.
+ * connected. Run against embedded (1 node), the in-process bus (3 nodes), node:cluster
+ * workers and Redis.
  */
 export function brokerContract(name: string, factory: ClusterFactory): void {
   describe(`broker contract: ${name}`, () => {
-    let nodes: Started[] = [];
+    let nodes: ContractNode[] = [];
     let apis: string[] = [];
     const clients: TestClient[] = [];
     const last = (): number => nodes.length - 1;
@@ -28,11 +52,12 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
     beforeEach(async () => {
       await factory.reset?.();
       nodes = [];
-      for (let i = 0; i < factory.nodes; i++) {
-        const broker = factory.broker();
-        nodes.push(await startServer(broker === undefined ? {} : { broker }));
+      if (factory.start !== undefined) {
+        nodes = await factory.start();
+      } else {
+        for (let i = 0; i < factory.nodes; i++) nodes.push(await inProcess(factory.broker?.()));
       }
-      apis = nodes.map((n) => `http://127.0.0.1:${n.server.address().api?.port ?? 0}`);
+      apis = nodes.map((n) => n.api);
     });
     afterEach(async () => {
       for (const c of clients.splice(0)) c.close();
@@ -61,7 +86,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
     }
     /** Waits until every node sees `uid` with `n` connections (presence is eventually consistent). */
     async function presence(uid: string, n: number): Promise<void> {
-        for (let i = 0; i < nodes.length; i++) {
+      for (let i = 0; i < nodes.length; i++) {
         const deadline = Date.now() + 5000;
         for (;;) {
           const got = (await api(i, 'GET', `/v1/users/${uid}`)) as { connections: number };
@@ -115,7 +140,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       const members = await Promise.all(nodes.map((_, i) => v1(i, `m${i}`)));
       const outsider = await seed(0, 'outsider');
       for (let i = 0; i < nodes.length; i++) await api(last() - i, 'PUT', `/v1/groups/crew/members/m${i}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
+      await new Promise((resolve) => setTimeout(resolve, 100));
       expect(await api(0, 'GET', '/v1/groups/crew')).toEqual({ group: 'crew', members: nodes.length, online: nodes.length, connections: nodes.length });
       expect(await api(last(), 'POST', '/v1/groups/crew/push', { data: 'crew only' })).toEqual({ online: nodes.length, connections: nodes.length });
       for (const m of members) expect(await m.nextJson()).toMatchObject({ scope: 'group', to: 'crew', data: 'crew only' });
@@ -169,7 +194,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
         await presence('local', 1);
         await factory.setDown?.(true);
         try {
-          expect(nodes[0]?.server.hub.sendToUid('local', 'x')).toBe(1);
+          expect(nodes[0]?.sendToUid?.('local', 'x')).toBe(1);
           local.send('local:still here');
           expect(await local.next()).toBe('x');
           expect(await local.next()).toBe('still here');
