@@ -32,6 +32,11 @@ export interface ClusterStore {
   connections(uids: readonly Uid[]): Promise<number[]>;
   /** Online uids and connections over every live node. */
   totals(): Promise<{ onlineUids: number; connections: number }>;
+  /**
+   * Connections over every live node, without reading who holds them: what a broadcast
+   * answers, so it must stay cheap however many uids are online.
+   */
+  connectionTotal(): Promise<number>;
   /** Online uids over every live node, a page at a time, in a stable order. */
   listUids(cursor: string | null, limit: number): Promise<UidPage>;
   addMember(group: Group, uid: Uid): Promise<boolean>;

@@ -100,6 +100,7 @@ class IpcBroker implements Broker {
       },
       connections: request('connections'),
       totals: request('totals'),
+      connectionTotal: request('connectionTotal'),
       listUids: request('listUids'),
       addMember: request('addMember'),
       removeMember: request('removeMember'),

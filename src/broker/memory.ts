@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { UidPage } from '../core/service.js';
+import { page } from './uid-order.js';
 import type { Group, Uid } from '../core/types.js';
 import type { Broker, ClusterStore } from './broker.js';
 
@@ -13,6 +13,7 @@ export class MemoryCluster {
   readonly #presence = new Map<Uid, Map<string, number>>();
   readonly #members = new Map<Group, Set<Uid>>();
   readonly #groupsOf = new Map<Uid, Set<Group>>();
+  #connections = 0;
   /** When false, every publish fails, as with a broker outage. */
   up = true;
 
@@ -31,6 +32,7 @@ export class MemoryCluster {
   detach(node: MemoryBroker): void {
     this.#nodes.delete(node);
     for (const [uid, byNode] of this.#presence) {
+      this.#connections -= byNode.get(node.nodeId) ?? 0;
       byNode.delete(node.nodeId);
       if (byNode.size === 0) this.#presence.delete(uid);
     }
@@ -48,6 +50,7 @@ export class MemoryCluster {
     return {
       setLocal: (uid, connections) => {
         let byNode = this.#presence.get(uid);
+        this.#connections += connections - (byNode?.get(nodeId) ?? 0);
         if (connections === 0) {
           byNode?.delete(nodeId);
           if (byNode?.size === 0) this.#presence.delete(uid);
@@ -60,12 +63,9 @@ export class MemoryCluster {
         byNode.set(nodeId, connections);
       },
       connections: (uids) => Promise.resolve(uids.map((uid) => sum(this.#presence.get(uid)))),
-      totals: () => {
-        let connections = 0;
-        for (const byNode of this.#presence.values()) connections += sum(byNode);
-        return Promise.resolve({ onlineUids: this.#presence.size, connections });
-      },
-      listUids: (cursor, limit) => Promise.resolve(page([...this.#presence.keys()], cursor, limit)),
+      totals: () => Promise.resolve({ onlineUids: this.#presence.size, connections: this.#connections }),
+      connectionTotal: () => Promise.resolve(this.#connections),
+      listUids: (cursor, limit) => Promise.resolve(page(this.#presence.keys(), cursor, limit)),
       addMember: (group, uid) => Promise.resolve(addTo(this.#members, group, uid) && addTo(this.#groupsOf, uid, group)),
       removeMember: (group, uid) =>
         Promise.resolve(removeFrom(this.#members, group, uid) && removeFrom(this.#groupsOf, uid, group)),
@@ -151,21 +151,4 @@ function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean {
   if (set?.delete(value) !== true) return false;
   if (set.size === 0) map.delete(key);
   return true;
-}
-
-/** Pages sorted uids after the cursor uid (cursors are uids, so a page never shifts). */
-export function page(uids: Uid[], cursor: string | null, limit: number): UidPage {
-  uids.sort();
-  let start = 0;
-  if (cursor !== null) {
-    const after = Buffer.from(cursor, 'base64url').toString('utf8');
-    start = uids.findIndex((u) => u > after);
-    if (start === -1) start = uids.length;
-  }
-  const slice = uids.slice(start, start + limit);
-  const last = slice.at(-1);
-  return {
-    uids: slice,
-    nextCursor: last !== undefined && start + limit < uids.length ? Buffer.from(last).toString('base64url') : null,
-  };
 }

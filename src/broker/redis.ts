@@ -3,7 +3,7 @@ import { createClient, createCluster, createSentinel } from '@redis/client';
 import type { UidPage } from '../core/service.js';
 import type { Group, Logger, Uid } from '../core/types.js';
 import type { Broker, ClusterStore } from './broker.js';
-import { page } from './memory.js';
+import { compareUids, cursorAfter, uidOfCursor } from './uid-order.js';
 
 /** Options of the Redis broker. */
 export interface RedisBrokerOptions {
@@ -26,6 +26,8 @@ function keys(ns: string) {
     nodes: `${ns}:nodes`,
     node: (node: string) => `${ns}:node:${node}`,
     presence: (node: string) => `${ns}:presence:${node}`,
+    /** The same uids in a sorted set of equal scores: byte order, for paging by range. */
+    uids: (node: string) => `${ns}:uids:${node}`,
     group: (group: Group) => `${ns}:group:${group}`,
     groupsOf: (uid: Uid) => `${ns}:groups-of:${uid}`,
     channel: (name: string) => `${ns}|${name}`,
@@ -56,8 +58,11 @@ interface RedisLike {
   exists(key: string): Promise<number>;
   sMembers(key: string): Promise<string[]>;
   hmGet(key: string, fields: string[]): Promise<(string | null)[]>;
-  hGetAll(key: string): Promise<Record<string, string>>;
+  get(key: string): Promise<string | null>;
   hKeys(key: string): Promise<string[]>;
+  zAdd(key: string, members: { score: number; value: string }[]): Promise<unknown>;
+  zRem(key: string, members: string[]): Promise<unknown>;
+  zRange(key: string, min: string, max: string, options: { BY: 'LEX'; LIMIT: { offset: number; count: number } }): Promise<string[]>;
 }
 
 /**
@@ -122,6 +127,9 @@ class RedisBroker implements Broker {
   readonly #sub: RedisLike;
   /** Channels this node wants, resubscribed after a reconnect. */
   readonly #channels = new Set<string>();
+  /** This node's connections in all, as last written to its node key. */
+  #total = 0;
+  #writtenTotal = -1;
   /** This node's connection count per uid: the source of its presence in Redis. */
   readonly #local = new Map<Uid, number>();
   /** Presence changes not yet written, flushed once per tick in one pipeline. */
@@ -203,6 +211,7 @@ class RedisBroker implements Broker {
         await Promise.all([
           this.#pub.del(this.#key.node(this.nodeId)),
           this.#pub.del(this.#key.presence(this.nodeId)),
+          this.#pub.del(this.#key.uids(this.nodeId)),
           this.#pub.sRem(this.#key.nodes, this.nodeId),
         ]);
       }
@@ -242,9 +251,10 @@ class RedisBroker implements Broker {
     }
     if (!this.#pub.isReady) return;
     Promise.all([
-      this.#pub.set(this.#key.node(this.nodeId), '1', { expiration: { type: 'PX', value: this.#ttl } }),
+      this.#writeTotal(),
       this.#pub.sAdd(this.#key.nodes, this.nodeId),
       this.#pub.pExpire(this.#key.presence(this.nodeId), this.#ttl),
+      this.#pub.pExpire(this.#key.uids(this.nodeId), this.#ttl),
     ]).catch((err: unknown) => {
       this.#log.debug({ err }, 'redis: heartbeat failed');
     });
@@ -259,6 +269,12 @@ class RedisBroker implements Broker {
     });
   }
 
+  /** The node key: alive while it exists; its value is this node's connection total. */
+  #writeTotal(): Promise<unknown> {
+    this.#writtenTotal = this.#total;
+    return this.#pub.set(this.#key.node(this.nodeId), String(this.#total), { expiration: { type: 'PX', value: this.#ttl } });
+  }
+
   #flush(): void {
     if (!this.#pub.isReady || this.#dirty.size === 0) return;
     const set: Record<string, string> = {};
@@ -270,9 +286,24 @@ class RedisBroker implements Broker {
     }
     this.#dirty.clear();
     const key = this.#key.presence(this.nodeId);
+    const ordered = this.#key.uids(this.nodeId);
+    const online = Object.keys(set);
     const writes: Promise<unknown>[] = [];
-    if (Object.keys(set).length > 0) writes.push(this.#pub.hSet(key, set), this.#pub.pExpire(key, this.#ttl));
-    if (gone.length > 0) writes.push(this.#pub.hDel(key, gone));
+    if (online.length > 0) {
+      writes.push(
+        this.#pub.hSet(key, set),
+        this.#pub.pExpire(key, this.#ttl),
+        // Re-adding a member with the same score changes nothing: no need to tell a new
+        // uid from a changed count.
+        this.#pub.zAdd(
+          ordered,
+          online.map((value) => ({ score: 0, value })),
+        ),
+        this.#pub.pExpire(ordered, this.#ttl),
+      );
+    }
+    if (gone.length > 0) writes.push(this.#pub.hDel(key, gone), this.#pub.zRem(ordered, gone));
+    if (this.#total !== this.#writtenTotal) writes.push(this.#writeTotal());
     Promise.all(writes).catch((err: unknown) => {
       this.#log.warn({ err }, 'redis: presence write failed; rewritten on reconnect');
     });
@@ -303,16 +334,23 @@ class RedisBroker implements Broker {
     const alive = await Promise.all(nodes.map((node) => this.#pub.exists(this.#key.node(node))));
     const dead = nodes.filter((_, i) => alive[i] === 0);
     if (dead.length > 0) {
-      Promise.all([this.#pub.sRem(this.#key.nodes, dead), ...dead.map((node) => this.#pub.del(this.#key.presence(node)))]).catch(
+      Promise.all([this.#pub.sRem(this.#key.nodes, dead), ...dead.flatMap((node) => [this.#pub.del(this.#key.presence(node)), this.#pub.del(this.#key.uids(node))])]).catch(
         () => undefined,
       );
     }
     return nodes.filter((_, i) => alive[i] === 1);
   }
 
+  /** One GET per live node: each node keeps its own total in its node key. */
+  async #connectionTotal(nodes: string[]): Promise<number> {
+    const totals = await Promise.all(nodes.map((node) => this.#pub.get(this.#key.node(node))));
+    return totals.reduce((sum: number, n) => sum + Number(n ?? 0), 0);
+  }
+
   #makeStore(): ClusterStore {
     return {
       setLocal: (uid, connections) => {
+        this.#total += connections - (this.#local.get(uid) ?? 0);
         if (connections === 0) this.#local.delete(uid);
         else this.#local.set(uid, connections);
         this.#dirty.add(uid);
@@ -324,23 +362,33 @@ class RedisBroker implements Broker {
         const perNode = await Promise.all(nodes.map((node) => this.#pub.hmGet(this.#key.presence(node), [...uids])));
         return uids.map((_, i) => perNode.reduce((sum, counts) => sum + Number(counts[i] ?? 0), 0));
       },
+      // A uid online on two nodes counts once: only reading every node's uids tells.
       totals: async () => {
         const nodes = await this.#liveNodes();
-        const hashes = await Promise.all(nodes.map((node) => this.#pub.hGetAll(this.#key.presence(node))));
+        const [keys, connections] = await Promise.all([
+          Promise.all(nodes.map((node) => this.#pub.hKeys(this.#key.presence(node)))),
+          this.#connectionTotal(nodes),
+        ]);
         const uids = new Set<string>();
-        let connections = 0;
-        for (const hash of hashes) {
-          for (const [uid, n] of Object.entries(hash)) {
-            uids.add(uid);
-            connections += Number(n);
-          }
-        }
+        for (const list of keys) for (const uid of list) uids.add(uid);
         return { onlineUids: uids.size, connections };
       },
+      connectionTotal: async () => this.#connectionTotal(await this.#liveNodes()),
+      // Each node's uids in byte order: a page costs one range read of at most `limit`
+      // uids per node, merged, whatever the number online.
       listUids: async (cursor: string | null, limit: number): Promise<UidPage> => {
         const nodes = await this.#liveNodes();
-        const keys = await Promise.all(nodes.map((node) => this.#pub.hKeys(this.#key.presence(node))));
-        return page([...new Set(keys.flat())], cursor, limit);
+        const after = cursor === null ? '-' : `(${uidOfCursor(cursor)}`;
+        const perNode = await Promise.all(
+          nodes.map((node) => this.#pub.zRange(this.#key.uids(node), after, '+', { BY: 'LEX', LIMIT: { offset: 0, count: limit } })),
+        );
+        // A node that returned `limit` uids may hold more; any uid it did not return sorts
+        // after all `limit` it did, so the first `limit` of the merge are the page.
+        const merged = [...new Set(perNode.flat())].sort(compareUids);
+        const uids = merged.slice(0, limit);
+        const more = merged.length > limit || perNode.some((got) => got.length === limit);
+        const last = uids.at(-1);
+        return { uids, nextCursor: more && last !== undefined ? cursorAfter(last) : null };
       },
       addMember: async (group, uid) => {
         const [added] = await Promise.all([this.#pub.sAdd(this.#key.group(group), uid), this.#pub.sAdd(this.#key.groupsOf(uid), group)]);

@@ -92,7 +92,7 @@ export class ClusterNode implements Router {
     this.#publish(channel.all, { t: 'broadcast', data: toJson(data), from });
     const local = this.#hub.broadcast(data, from);
     if (!wholeCluster) return local;
-    return this.#broker.store.totals().then((t) => t.connections);
+    return this.#broker.store.connectionTotal();
   }
 
   publish(group: Group, data: Data, from: Uid | null = null, wholeCluster = true): Sync<PushResult> {

@@ -181,6 +181,42 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       }
     });
 
+    it('pages the uid list on every node: each online uid once, in byte order in a cluster', async () => {
+      // UTF-16 and UTF-8 order disagree on the last two: a cursor must follow one order.
+      const names = ['a1', 'b2', 'c3', 'd4', 'e5', 'zo\u00eb', '\u65e5\u672c', '\u{1F600}', '\uFFFD-x'];
+      const held = new Map<string, TestClient>();
+      for (const [i, uid] of names.entries()) held.set(uid, await seed(i % nodes.length, uid));
+      await seed(0, 'shared');
+      await seed(last(), 'shared');
+      await presence('shared', 2);
+      for (const uid of names) await presence(uid, 1);
+      const byBytes = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
+      const expected = [...names, 'shared'].sort(byBytes);
+
+      async function walk(node: number): Promise<string[]> {
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        for (let pages = 0; pages < 20; pages++) {
+          const query: string = cursor === null ? '' : `&cursor=${cursor}`;
+          const got = (await api(node, 'GET', `/v1/users?limit=2${query}`)) as { uids: string[]; nextCursor: string | null };
+          expect(got.uids.length).toBeLessThanOrEqual(2);
+          seen.push(...got.uids);
+          cursor = got.nextCursor;
+          if (cursor === null) return seen;
+        }
+        throw new Error('more pages than uids');
+      }
+      for (let i = 0; i < nodes.length; i++) {
+        const seen = await walk(i);
+        if (nodes.length > 1) expect(seen).toEqual(expected);
+        else expect([...seen].sort(byBytes)).toEqual(expected);
+      }
+
+      held.get('c3')?.close();
+      await presence('c3', 0);
+      for (let i = 0; i < nodes.length; i++) expect(await walk(i)).not.toContain('c3');
+    });
+
     it('forgets a uid on every node once its last connection closes', async () => {
       const c = await seed(last(), 'gone');
       await presence('gone', 1);
