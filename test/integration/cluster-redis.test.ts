@@ -97,6 +97,10 @@ describe('3 uidpush nodes on one Redis', { timeout: 60_000 }, () => {
     });
     // UIDPUSH_PRESENCE_TTL is 2 s here (default 15 s); allow the refresh period on top.
     expect(Date.now() - killedAt).toBeLessThan(2000 + 1500);
+    // Every cluster-wide read forgets the dead node: the list, the totals, a broadcast's count.
+    expect((await api(b, 'GET', '/v1/users')).body).toEqual({ uids: [], nextCursor: null });
+    expect((await api(b, 'GET', '/v1/stats')).body).toMatchObject({ onlineUids: 0, connections: 0 });
+    expect((await api(b, 'POST', '/v1/broadcast', { data: 'anyone?' })).body).toEqual({ connections: 0 });
   });
 
   it('keeps serving local clients while Redis is down, and cross-node delivery resumes after', async () => {
