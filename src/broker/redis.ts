@@ -86,6 +86,10 @@ function clientFor(url: string, reconnectStrategy: (retries: number) => number):
     return createSentinel({
       name: sentinel[2],
       sentinelRootNodes,
+      // Without a reserved client, node-redis leases a pooled master client per command
+      // asynchronously, and commands sent in one turn can reach Redis out of order: pushes
+      // to one uid would arrive reordered (the contract suite's burst case).
+      reserveClient: true,
       nodeClientOptions: { socket: { reconnectStrategy } },
     });
   }

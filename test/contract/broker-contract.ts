@@ -119,6 +119,17 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       expect(await jo.nextJson()).toEqual({ type: 'ack', id: 1, result: { online: true, connections: 1 } });
     });
 
+    it('keeps the order of a burst of pushes from one sender across nodes', async () => {
+      const to = await seed(last(), 'burst-to');
+      const from = await seed(0, 'burst-from');
+      await presence('burst-to', 1);
+      // Sent in one event-loop turn (within the default burst of 200): brokers that batch a
+      // turn's messages must keep their order.
+      for (let i = 0; i < 150; i++) from.send(`burst-to:${String(i)}`);
+      for (let i = 0; i < 150; i++) expect(await to.next()).toBe(String(i));
+      await to.nothingFor(50);
+    });
+
     it('reaches a uid connected to two nodes on both', async () => {
       const a = await seed(0, 'two');
       const b = await seed(last(), 'two');
