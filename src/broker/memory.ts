@@ -41,7 +41,7 @@ export class MemoryCluster {
   /** @internal */
   route(channel: string, message: string): void {
     for (const node of this.#nodes) {
-      if (node.subscribed(channel)) setImmediate(() => { node.deliver(channel, message); });
+      if (node.subscribed(channel)) node.enqueue(channel, message);
     }
   }
 
@@ -80,6 +80,8 @@ class MemoryBroker implements Broker {
   readonly store: ClusterStore;
   readonly #cluster: MemoryCluster;
   readonly #channels = new Set<string>();
+  /** channel, message, channel, message, ... */
+  #inbox: string[] = [];
   #onMessage: ((channel: string, message: string) => void) | undefined;
 
   constructor(nodeId: string, cluster: MemoryCluster) {
@@ -123,10 +125,21 @@ class MemoryBroker implements Broker {
     return this.#channels.has(channel);
   }
 
-  /** @internal */
-  deliver(channel: string, message: string): void {
-    if (this.#channels.has(channel)) this.#onMessage?.(channel, message);
+  /** @internal queues a message for the next event-loop turn, as a network would. */
+  enqueue(channel: string, message: string): void {
+    if (this.#inbox.push(channel, message) === 2) setImmediate(this.#deliver);
   }
+
+  // One immediate per turn, not per message: the primary of `--workers` relays every
+  // cross-worker push through here.
+  readonly #deliver = (): void => {
+    const inbox = this.#inbox;
+    this.#inbox = [];
+    for (let i = 0; i + 1 < inbox.length; i += 2) {
+      const channel = inbox[i] ?? '';
+      if (this.#channels.has(channel)) this.#onMessage?.(channel, inbox[i + 1] ?? '');
+    }
+  };
 }
 
 function sum(byNode: Map<string, number> | undefined): number {
