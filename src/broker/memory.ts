@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { page } from './uid-order.js';
+import { UidIndex } from './uid-order.js';
 import type { Group, Uid } from '../core/types.js';
 import type { Broker, ClusterStore } from './broker.js';
 
@@ -14,6 +14,7 @@ export class MemoryCluster {
   readonly #members = new Map<Group, Set<Uid>>();
   readonly #groupsOf = new Map<Uid, Set<Group>>();
   #connections = 0;
+  readonly #online = new UidIndex();
   /** When false, every publish fails, as with a broker outage. */
   up = true;
 
@@ -34,8 +35,13 @@ export class MemoryCluster {
     for (const [uid, byNode] of this.#presence) {
       this.#connections -= byNode.get(node.nodeId) ?? 0;
       byNode.delete(node.nodeId);
-      if (byNode.size === 0) this.#presence.delete(uid);
+      if (byNode.size === 0) this.#forget(uid);
     }
+  }
+
+  #forget(uid: Uid): void {
+    this.#presence.delete(uid);
+    this.#online.delete(uid);
   }
 
   /** @internal */
@@ -53,19 +59,20 @@ export class MemoryCluster {
         this.#connections += connections - (byNode?.get(nodeId) ?? 0);
         if (connections === 0) {
           byNode?.delete(nodeId);
-          if (byNode?.size === 0) this.#presence.delete(uid);
+          if (byNode?.size === 0) this.#forget(uid);
           return;
         }
         if (byNode === undefined) {
           byNode = new Map();
           this.#presence.set(uid, byNode);
+          this.#online.add(uid);
         }
         byNode.set(nodeId, connections);
       },
       connections: (uids) => Promise.resolve(uids.map((uid) => sum(this.#presence.get(uid)))),
       totals: () => Promise.resolve({ onlineUids: this.#presence.size, connections: this.#connections }),
       connectionTotal: () => Promise.resolve(this.#connections),
-      listUids: (cursor, limit) => Promise.resolve(page(this.#presence.keys(), cursor, limit)),
+      listUids: (cursor, limit) => Promise.resolve(this.#online.page(cursor, limit)),
       addMember: (group, uid) => Promise.resolve(addTo(this.#members, group, uid) && addTo(this.#groupsOf, uid, group)),
       removeMember: (group, uid) =>
         Promise.resolve(removeFrom(this.#members, group, uid) && removeFrom(this.#groupsOf, uid, group)),

@@ -1,13 +1,33 @@
+import { createRequire } from 'node:module';
+import type BTreeClass from 'sorted-btree';
 import type { UidPage } from '../core/service.js';
 import type { Uid } from '../core/types.js';
 
+// sorted-btree is CommonJS with its class on `exports.default`; loaders disagree on what
+// an ESM default import of that gives, require() does not.
+const { default: BTree } = createRequire(import.meta.url)('sorted-btree') as { default: typeof BTreeClass.default };
+
+/** Maps a UTF-16 unit so that units compare in code-point order (see compareUids). */
+function codePointRank(unit: number): number {
+  return unit >= 0xe000 ? unit - 0x800 : unit + 0x2000;
+}
+
 /**
- * A cluster lists its online uids in byte order of their UTF-8 (the order Redis gives
- * members of equal score), whichever broker holds them, and a cursor names the last uid
- * of a page: a page never shifts when uids before it come or go.
+ * A cluster lists its online uids in code-point order, which is the byte order of their
+ * UTF-8 and so the order Redis gives members of equal score, whichever broker holds them;
+ * a cursor names the last uid of a page, so a page never shifts when uids before it come
+ * or go. JavaScript's `<` compares UTF-16 units instead, which puts U+E000-U+FFFF after
+ * the surrogate pairs of U+10000 and above; this compares without allocating.
  */
 export function compareUids(a: Uid, b: Uid): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    return x >= 0xd800 && y >= 0xd800 ? codePointRank(x) - codePointRank(y) : x - y;
+  }
+  return a.length - b.length;
 }
 
 /** The cursor that resumes after `uid`. */
@@ -20,16 +40,30 @@ export function uidOfCursor(cursor: string): Uid {
   return Buffer.from(cursor, 'base64url').toString('utf8');
 }
 
-/** Pages `uids` (any order) after the cursor's uid. */
-export function page(uids: Iterable<Uid>, cursor: string | null, limit: number): UidPage {
-  const after = cursor === null ? null : Buffer.from(uidOfCursor(cursor));
-  const keyed: { uid: Uid; bytes: Buffer }[] = [];
-  for (const uid of uids) {
-    const bytes = Buffer.from(uid);
-    if (after === null || Buffer.compare(bytes, after) > 0) keyed.push({ uid, bytes });
+/**
+ * Online uids kept in that order (a B+ tree), so a page costs O(limit x log n) however
+ * many are online: the in-process bus and the primary of `--workers` answer
+ * `GET /v1/users` from it.
+ */
+export class UidIndex {
+  readonly #tree = new BTree<Uid, undefined>(undefined, compareUids);
+
+  add(uid: Uid): void {
+    this.#tree.set(uid, undefined);
   }
-  keyed.sort((a, b) => Buffer.compare(a.bytes, b.bytes));
-  const slice = keyed.slice(0, limit).map((k) => k.uid);
-  const last = slice.at(-1);
-  return { uids: slice, nextCursor: last !== undefined && keyed.length > limit ? cursorAfter(last) : null };
+
+  delete(uid: Uid): void {
+    this.#tree.delete(uid);
+  }
+
+  page(cursor: string | null, limit: number): UidPage {
+    const uids: Uid[] = [];
+    let next = this.#tree.nextHigherKey(cursor === null ? undefined : uidOfCursor(cursor));
+    while (next !== undefined && uids.length < limit) {
+      uids.push(next);
+      next = this.#tree.nextHigherKey(next);
+    }
+    const last = uids.at(-1);
+    return { uids, nextCursor: next !== undefined && last !== undefined ? cursorAfter(last) : null };
+  }
 }
