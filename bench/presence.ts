@@ -12,14 +12,17 @@
  *    as a reference;
  *  - Redis memory per online uid (MEMORY USAGE of each node's hash and sorted set).
  *
- * Usage: npx tsx bench/presence.ts [--uids 100000] [--nodes 2] [--shared 1000]
- *          [--limit 100] [--reps 20] [--redis redis://127.0.0.1:6379]
+ * `--store memory` runs the same queries on the in-process bus (`MemoryCluster`), the
+ * store the primary of `--workers` keeps; the Redis-only rows are then left out.
+ *
+ * Usage: npx tsx bench/presence.ts [--store redis|memory] [--uids 100000] [--nodes 2]
+ *          [--shared 1000] [--limit 100] [--reps 20] [--redis redis://127.0.0.1:6379]
  * Its keys live in a namespace of their own, deleted at the end. Every loop is bounded.
  */
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { createClient } from '@redis/client';
-import { createRedisBroker, type Broker } from '../src/index.js';
+import { createRedisBroker, MemoryCluster, type Broker } from '../src/index.js';
 
 const { values } = parseArgs({
   options: {
@@ -29,6 +32,7 @@ const { values } = parseArgs({
     limit: { type: 'string', default: '100' },
     reps: { type: 'string', default: '20' },
     redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
+    store: { type: 'string', default: 'redis' },
   },
 });
 const int = (name: string, text: string, min: number, max: number): number => {
@@ -42,6 +46,8 @@ const SHARED = int('shared', values.shared, 0, 100_000);
 const LIMIT = int('limit', values.limit, 1, 1000);
 const REPS = int('reps', values.reps, 1, 1000);
 const URL = values.redis;
+const STORE = values.store;
+if (STORE !== 'redis' && STORE !== 'memory') throw new Error(`--store: redis or memory, not ${STORE}`);
 const NS = `bench-presence-${String(process.pid)}-${String(Date.now())}`;
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -58,12 +64,15 @@ async function time(fn: () => Promise<unknown>): Promise<{ median: number; max: 
 }
 const fmt = (t: { median: number; max: number }): string => `${t.median.toFixed(2)} ms (max ${t.max.toFixed(2)})`;
 
-const raw = createClient({ url: URL });
-await raw.connect();
+const raw = STORE === 'redis' ? createClient({ url: URL }) : undefined;
+await raw?.connect();
+const memory = new MemoryCluster();
 const brokers: Broker[] = [];
 try {
   for (let n = 0; n < NODES; n++) {
-    const broker = createRedisBroker(URL, silent, { namespace: NS, nodeId: `node${String(n)}`, presenceTtl: 60_000 });
+    const nodeId = `node${String(n)}`;
+    const broker =
+      STORE === 'redis' ? createRedisBroker(URL, silent, { namespace: NS, nodeId, presenceTtl: 60_000 }) : memory.createBroker(nodeId);
     await broker.start(() => undefined);
     brokers.push(broker);
   }
@@ -99,32 +108,39 @@ try {
   const stats = await time(() => store.totals());
   const one = await time(() => store.connections(['user0000001']));
   const broadcast = await time(() => store.connectionTotal());
-  const whole = await time(async () => {
-    const keys = await Promise.all(brokers.map((b) => raw.hKeys(`${NS}:presence:${b.nodeId}`)));
-    return [...new Set(keys.flat())].sort().slice(0, LIMIT);
-  });
+  let whole: { median: number; max: number } | undefined;
   let hashBytes = 0;
   let zsetBytes = 0;
-  for (const b of brokers) {
-    hashBytes += (await raw.memoryUsage(`${NS}:presence:${b.nodeId}`)) ?? 0;
-    zsetBytes += (await raw.memoryUsage(`${NS}:uids:${b.nodeId}`)) ?? 0;
+  if (raw !== undefined) {
+    whole = await time(async () => {
+      const keys = await Promise.all(brokers.map((b) => raw.hKeys(`${NS}:presence:${b.nodeId}`)));
+      return [...new Set(keys.flat())].sort().slice(0, LIMIT);
+    });
+    for (const b of brokers) {
+      hashBytes += (await raw.memoryUsage(`${NS}:presence:${b.nodeId}`)) ?? 0;
+      zsetBytes += (await raw.memoryUsage(`${NS}:uids:${b.nodeId}`)) ?? 0;
+    }
   }
   const entries = UIDS + SHARED * NODES;
   const cpu = cpus()[0]?.model ?? 'unknown';
-  console.log(`machine: ${String(cpus().length)} x ${cpu}, Node ${process.version}, ${URL}`);
+  console.log(`machine: ${String(cpus().length)} x ${cpu}, Node ${process.version}, store: ${STORE === 'redis' ? URL : 'in-process bus'}`);
   console.log(`${String(UIDS)} uids over ${String(NODES)} nodes + ${String(SHARED)} on every node; presence written in ${(written / 1000).toFixed(1)} s; ${String(REPS)} runs each, median (max)`);
   console.log(`| query | time |`);
   console.log(`|---|---:|`);
   console.log(`| GET /v1/users?limit=${String(LIMIT)}, first page | ${fmt(first)} |`);
   console.log(`| GET /v1/users?limit=${String(LIMIT)}, a page from the middle | ${fmt(middle)} |`);
   console.log(`| the whole list, pages of 1,000 (${String(pages)} pages) | ${walk.toFixed(0)} ms |`);
-  console.log(`| reference: every node's hash read whole and sorted, for one page | ${fmt(whole)} |`);
-  console.log(`| GET /v1/stats (onlineUids: every node's uids read whole) | ${fmt(stats)} |`);
-  console.log(`| connections in all, as POST /v1/broadcast answers (one GET per node) | ${fmt(broadcast)} |`);
-  console.log(`| GET /v1/users/<uid> (one HMGET per node) | ${fmt(one)} |`);
-  console.log(`| Redis memory per online uid per node: hash / sorted set | ${(hashBytes / entries).toFixed(0)} / ${(zsetBytes / entries).toFixed(0)} bytes |`);
+  if (whole !== undefined) console.log(`| reference: every node's hash read whole and sorted, for one page | ${fmt(whole)} |`);
+  console.log(`| GET /v1/stats | ${fmt(stats)} |`);
+  console.log(`| connections in all (what POST /v1/broadcast answers) | ${fmt(broadcast)} |`);
+  console.log(`| GET /v1/users/<uid> | ${fmt(one)} |`);
+  if (raw !== undefined) {
+    console.log(`| Redis memory per online uid per node: hash / sorted set | ${(hashBytes / entries).toFixed(0)} / ${(zsetBytes / entries).toFixed(0)} bytes |`);
+  }
 } finally {
   await Promise.all(brokers.map((b) => b.close()));
-  for await (const keys of raw.scanIterator({ MATCH: `${NS}:*`, COUNT: 1000 })) if (keys.length > 0) await raw.del(keys);
-  raw.destroy();
+  if (raw !== undefined) {
+    for await (const keys of raw.scanIterator({ MATCH: `${NS}:*`, COUNT: 1000 })) if (keys.length > 0) await raw.del(keys);
+    raw.destroy();
+  }
 }
