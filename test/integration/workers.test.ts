@@ -122,4 +122,18 @@ describe('uidpush serve --workers', { timeout: 60_000 }, () => {
     expect(await c.closed()).toBe(1001);
     expect(await exited).toBe(0);
   });
+
+  it('leaves no worker behind when the primary is killed', async () => {
+    const { primary, ws, pids } = await workers(2);
+    const c = await connect(ws);
+    clients.push(c);
+    await c.login('orphan');
+    primary.kill('SIGKILL');
+    // node:cluster ends a worker whose primary is gone: no orphan keeps clients or ports.
+    await eventually(() => {
+      for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+      return Promise.resolve();
+    }, 5000);
+    expect(await c.closed()).toBe(1006); // no close frame: the process is gone
+  });
 });
