@@ -299,10 +299,7 @@ class RedisBroker implements Broker {
         this.#pub.pExpire(key, this.#ttl),
         // Re-adding a member with the same score changes nothing: no need to tell a new
         // uid from a changed count.
-        this.#pub.zAdd(
-          ordered,
-          online.map((value) => ({ score: 0, value })),
-        ),
+        this.#pub.zAdd(ordered, online.map((value) => ({ score: 0, value }))),
         this.#pub.pExpire(ordered, this.#ttl),
       );
     }
@@ -338,9 +335,8 @@ class RedisBroker implements Broker {
     const alive = await Promise.all(nodes.map((node) => this.#pub.exists(this.#key.node(node))));
     const dead = nodes.filter((_, i) => alive[i] === 0);
     if (dead.length > 0) {
-      Promise.all([this.#pub.sRem(this.#key.nodes, dead), ...dead.flatMap((node) => [this.#pub.del(this.#key.presence(node)), this.#pub.del(this.#key.uids(node))])]).catch(
-        () => undefined,
-      );
+      const leftovers = dead.flatMap((node) => [this.#key.presence(node), this.#key.uids(node)]);
+      Promise.all([this.#pub.sRem(this.#key.nodes, dead), ...leftovers.map((key) => this.#pub.del(key))]).catch(() => undefined);
     }
     return nodes.filter((_, i) => alive[i] === 1);
   }
