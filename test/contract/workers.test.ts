@@ -2,7 +2,12 @@ import cluster, { type Worker } from 'node:cluster';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { MemoryCluster, servePrimary } from '../../src/broker/ipc.js';
+import { vi } from 'vitest';
 import { brokerContract, type ContractNode } from './broker-contract.js';
+
+// Each test forks three workers that load the sources through tsx: seconds on a loaded
+// 2-core box, so the hooks get more than the suite's default 20 s.
+vi.setConfig({ hookTimeout: 60_000, testTimeout: 60_000 });
 
 // node:cluster workers relaying through this process as their primary, with the
 // primary code of `serve --workers N` (servePrimary over one MemoryCluster). Which
