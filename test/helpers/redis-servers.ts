@@ -29,30 +29,85 @@ function cli(port: number, ...args: string[]): string {
  * A Redis Cluster of `masters` masters on free loopback ports, started by this process
  * (so tests stop only servers they started). Returns its URL and a stop function.
  */
-export async function startRedisCluster(masters = 3): Promise<{ url: string; stop: () => void }> {
+export async function startRedisCluster(masters = 3, replicas = 0): Promise<RedisClusterHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'uidpush-redis-cluster-'));
-  const ports = await Promise.all(Array.from({ length: masters }, () => freePort()));
+  const ports = await Promise.all(Array.from({ length: masters * (1 + replicas) }, () => freePort()));
   const servers: ChildProcess[] = ports.map((port) =>
     spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--save', '', '--appendonly', 'no', '--dir', dir],
+      [
+        ...['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`],
+        // A dead master's replica takes over after about a second, not the default 15.
+        ...['--cluster-node-timeout', '1000', '--repl-diskless-sync-delay', '0', '--save', '', '--appendonly', 'no', '--dir', dir],
+      ],
       { stdio: 'ignore' },
     ),
   );
   const stop = (): void => {
     for (const s of servers) if (s.exitCode === null) s.kill('SIGKILL');
   };
+  const killed = new Set<number>();
   try {
     await until(() => ports.every((p) => cli(p, 'ping').trim() === 'PONG'), 'redis cluster nodes to start');
-    spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], {
+    spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'], {
       encoding: 'utf8',
     });
     await until(() => ports.every((p) => cli(p, 'cluster', 'info').includes('cluster_state:ok')), 'cluster_state:ok');
+    if (replicas > 0) {
+      // A replica takes over only once it holds its master's data: wait for every link.
+      const linked = (): number => ports.filter((p) => cli(p, 'info', 'replication').includes('master_link_status:up')).length;
+      await until(() => linked() === masters * replicas, 'replicas in sync');
+    }
   } catch (err) {
     stop();
     throw err;
   }
-  return { url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`, stop };
+  return {
+    url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`,
+    stop,
+    killMasterOf(key: string): number {
+      const slot = Number(cli(ports[0] ?? 0, 'cluster', 'keyslot', key).trim());
+      for (const line of cli(ports[0] ?? 0, 'cluster', 'nodes').split('\n')) {
+        const fields = line.split(' ');
+        if (!(fields[2] ?? '').includes('master')) continue;
+        const owns = fields.slice(8).some((range) => {
+          const [from = '-1', to = from] = range.split('-');
+          return slot >= Number(from) && slot <= Number(to);
+        });
+        const port = Number(/:(\d+)@/.exec(fields[1] ?? '')?.[1]);
+        if (owns) {
+          servers[ports.indexOf(port)]?.kill('SIGKILL');
+          killed.add(port);
+          return port;
+        }
+      }
+      throw new Error(`no master owns slot ${String(slot)}`);
+    },
+    async waitHealthy(): Promise<void> {
+      const alive = ports.filter((p) => !killed.has(p));
+      // Right after a kill the others still say ok: wait until they have seen it fail too.
+      const failed = (p: number): boolean =>
+        cli(p, 'cluster', 'nodes')
+          .split('\n')
+          .filter((line) => [...killed].some((k) => line.includes(`:${String(k)}@`)))
+          .every((line) => line.includes('fail'));
+      await until(
+        () => alive.every((p) => failed(p) && cli(p, 'cluster', 'info').includes('cluster_state:ok')),
+        'cluster_state:ok after a failover',
+        30_000,
+      );
+    },
+  };
+}
+
+/** A Redis Cluster started by {@link startRedisCluster}. */
+export interface RedisClusterHandle {
+  url: string;
+  stop(): void;
+  /** SIGKILLs the master that owns `key`'s slot; returns its port. */
+  killMasterOf(key: string): number;
+  /** Resolves once every live node reports cluster_state:ok (after a failover). */
+  waitHealthy(): Promise<void>;
 }
 
 /**
