@@ -110,34 +110,60 @@ export interface RedisClusterHandle {
   waitHealthy(): Promise<void>;
 }
 
+/** A master, its replica and one Sentinel started by {@link startRedisSentinel}. */
+export interface RedisSentinelHandle {
+  url: string;
+  stop(): void;
+  /** SIGKILLs the current master and resolves once Sentinel has promoted the replica. */
+  failover(): Promise<void>;
+}
+
 /**
- * One Redis master watched by one Sentinel, on free loopback ports, started by this
- * process. Returns the `redis+sentinel://` URL for the master `uidpush-master`.
+ * One Redis master with one replica, watched by one Sentinel, on free loopback ports,
+ * started by this process. Returns the `redis+sentinel://` URL for the master
+ * `uidpush-master`; Sentinel gives up on a dead master after a second.
  */
-export async function startRedisSentinel(): Promise<{ url: string; stop: () => void }> {
+export async function startRedisSentinel(): Promise<RedisSentinelHandle> {
   const { writeFile } = await import('node:fs/promises');
   const dir = await mkdtemp(join(tmpdir(), 'uidpush-redis-sentinel-'));
-  const [masterPort, sentinelPort] = [await freePort(), await freePort()];
-  const master = spawn('redis-server', ['--port', String(masterPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
+  const [masterPort, replicaPort, sentinelPort] = [await freePort(), await freePort(), await freePort()];
+  const redis = (port: number, ...extra: string[]): ChildProcess =>
+    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0', ...extra], {
+      stdio: 'ignore',
+    });
+  const master = redis(masterPort);
+  const replica = redis(replicaPort, '--replicaof', '127.0.0.1', String(masterPort));
   const conf = join(dir, 'sentinel.conf');
   await writeFile(
     conf,
-    [`port ${sentinelPort}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor uidpush-master 127.0.0.1 ${masterPort} 1`, ''].join('\n'),
+    [
+      `port ${sentinelPort}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `sentinel monitor uidpush-master 127.0.0.1 ${masterPort} 1`,
+      'sentinel down-after-milliseconds uidpush-master 1000',
+      'sentinel failover-timeout uidpush-master 5000',
+      '',
+    ].join('\n'),
   );
   const sentinel = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
   const stop = (): void => {
-    for (const s of [master, sentinel]) if (s.exitCode === null) s.kill('SIGKILL');
+    for (const s of [master, replica, sentinel]) if (s.exitCode === null) s.kill('SIGKILL');
   };
+  const masterNow = (): string => cli(sentinelPort, 'sentinel', 'get-master-addr-by-name', 'uidpush-master');
   try {
-    await until(
-      () => cli(sentinelPort, 'sentinel', 'get-master-addr-by-name', 'uidpush-master').includes(String(masterPort)),
-      'sentinel to know the master',
-    );
+    await until(() => masterNow().includes(String(masterPort)), 'sentinel to know the master');
+    await until(() => cli(replicaPort, 'info', 'replication').includes('master_link_status:up'), 'the replica in sync');
   } catch (err) {
     stop();
     throw err;
   }
-  return { url: `redis+sentinel://127.0.0.1:${sentinelPort}/uidpush-master`, stop };
+  return {
+    url: `redis+sentinel://127.0.0.1:${sentinelPort}/uidpush-master`,
+    stop,
+    async failover(): Promise<void> {
+      master.kill('SIGKILL');
+      await until(() => masterNow().includes(String(replicaPort)), 'sentinel to promote the replica', 30_000);
+    },
+  };
 }

@@ -1,24 +1,21 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { createRedisBroker } from '../../src/index.js';
 import { connect, eventually, startServer, type Started, type TestClient } from '../helpers/clients.js';
-import { startRedisCluster, type RedisClusterHandle } from '../helpers/redis-servers.js';
+import { startRedisCluster, startRedisSentinel } from '../helpers/redis-servers.js';
 
-// A Redis Cluster of 3 masters with a replica each, started here on free ports: when the
-// master holding a uid's channel dies, its replica takes over and pushes flow again
-// without restarting uidpush.
+// Redis deployments with a replica, started here on free ports: when the master that
+// carries a uid's channel dies, the replica takes over and pushes flow again without
+// restarting uidpush.
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
-let redis: RedisClusterHandle | undefined;
 const nodes: Started[] = [];
 const clients: TestClient[] = [];
+const stops: (() => void)[] = [];
 
-beforeAll(async () => {
-  redis = await startRedisCluster(3, 1);
-}, 60_000);
-afterAll(async () => {
-  for (const c of clients) c.close();
-  await Promise.all(nodes.map((n) => n.stop()));
-  redis?.stop();
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await Promise.all(nodes.splice(0).map((n) => n.stop()));
+  for (const stop of stops.splice(0)) stop();
 });
 
 async function push(node: Started, uid: string, data: string): Promise<void> {
@@ -29,32 +26,47 @@ async function push(node: Started, uid: string, data: string): Promise<void> {
   });
 }
 
-describe('a Redis Cluster failover', { timeout: 60_000 }, () => {
-  it('resumes cross-node delivery once the replica of the dead master takes over', async () => {
-    const namespace = `uidpush-failover-${randomUUID()}`;
-    for (let i = 0; i < 2; i++) {
-      nodes.push(await startServer({ broker: createRedisBroker(redis?.url ?? '', silent, { namespace, presenceTtl: 5000 }) }));
-    }
-    const [a, b] = nodes;
-    if (a === undefined || b === undefined) throw new Error('no nodes');
-    const target = await connect(a.url);
-    clients.push(target);
-    await target.login('fo');
-    // Subscriptions are asynchronous: push until one arrives.
-    await eventually(async () => {
-      await push(b, 'fo', 'before');
-      expect(await target.next(200)).toBe('before');
+/** Two nodes on `url`; a client of node A receives from node B before and after `fail()`. */
+async function deliversAcross(url: string, namespace: string, fail: () => Promise<void>): Promise<void> {
+  for (let i = 0; i < 2; i++) nodes.push(await startServer({ broker: createRedisBroker(url, silent, { namespace, presenceTtl: 5000 }) }));
+  const [a, b] = nodes;
+  if (a === undefined || b === undefined) throw new Error('no nodes');
+  const target = await connect(a.url);
+  clients.push(target);
+  await target.login('fo');
+  // Subscribing is asynchronous: push until one arrives.
+  await eventually(async () => {
+    await push(b, 'fo', 'before');
+    expect(await target.next(200)).toBe('before');
+  });
+  await fail();
+  let n = 0;
+  await eventually(async () => {
+    n++;
+    await push(b, 'fo', `after ${String(n)}`);
+    expect(await target.next(300)).toMatch(/^after \d+$/);
+  }, 30_000);
+}
+
+describe('a Redis failover', { timeout: 90_000 }, () => {
+  it('Redis Cluster: cross-node delivery resumes once the replica of the dead master takes over', async () => {
+    const redis = await startRedisCluster(3, 1);
+    stops.push(() => {
+      redis.stop();
     });
+    const namespace = `uidpush-failover-${randomUUID()}`;
+    await deliversAcross(redis.url, namespace, async () => {
+      // The master that holds the uid's sharded channel, and so its subscription.
+      redis.killMasterOf(`${namespace}|uidpush:u:fo`);
+      await redis.waitHealthy();
+    });
+  });
 
-    // The master that holds the uid's sharded channel (and so its subscription).
-    redis?.killMasterOf(`${namespace}|uidpush:u:fo`);
-    await redis?.waitHealthy();
-
-    let n = 0;
-    await eventually(async () => {
-      n++;
-      await push(b, 'fo', `after ${String(n)}`);
-      expect(await target.next(300)).toMatch(/^after \d+$/);
-    }, 30_000);
+  it('Sentinel: cross-node delivery resumes once Sentinel promotes the replica', async () => {
+    const redis = await startRedisSentinel();
+    stops.push(() => {
+      redis.stop();
+    });
+    await deliversAcross(redis.url, `uidpush-failover-${randomUUID()}`, () => redis.failover());
   });
 });
