@@ -51,7 +51,7 @@ interface RedisLike {
   set(key: string, value: string, options: { expiration: { type: 'PX'; value: number } }): Promise<unknown>;
   sAdd(key: string, members: string | string[]): Promise<number>;
   sRem(key: string, members: string | string[]): Promise<number>;
-  pExpire(key: string, ms: number): Promise<unknown>;
+  pExpire(key: string, ms: number): Promise<number>;
   hSet(key: string, fields: Record<string, string>): Promise<unknown>;
   hDel(key: string, fields: string[]): Promise<unknown>;
   del(key: string): Promise<unknown>;
@@ -160,8 +160,7 @@ class RedisBroker implements Broker {
       ['subscriber', this.#sub],
     ] as const) {
       client.on('error', (err: unknown) => {
-        if (!this.#wasDown) this.#log.error({ err, client: name }, 'redis: connection lost; serving local clients only');
-        this.#wasDown = true;
+        this.#markDown(err, name);
       });
       client.on('ready', () => {
         if (name === 'publisher') this.#recover();
@@ -236,14 +235,25 @@ class RedisBroker implements Broker {
       });
   }
 
+  /** Redis failed us: serve local clients only, and rewrite the presence once it answers. */
+  #markDown(err: unknown, source: string): void {
+    if (this.#closed) return;
+    if (!this.#wasDown) this.#log.error({ err, source }, 'redis: connection lost; serving local clients only');
+    this.#wasDown = true;
+  }
+
   /** After an outage: this node's presence was lost with Redis (or expired); write it again. */
   #recover(): void {
     if (!this.#wasDown || !this.#pub.isReady) return;
     this.#log.info({}, 'redis: back; rewriting presence');
     this.#wasDown = false;
+    this.#rewritePresence();
+    this.#heartbeat();
+  }
+
+  #rewritePresence(): void {
     for (const uid of this.#local.keys()) this.#dirty.add(uid);
     this.#scheduleFlush();
-    this.#heartbeat();
   }
 
   /** Keeps this node (and its presence) alive in Redis for another `presenceTtl`. */
@@ -254,14 +264,27 @@ class RedisBroker implements Broker {
       return;
     }
     if (!this.#pub.isReady) return;
+    const holding = this.#local.size > 0;
     Promise.all([
       this.#writeTotal(),
       this.#pub.sAdd(this.#key.nodes, this.nodeId),
       this.#pub.pExpire(this.#key.presence(this.nodeId), this.#ttl),
       this.#pub.pExpire(this.#key.uids(this.nodeId), this.#ttl),
-    ]).catch((err: unknown) => {
-      this.#log.debug({ err }, 'redis: heartbeat failed');
-    });
+    ]).then(
+      ([, , hash, ordered]) => {
+        // Presence that should be there and is not was lost without a disconnect (a
+        // failover that dropped unreplicated writes, a flushed Redis): write it again.
+        if (holding && this.#local.size > 0 && (hash === 0 || ordered === 0)) {
+          this.#log.warn({}, 'redis: this node\'s presence is missing; rewriting it');
+          this.#rewritePresence();
+        }
+      },
+      (err: unknown) => {
+        // A Redis Cluster reports a failing node as 'node-error', not 'error': a failed
+        // heartbeat is how this node learns of it.
+        this.#markDown(err, 'heartbeat');
+      },
+    );
   }
 
   #scheduleFlush(): void {
@@ -306,7 +329,7 @@ class RedisBroker implements Broker {
     if (gone.length > 0) writes.push(this.#pub.hDel(key, gone), this.#pub.zRem(ordered, gone));
     if (this.#total !== this.#writtenTotal) writes.push(this.#writeTotal());
     Promise.all(writes).catch((err: unknown) => {
-      this.#log.warn({ err }, 'redis: presence write failed; rewritten on reconnect');
+      this.#markDown(err, 'presence write');
     });
   }
 

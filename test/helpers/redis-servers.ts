@@ -128,7 +128,7 @@ export async function startRedisSentinel(): Promise<RedisSentinelHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'uidpush-redis-sentinel-'));
   const [masterPort, replicaPort, sentinelPort] = [await freePort(), await freePort(), await freePort()];
   const redis = (port: number, ...extra: string[]): ChildProcess =>
-    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0', ...extra], {
+    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0', '--dir', dir, ...extra], {
       stdio: 'ignore',
     });
   const master = redis(masterPort);

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { createClient } from '@redis/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedisBroker } from '../../src/index.js';
 import { connect, eventually, startServer, type Started, type TestClient } from '../helpers/clients.js';
@@ -68,5 +69,39 @@ describe('a Redis failover', { timeout: 90_000 }, () => {
       redis.stop();
     });
     await deliversAcross(redis.url, `uidpush-failover-${randomUUID()}`, () => redis.failover());
+  });
+});
+
+describe('presence Redis lost without a disconnect', () => {
+  it('is written again by its node within a heartbeat', async () => {
+    // The real Redis (REDIS_URL), as in the contract suite: keys deleted by hand stand in
+    // for writes a failover dropped.
+    const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+    const namespace = `uidpush-lost-${randomUUID()}`;
+    const brokerA = createRedisBroker(url, silent, { namespace, presenceTtl: 1500 });
+    nodes.push(await startServer({ broker: brokerA }));
+    nodes.push(await startServer({ broker: createRedisBroker(url, silent, { namespace, presenceTtl: 1500 }) }));
+    const [a, b] = nodes;
+    if (a === undefined || b === undefined) throw new Error('no nodes');
+    const client = await connect(a.url);
+    clients.push(client);
+    await client.login('kept');
+    const bApi = `http://127.0.0.1:${b.server.address().api?.port ?? 0}`;
+    const seen = async (): Promise<void> => {
+      expect(await (await fetch(`${bApi}/v1/users/kept`)).json()).toMatchObject({ online: true });
+      expect(await (await fetch(`${bApi}/v1/users`)).json()).toMatchObject({ uids: ['kept'] });
+    };
+    await eventually(seen);
+
+    const raw = createClient({ url });
+    await raw.connect();
+    try {
+      await raw.del([`${namespace}:presence:${brokerA.nodeId}`, `${namespace}:uids:${brokerA.nodeId}`]);
+      expect(await (await fetch(`${bApi}/v1/users/kept`)).json()).toMatchObject({ online: false });
+      await eventually(seen, 5000);
+    } finally {
+      for await (const keys of raw.scanIterator({ MATCH: `${namespace}:*` })) if (keys.length > 0) await raw.del(keys);
+      raw.destroy();
+    }
   });
 });
