@@ -31,9 +31,7 @@ export function encodeEnvelope(node: string, env: Envelope): string {
 /** A decoded envelope and its sender, or why it was not understood. */
 export type Decoded = { ok: true; node: string; env: Envelope } | { ok: false; reason: string };
 
-const KNOWN = new Set(['push', 'publish', 'broadcast', 'kick', 'join', 'leave']);
-
-/** Parses an envelope; never throws. */
+/** Parses an envelope and checks its fields; never throws. */
 export function decodeEnvelope(text: string): Decoded {
   let value: unknown;
   try {
@@ -41,10 +39,36 @@ export function decodeEnvelope(text: string): Decoded {
   } catch {
     return { ok: false, reason: 'not JSON' };
   }
-  if (typeof value !== 'object' || value === null) return { ok: false, reason: 'not an object' };
-  const { v, node, t } = value as { v?: unknown; node?: unknown; t?: unknown };
-  if (v !== ENVELOPE_VERSION) return { ok: false, reason: `unknown version ${String(v)}` };
-  if (typeof node !== 'string') return { ok: false, reason: 'no node id' };
-  if (typeof t !== 'string' || !KNOWN.has(t)) return { ok: false, reason: `unknown type ${String(t)}` };
-  return { ok: true, node, env: value as Envelope };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'not an object' };
+  const e = value as Record<string, unknown>;
+  if (e.v !== ENVELOPE_VERSION) return { ok: false, reason: `unknown version ${String(e.v)}` };
+  if (typeof e.node !== 'string') return { ok: false, reason: 'no node id' };
+  // Checked by hand, not by a schema library: this runs once per message a node receives.
+  const nonEmpty = (k: string): boolean => typeof e[k] === 'string' && e[k] !== '';
+  const data = e.data !== undefined;
+  const from = e.from === undefined || e.from === null || typeof e.from === 'string';
+  let fits: boolean;
+  switch (e.t) {
+    case 'push':
+      fits = nonEmpty('uid') && data && from;
+      break;
+    case 'publish':
+      fits = nonEmpty('group') && data && from;
+      break;
+    case 'broadcast':
+      fits = data && from;
+      break;
+    case 'kick':
+      fits = nonEmpty('uid') && typeof e.reason === 'string';
+      break;
+    case 'join':
+    case 'leave':
+      fits = nonEmpty('group') && nonEmpty('uid');
+      break;
+    default:
+      return { ok: false, reason: `unknown type ${String(e.t)}` };
+  }
+  if (!fits) return { ok: false, reason: `malformed ${e.t}` };
+  e.from ??= null;
+  return { ok: true, node: e.node, env: e as unknown as Envelope };
 }

@@ -1,0 +1,57 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryCluster } from '../../src/index.js';
+import { connect, eventually, startServer, type Started, type TestClient } from '../helpers/clients.js';
+
+// What another node might send: from a newer or older version, or broken. A node logs
+// what it does not understand, ignores it, and goes on delivering.
+const started: Started[] = [];
+const clients: TestClient[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await Promise.all(started.splice(0).map((s) => s.stop()));
+});
+
+describe('messages from other nodes', () => {
+  it('logs and ignores what it does not understand, and keeps delivering', async () => {
+    const warnings: { reason?: string; msg: string }[] = [];
+    const logger = {
+      debug() {},
+      info() {},
+      warn(obj: object, msg: string) {
+        warnings.push({ ...(obj as { reason?: string }), msg });
+      },
+      error() {},
+    };
+    const cluster = new MemoryCluster();
+    const node = await startServer({ broker: cluster.createBroker('node'), logger });
+    started.push(node);
+    const peer = cluster.createBroker('peer');
+    await peer.start(() => undefined);
+    const client = await connect(node.url);
+    clients.push(client);
+    await client.login('x');
+
+    const bad = [
+      'not json',
+      '{"v":2,"node":"peer","t":"push","uid":"x","data":"from the future"}',
+      '{"v":1,"node":"peer","t":"teleport","uid":"x"}',
+      '{"v":1,"node":"peer","t":"push","uid":"x"}',
+      '{"v":1,"node":"peer","t":"kick","uid":"x"}',
+    ];
+    for (const message of bad) await peer.publish('uidpush:u:x', message);
+    await peer.publish('uidpush:u:x', '{"v":1,"node":"peer","t":"push","uid":"x","data":"still here","from":null}');
+
+    expect(await client.next()).toBe('still here');
+    await client.nothingFor(50);
+    await eventually(() => {
+      expect(warnings.filter((w) => w.msg === 'cluster: ignoring a message').map((w) => w.reason)).toEqual([
+        'not JSON',
+        'unknown version 2',
+        'unknown type teleport',
+        'malformed push',
+        'malformed kick',
+      ]);
+      return Promise.resolve();
+    });
+  });
+});

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { decodeEnvelope, encodeEnvelope, type Envelope } from '../../src/broker/envelope.js';
+
+describe('cluster envelopes', () => {
+  it('round-trips every type', () => {
+    const all: Envelope[] = [
+      { t: 'push', uid: 'u', data: { a: [1, 'x'] }, from: 's' },
+      { t: 'publish', group: 'g', data: 'hi', from: null },
+      { t: 'broadcast', data: 0, from: null },
+      { t: 'kick', uid: 'u', reason: 'bye' },
+      { t: 'join', group: 'g', uid: 'u' },
+      { t: 'leave', group: 'g', uid: 'u' },
+    ];
+    for (const env of all) {
+      const decoded = decodeEnvelope(encodeEnvelope('n1', env));
+      expect(decoded).toMatchObject({ ok: true, node: 'n1', env });
+    }
+  });
+
+  it('refuses, with a reason and without throwing, what it does not understand', () => {
+    const cases: [string, string][] = [
+      ['{', 'not JSON'],
+      ['[1]', 'not an object'],
+      ['null', 'not an object'],
+      ['{"v":2,"node":"n","t":"push","uid":"u","data":1}', 'unknown version 2'],
+      ['{"v":1,"t":"push","uid":"u","data":1}', 'no node id'],
+      ['{"v":1,"node":"n","t":"teleport","uid":"u"}', 'unknown type teleport'],
+      ['{"v":1,"node":"n","t":"push","uid":5,"data":1}', 'malformed push'],
+      ['{"v":1,"node":"n","t":"push","uid":"u"}', 'malformed push'],
+      ['{"v":1,"node":"n","t":"push","uid":"u","data":1,"from":7}', 'malformed push'],
+      ['{"v":1,"node":"n","t":"publish","group":"","data":1}', 'malformed publish'],
+      ['{"v":1,"node":"n","t":"broadcast"}', 'malformed broadcast'],
+      ['{"v":1,"node":"n","t":"kick","uid":"u"}', 'malformed kick'],
+      ['{"v":1,"node":"n","t":"join","group":"g"}', 'malformed join'],
+      ['{"v":1,"node":"n","t":"leave","uid":"u","group":{}}', 'malformed leave'],
+    ];
+    for (const [text, reason] of cases) expect(decodeEnvelope(text), text).toEqual({ ok: false, reason });
+  });
+
+  it('reads a push without `from` as from nobody', () => {
+    expect(decodeEnvelope('{"v":1,"node":"n","t":"push","uid":"u","data":"x"}')).toEqual({
+      ok: true,
+      node: 'n',
+      env: { v: 1, node: 'n', t: 'push', uid: 'u', data: 'x', from: null },
+    });
+  });
+});
