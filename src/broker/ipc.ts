@@ -85,8 +85,16 @@ export function servePrimary(cluster: MemoryCluster, worker: Worker, log: Logger
         broker.store.setLocal(msg.uid, msg.connections);
         return;
       case 'req': {
-        const store = broker.store as unknown as Record<StoreOp, (...args: unknown[]) => Promise<unknown>>;
-        store[msg.op](...msg.args).then(
+        const store = broker.store as unknown as Partial<Record<string, (...args: unknown[]) => Promise<unknown>>>;
+        // Typed, but from another process: check before calling.
+        const name = msg.op as string;
+        const op = Object.hasOwn(store, name) && name !== 'setLocal' ? store[name] : undefined;
+        if (op === undefined || !Array.isArray(msg.args)) {
+          // Answer anyway, so the worker's caller does not wait forever.
+          send({ uidpush: 'res', id: msg.id, error: `unknown store operation ${name}` });
+          return;
+        }
+        op(...msg.args).then(
           (result) => {
             send({ uidpush: 'res', id: msg.id, result });
           },

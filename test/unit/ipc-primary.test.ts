@@ -1,0 +1,48 @@
+import type { Worker } from 'node:cluster';
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { MemoryCluster, servePrimary } from '../../src/broker/ipc.js';
+
+/** The primary's side of one worker's IPC channel, without a process behind it. */
+class FakeWorker extends EventEmitter {
+  readonly id = 1;
+  readonly sent: unknown[] = [];
+  isConnected(): boolean {
+    return true;
+  }
+  send(msg: unknown): boolean {
+    this.sent.push(msg);
+    return true;
+  }
+}
+
+const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('the primary of --workers', () => {
+  it('answers a store request it does not know with an error, and logs other unknown messages', async () => {
+    const warnings: string[] = [];
+    const log = { debug() {}, info() {}, error() {}, warn: (_: object, msg: string) => void warnings.push(msg) };
+    const worker = new FakeWorker();
+    const stop = servePrimary(new MemoryCluster(), worker as unknown as Worker, log);
+    worker.emit('message', { uidpush: 'req', id: 1, op: 'flushAll', args: [] });
+    worker.emit('message', { uidpush: 'req', id: 2, op: 'setLocal', args: ['u', 1] });
+    worker.emit('message', { uidpush: 'req', id: 3, op: 'totals', args: 'not a list' });
+    worker.emit('message', { uidpush: 'teleport' });
+    worker.emit('message', { uidpush: 'batch', list: [{ uidpush: 'req', id: 4, op: 'connectionTotal', args: [] }] });
+    await flush();
+    await flush();
+    expect(worker.sent).toEqual([
+      {
+        uidpush: 'batch',
+        list: [
+          { uidpush: 'res', id: 1, error: 'unknown store operation flushAll' },
+          { uidpush: 'res', id: 2, error: 'unknown store operation setLocal' },
+          { uidpush: 'res', id: 3, error: 'unknown store operation totals' },
+          { uidpush: 'res', id: 4, result: 0 },
+        ],
+      },
+    ]);
+    expect(warnings).toEqual(['ipc: unknown message from a worker']);
+    await stop();
+  });
+});
