@@ -5,6 +5,7 @@ import Fastify, {
   type FastifyRequest,
   type RouteShorthandOptions,
 } from 'fastify';
+import { fitsCloseReason } from '../core/close-codes.js';
 import { ErrorCode, ProgramErrorCode, UidpushError } from '../core/errors.js';
 import type { PushService } from '../core/service.js';
 import type { JsonValue, Logger } from '../core/types.js';
@@ -271,9 +272,8 @@ export function createApi(options: ApiOptions): FastifyInstance {
         const { uid } = request.params as { uid: string };
         checkUid(uid, 'params/uid');
         const body = request.body as { reason?: string } | null | undefined;
-        // A close reason must fit a close frame (123 bytes).
         const reason = body?.reason ?? 'kicked';
-        if (Buffer.byteLength(reason) > 123) {
+        if (!fitsCloseReason(reason)) {
           throw new ApiError(400, ErrorCode.BadRequest, 'body/reason: longer than 123 bytes');
         }
         return { uid, kicked: await service.kick(uid, reason) };

@@ -1,3 +1,4 @@
+import { fitsCloseReason } from '../core/close-codes.js';
 import type { Group, JsonValue, Uid } from '../core/types.js';
 
 /**
@@ -59,7 +60,7 @@ export function decodeEnvelope(text: string): Decoded {
       fits = data && from;
       break;
     case 'kick':
-      fits = nonEmpty('uid') && typeof e.reason === 'string';
+      fits = nonEmpty('uid') && typeof e.reason === 'string' && fitsCloseReason(e.reason);
       break;
     case 'join':
     case 'leave':

@@ -3,6 +3,14 @@
  * reconnect"; 4500-4999 means "terminal: do not reconnect without a change". Reasons stay
  * well under the 123-byte limit of a close frame. Documented in docs/errors.md.
  */
+/** The most bytes of UTF-8 a close reason may hold: what fits in a close frame. */
+export const MAX_CLOSE_REASON_BYTES = 123;
+
+/** Whether `reason` fits a close frame. */
+export function fitsCloseReason(reason: string): boolean {
+  return Buffer.byteLength(reason) <= MAX_CLOSE_REASON_BYTES;
+}
+
 export const CloseCode = {
   /** Normal closure. */
   Normal: 1000,

@@ -1,4 +1,4 @@
-import { CloseCode } from '../core/close-codes.js';
+import { CloseCode, fitsCloseReason, MAX_CLOSE_REASON_BYTES } from '../core/close-codes.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
 import type { GroupInfo, PushResult, UidPage } from '../core/service.js';
 import type { Data, Group, Uid } from '../core/types.js';
@@ -223,8 +223,14 @@ export class Hub<C extends Recipient = Recipient> {
   /**
    * Closes every connection of `uid` with 4501 (kicked) and `reason`, unbinding them at
    * once. Returns how many were closed.
+   *
+   * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT when `reason` is over 123 bytes
+   * (it must fit a close frame); nothing is closed then.
    */
   kick(uid: Uid, reason = 'kicked'): number {
+    if (!fitsCloseReason(reason)) {
+      throw new UidpushError(ProgramErrorCode.InvalidArgument, `kick reason over ${String(MAX_CLOSE_REASON_BYTES)} bytes`);
+    }
     return this.#registry.forEachOf(uid, (conn) => {
       this.#registry.unbind(conn);
       conn.close(CloseCode.Kicked, reason);

@@ -82,6 +82,18 @@ describe('hub', () => {
     expect(server.hub.kick('a')).toBe(0);
   });
 
+  it('refuses a kick reason that does not fit a close frame, closing nothing', async () => {
+    started = await startServer();
+    const { url, server } = started;
+    const a1 = await client(url, 'a');
+    const a2 = await client(url, 'a');
+    expect(() => server.hub.kick('a', 'é'.repeat(62))).toThrow(expect.objectContaining({ code: 'UIDPUSH_ERR_INVALID_ARGUMENT' }));
+    expect(server.hub.connectionsOf('a')).toBe(2);
+    expect(server.hub.kick('a', 'x'.repeat(123))).toBe(2);
+    expect(await a1.closed()).toBe(CloseCode.Kicked);
+    expect(await a2.closed()).toBe(CloseCode.Kicked);
+  });
+
   it('pages through online uids with a cursor', async () => {
     started = await startServer();
     const { url, server } = started;

@@ -31,6 +31,7 @@ describe('cluster envelopes', () => {
       ['{"v":1,"node":"n","t":"publish","group":"","data":1}', 'malformed publish'],
       ['{"v":1,"node":"n","t":"broadcast"}', 'malformed broadcast'],
       ['{"v":1,"node":"n","t":"kick","uid":"u"}', 'malformed kick'],
+      [`{"v":1,"node":"n","t":"kick","uid":"u","reason":"${'x'.repeat(124)}"}`, 'malformed kick'],
       ['{"v":1,"node":"n","t":"join","group":"g"}', 'malformed join'],
       ['{"v":1,"node":"n","t":"leave","uid":"u","group":{}}', 'malformed leave'],
     ];
