@@ -131,6 +131,8 @@ class RedisBroker implements Broker {
   readonly #sub: RedisLike;
   /** Channels this node wants, resubscribed after a reconnect. */
   readonly #channels = new Set<string>();
+  /** Whether an outage was logged and no heartbeat has succeeded since. */
+  #outage = false;
   /** This node's connections in all, as last written to its node key. */
   #total = 0;
   #writtenTotal = -1;
@@ -238,14 +240,16 @@ class RedisBroker implements Broker {
   /** Redis failed us: serve local clients only, and rewrite the presence once it answers. */
   #markDown(err: unknown, source: string): void {
     if (this.#closed) return;
-    if (!this.#wasDown) this.#log.error({ err, source }, 'redis: connection lost; serving local clients only');
+    // One line per outage, however many writes fail during it.
+    if (!this.#outage) this.#log.error({ err, source }, 'redis: connection lost; serving local clients only');
+    this.#outage = true;
     this.#wasDown = true;
   }
 
   /** After an outage: this node's presence was lost with Redis (or expired); write it again. */
   #recover(): void {
     if (!this.#wasDown || !this.#pub.isReady) return;
-    this.#log.info({}, 'redis: back; rewriting presence');
+    this.#log.debug({}, 'redis: rewriting presence');
     this.#wasDown = false;
     this.#rewritePresence();
     this.#heartbeat();
@@ -272,6 +276,10 @@ class RedisBroker implements Broker {
       this.#pub.pExpire(this.#key.uids(this.nodeId), this.#ttl),
     ]).then(
       ([, , hash, ordered]) => {
+        if (this.#outage) {
+          this.#outage = false;
+          this.#log.info({}, 'redis: back');
+        }
         // Presence that should be there and is not was lost without a disconnect (a
         // failover that dropped unreplicated writes, a flushed Redis): write it again.
         if (holding && this.#local.size > 0 && (hash === 0 || ordered === 0)) {

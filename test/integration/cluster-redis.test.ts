@@ -15,6 +15,8 @@ interface Node {
   child: ChildProcess;
   ws: string;
   api: string;
+  /** The `msg` of every log line so far. */
+  logged: string[];
 }
 
 /** Starts `uidpush serve` as a child process on free ports and waits until it listens. */
@@ -25,12 +27,14 @@ function node(redis: string, env: NodeJS.ProcessEnv = {}): Promise<Node> {
     { env: { ...process.env, UIDPUSH_PRESENCE_TTL: '2000', ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   children.push(child);
+  const logged: string[] = [];
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     lines.on('line', (line) => {
       const entry = JSON.parse(line) as { msg: string; port: number; api: { port: number } };
+      logged.push(entry.msg);
       if (entry.msg === 'listening') {
-        resolve({ child, ws: `ws://127.0.0.1:${entry.port}`, api: `http://127.0.0.1:${entry.api.port}` });
+        resolve({ child, ws: `ws://127.0.0.1:${entry.port}`, api: `http://127.0.0.1:${entry.api.port}`, logged });
       }
     });
     child.once('exit', (code) => {
@@ -151,6 +155,14 @@ describe('3 uidpush nodes on one Redis', { timeout: 60_000 }, () => {
     await eventually(async () => {
       z.send('x:across after the outage');
       expect(await x.next(300)).toBe('across after the outage');
+    });
+    // One line when Redis went away and one when it came back, however many writes failed.
+    await eventually(() => {
+      for (const n of [a, b]) {
+        expect(n.logged.filter((m) => m === 'redis: connection lost; serving local clients only')).toHaveLength(1);
+        expect(n.logged.filter((m) => m === 'redis: back')).toHaveLength(1);
+      }
+      return Promise.resolve();
     });
   });
 });
