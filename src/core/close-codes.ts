@@ -1,8 +1,3 @@
-/**
- * WebSocket close codes the server sends. The 4000-4499 range means "the client may
- * reconnect"; 4500-4999 means "terminal: do not reconnect without a change". Reasons stay
- * well under the 123-byte limit of a close frame. Documented in docs/errors.md.
- */
 /** The most bytes of UTF-8 a close reason may hold: what fits in a close frame. */
 export const MAX_CLOSE_REASON_BYTES = 123;
 
@@ -11,6 +6,11 @@ export function fitsCloseReason(reason: string): boolean {
   return Buffer.byteLength(reason) <= MAX_CLOSE_REASON_BYTES;
 }
 
+/**
+ * WebSocket close codes the server sends. The 4000-4499 range means "the client may
+ * reconnect"; 4500-4999 means "terminal: do not reconnect without a change". Reasons stay
+ * well under the 123-byte limit of a close frame. Documented in docs/errors.md.
+ */
 export const CloseCode = {
   /** Normal closure. */
   Normal: 1000,
