@@ -23,6 +23,7 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { createClient } from '@redis/client';
 import { createRedisBroker, MemoryCluster, type Broker } from '../src/index.js';
+import { silentLogger } from '../src/core/types.js';
 
 const { values } = parseArgs({
   options: {
@@ -49,7 +50,6 @@ const URL = values.redis;
 const STORE = values.store;
 if (STORE !== 'redis' && STORE !== 'memory') throw new Error(`--store: redis or memory, not ${STORE}`);
 const NS = `bench-presence-${String(process.pid)}-${String(Date.now())}`;
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** Median and max of `reps` runs of `fn`, in ms. */
 async function time(fn: () => Promise<unknown>): Promise<{ median: number; max: number }> {
@@ -72,7 +72,7 @@ try {
   for (let n = 0; n < NODES; n++) {
     const nodeId = `node${String(n)}`;
     const broker =
-      STORE === 'redis' ? createRedisBroker(URL, silent, { namespace: NS, nodeId, presenceTtl: 60_000 }) : memory.createBroker(nodeId);
+      STORE === 'redis' ? createRedisBroker(URL, silentLogger, { namespace: NS, nodeId, presenceTtl: 60_000 }) : memory.createBroker(nodeId);
     await broker.start(() => undefined);
     brokers.push(broker);
   }

@@ -18,6 +18,7 @@ import cluster from 'node:cluster';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { createIpcBroker, MemoryCluster, servePrimary } from '../src/broker/ipc.js';
+import { silentLogger } from '../src/core/types.js';
 
 const { values } = parseArgs({
   options: {
@@ -40,7 +41,6 @@ const RUNS = int('runs', values.runs, 20);
 const RATE = Number(process.env.RELAY_RATE ?? values.rate);
 if (!Number.isInteger(RATE) || RATE < 0 || RATE > 1_000_000) throw new Error(`--rate: an integer 0..1000000, not ${String(RATE)}`);
 const clock = (): number => performance.timeOrigin + performance.now();
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
 interface Note {
   relay?: 'ready' | 'go' | 'done';
@@ -106,7 +106,7 @@ async function run(): Promise<RunResult> {
   const env = { RELAY_N: String(N), RELAY_CHANNELS: String(CHANNELS), RELAY_PER_TURN: String(PER_TURN), RELAY_RATE: String(RATE) };
   const pub = cluster.fork({ ...env, RELAY_ROLE: 'pub' });
   const sub = cluster.fork({ ...env, RELAY_ROLE: 'sub' });
-  const stops = [servePrimary(shared, pub, silent), servePrimary(shared, sub, silent)];
+  const stops = [servePrimary(shared, pub, silentLogger), servePrimary(shared, sub, silentLogger)];
   const timer = setTimeout(() => {
     pub.kill('SIGKILL');
     sub.kill('SIGKILL');

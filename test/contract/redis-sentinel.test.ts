@@ -1,26 +1,15 @@
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll } from 'vitest';
-import { createRedisBroker } from '../../src/index.js';
-import { startRedisSentinel } from '../helpers/redis-servers.js';
-import { brokerContract } from './broker-contract.js';
+import { startRedisSentinel, type RedisSentinelHandle } from '../helpers/redis-servers.js';
+import { redisContract } from './redis-contract.js';
 
-// A Redis master and a Sentinel that this file starts on free ports; the nodes find the
-// master through the Sentinel.
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
-let sentinel: { url: string; stop: () => void } | undefined;
-let namespace = `uidpush-test-${randomUUID()}`;
-
+// A Redis master, its replica and a Sentinel that this file starts on free ports; the
+// nodes find the master through the Sentinel.
+let redis: RedisSentinelHandle | undefined;
 beforeAll(async () => {
-  sentinel = await startRedisSentinel();
+  redis = await startRedisSentinel();
 }, 30_000);
 afterAll(() => {
-  sentinel?.stop();
+  redis?.stop();
 });
 
-brokerContract('redis through sentinel, 3 nodes', {
-  nodes: 3,
-  broker: () => createRedisBroker(sentinel?.url ?? '', silent, { namespace, presenceTtl: 5000 }),
-  reset: () => {
-    namespace = `uidpush-test-${randomUUID()}`;
-  },
-});
+redisContract('redis through sentinel, 3 nodes', () => redis?.url ?? '');

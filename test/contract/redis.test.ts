@@ -1,14 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { createClient } from '@redis/client';
-import { afterAll } from 'vitest';
-import { createRedisBroker } from '../../src/index.js';
-import { brokerContract } from './broker-contract.js';
+import { redisContract } from './redis-contract.js';
 
 // The real Redis on 127.0.0.1:6379 (REDIS_URL to point elsewhere). .ci/run starts one when
 // none answers; without Redis these tests fail, they never skip.
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
-let namespace = `uidpush-test-${randomUUID()}`;
 
 /** Deletes what a test cluster left in Redis (group sets have no expiry). */
 async function drop(ns: string): Promise<void> {
@@ -23,16 +18,4 @@ async function drop(ns: string): Promise<void> {
   }
 }
 
-brokerContract('redis, 3 nodes', {
-  nodes: 3,
-  broker: () => createRedisBroker(url, silent, { namespace, presenceTtl: 5000 }),
-  reset: async () => {
-    // A fresh namespace per test: a new, empty cluster on the same Redis.
-    await drop(namespace);
-    namespace = `uidpush-test-${randomUUID()}`;
-  },
-});
-
-afterAll(async () => {
-  await drop(namespace);
-});
+redisContract('redis, 3 nodes', () => url, drop);

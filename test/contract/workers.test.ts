@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { MemoryCluster, servePrimary } from '../../src/broker/ipc.js';
 import { vi } from 'vitest';
 import { brokerContract, type ContractNode } from './broker-contract.js';
+import { silentLogger } from '../../src/core/types.js';
 
 // Each test forks three workers that load the sources through tsx: seconds on a loaded
 // 2-core box, so the hooks get more than the suite's default 20 s.
@@ -14,7 +15,6 @@ vi.setConfig({ hookTimeout: 60_000, testTimeout: 60_000 });
 // worker a client reaches through the shared port is the OS's and node:cluster's
 // choice (test/integration/workers.test.ts covers that); here each worker also has
 // its own address, so a test puts clients and API calls on the worker it means.
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 cluster.setupPrimary({
   exec: join(import.meta.dirname, '../helpers/cluster-worker.ts'),
   execArgv: ['--import', 'tsx'],
@@ -26,7 +26,7 @@ let round = 0;
 
 async function startWorker(host: string, shared: MemoryCluster): Promise<ContractNode> {
   const worker: Worker = cluster.fork({ UIDPUSH_TEST_HOST: host });
-  const stopRelay = servePrimary(shared, worker, silent);
+  const stopRelay = servePrimary(shared, worker, silentLogger);
   const exited = once(worker, 'exit');
   const ready = await Promise.race([
     new Promise<{ url: string; api: string }>((resolve) => {

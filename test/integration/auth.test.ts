@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type ServerOptions } from '../../src/index.js';
 import { connect, connectV1, startServer, type Started, type TestClient } from '../helpers/clients.js';
+import { warningLog } from '../helpers/logs.js';
 import { hs256, keyFiles, now, SECRET, signWith, unsigned } from '../helpers/tokens.js';
 
 let started: Started | undefined;
@@ -202,14 +203,13 @@ describe('protected mode', () => {
   });
 
   it('warns when auth is off, louder when exposed', async () => {
-    const warnings: string[] = [];
-    const logger = { debug() {}, info() {}, error() {}, warn: (_o: object, msg?: string) => warnings.push(msg ?? '') };
+    const { logger, warnings } = warningLog();
     started = await startServer({ logger });
-    expect(warnings.some((w) => w.includes('token auth is off'))).toBe(true);
+    expect(warnings.some((w) => w.msg.includes('token auth is off'))).toBe(true);
     await started.stop();
     warnings.length = 0;
     started = await startServer({ host: '0.0.0.0', insecure: true, logger });
-    expect(warnings.some((w) => w.startsWith('INSECURE'))).toBe(true);
+    expect(warnings.some((w) => w.msg.startsWith('INSECURE'))).toBe(true);
   });
 
   it('refuses more than one key source', () => {

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryCluster } from '../../src/index.js';
 import { connect, eventually, startServer, type Started, type TestClient } from '../helpers/clients.js';
+import { warningLog } from '../helpers/logs.js';
 
 // What another node might send: from a newer or older version, or broken. A node logs
 // what it does not understand, ignores it, and goes on delivering.
@@ -13,15 +14,7 @@ afterEach(async () => {
 
 describe('messages from other nodes', () => {
   it('logs and ignores what it does not understand, and keeps delivering', async () => {
-    const warnings: { reason?: string; msg: string }[] = [];
-    const logger = {
-      debug() {},
-      info() {},
-      warn(obj: object, msg: string) {
-        warnings.push({ ...(obj as { reason?: string }), msg });
-      },
-      error() {},
-    };
+    const { logger, warnings } = warningLog();
     const cluster = new MemoryCluster();
     const node = await startServer({ broker: cluster.createBroker('node'), logger });
     started.push(node);
@@ -44,7 +37,7 @@ describe('messages from other nodes', () => {
     expect(await client.next()).toBe('still here');
     await client.nothingFor(50);
     await eventually(() => {
-      expect(warnings.filter((w) => w.msg === 'cluster: ignoring a message').map((w) => w.reason)).toEqual([
+      expect(warnings.filter((w) => w.msg === 'cluster: ignoring a message').map((w) => w.fields.reason)).toEqual([
         'not JSON',
         'unknown version 2',
         'unknown type teleport',

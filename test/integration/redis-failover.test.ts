@@ -4,11 +4,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createRedisBroker } from '../../src/index.js';
 import { connect, eventually, startServer, type Started, type TestClient } from '../helpers/clients.js';
 import { startRedisCluster, startRedisSentinel } from '../helpers/redis-servers.js';
+import { silentLogger } from '../../src/core/types.js';
 
 // Redis deployments with a replica, started here on free ports: when the master that
 // carries a uid's channel dies, the replica takes over and pushes flow again without
 // restarting uidpush.
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 const nodes: Started[] = [];
 const clients: TestClient[] = [];
 const stops: (() => void)[] = [];
@@ -29,7 +29,7 @@ async function push(node: Started, uid: string, data: string): Promise<void> {
 
 /** Two nodes on `url`; a client of node A receives from node B before and after `fail()`. */
 async function deliversAcross(url: string, namespace: string, fail: () => Promise<void>): Promise<void> {
-  for (let i = 0; i < 2; i++) nodes.push(await startServer({ broker: createRedisBroker(url, silent, { namespace, presenceTtl: 5000 }) }));
+  for (let i = 0; i < 2; i++) nodes.push(await startServer({ broker: createRedisBroker(url, silentLogger, { namespace, presenceTtl: 5000 }) }));
   const [a, b] = nodes;
   if (a === undefined || b === undefined) throw new Error('no nodes');
   const target = await connect(a.url);
@@ -78,9 +78,9 @@ describe('presence Redis lost without a disconnect', () => {
     // for writes a failover dropped.
     const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
     const namespace = `uidpush-lost-${randomUUID()}`;
-    const brokerA = createRedisBroker(url, silent, { namespace, presenceTtl: 1500 });
+    const brokerA = createRedisBroker(url, silentLogger, { namespace, presenceTtl: 1500 });
     nodes.push(await startServer({ broker: brokerA }));
-    nodes.push(await startServer({ broker: createRedisBroker(url, silent, { namespace, presenceTtl: 1500 }) }));
+    nodes.push(await startServer({ broker: createRedisBroker(url, silentLogger, { namespace, presenceTtl: 1500 }) }));
     const [a, b] = nodes;
     if (a === undefined || b === undefined) throw new Error('no nodes');
     const client = await connect(a.url);

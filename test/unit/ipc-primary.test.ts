@@ -2,6 +2,7 @@ import type { Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { MemoryCluster, servePrimary } from '../../src/broker/ipc.js';
+import { warningLog } from '../helpers/logs.js';
 
 /** The primary's side of one worker's IPC channel, without a process behind it. */
 class FakeWorker extends EventEmitter {
@@ -20,10 +21,9 @@ const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve
 
 describe('the primary of --workers', () => {
   it('answers a store request it does not know with an error, and logs other unknown messages', async () => {
-    const warnings: string[] = [];
-    const log = { debug() {}, info() {}, error() {}, warn: (_: object, msg: string) => void warnings.push(msg) };
+    const { logger, warnings } = warningLog();
     const worker = new FakeWorker();
-    const stop = servePrimary(new MemoryCluster(), worker as unknown as Worker, log);
+    const stop = servePrimary(new MemoryCluster(), worker as unknown as Worker, logger);
     worker.emit('message', { uidpush: 'req', id: 1, op: 'flushAll', args: [] });
     worker.emit('message', { uidpush: 'req', id: 2, op: 'setLocal', args: ['u', 1] });
     worker.emit('message', { uidpush: 'req', id: 3, op: 'totals', args: 'not a list' });
@@ -42,7 +42,7 @@ describe('the primary of --workers', () => {
         ],
       },
     ]);
-    expect(warnings).toEqual(['ipc: unknown message from a worker']);
+    expect(warnings.map((w) => w.msg)).toEqual(['ipc: unknown message from a worker']);
     await stop();
   });
 });
