@@ -29,8 +29,23 @@ export function encodeEnvelope(node: string, env: Envelope): string {
   return JSON.stringify({ v: ENVELOPE_VERSION, node, ...env });
 }
 
+/**
+ * The push envelopes of one push to several uids: `data` and `from` are serialised once
+ * and spliced into each uid's envelope, not once per uid. The same JSON as
+ * {@link encodeEnvelope} gives for each.
+ */
+export function encodePushes(node: string, uids: readonly Uid[], data: JsonValue, from: Uid | null): [uid: Uid, envelope: string][] {
+  const head = `{"v":${String(ENVELOPE_VERSION)},"node":${JSON.stringify(node)},"t":"push","uid":`;
+  const tail = `,"data":${JSON.stringify(data)},"from":${JSON.stringify(from)}}`;
+  return uids.map((uid) => [uid, head + JSON.stringify(uid) + tail]);
+}
+
 /** A decoded envelope and its sender, or why it was not understood. */
 export type Decoded = { ok: true; node: string; env: Envelope } | { ok: false; reason: string };
+
+function nonEmpty(value: unknown): boolean {
+  return typeof value === 'string' && value !== '';
+}
 
 /** Parses an envelope and checks its fields; never throws. */
 export function decodeEnvelope(text: string): Decoded {
@@ -45,26 +60,25 @@ export function decodeEnvelope(text: string): Decoded {
   if (e.v !== ENVELOPE_VERSION) return { ok: false, reason: `unknown version ${String(e.v)}` };
   if (typeof e.node !== 'string') return { ok: false, reason: 'no node id' };
   // Checked by hand, not by a schema library: this runs once per message a node receives.
-  const nonEmpty = (k: string): boolean => typeof e[k] === 'string' && e[k] !== '';
   const data = e.data !== undefined;
   const from = e.from === undefined || e.from === null || typeof e.from === 'string';
   let fits: boolean;
   switch (e.t) {
     case 'push':
-      fits = nonEmpty('uid') && data && from;
+      fits = nonEmpty(e.uid) && data && from;
       break;
     case 'publish':
-      fits = nonEmpty('group') && data && from;
+      fits = nonEmpty(e.group) && data && from;
       break;
     case 'broadcast':
       fits = data && from;
       break;
     case 'kick':
-      fits = nonEmpty('uid') && typeof e.reason === 'string' && fitsCloseReason(e.reason);
+      fits = nonEmpty(e.uid) && typeof e.reason === 'string' && fitsCloseReason(e.reason);
       break;
     case 'join':
     case 'leave':
-      fits = nonEmpty('group') && nonEmpty('uid');
+      fits = nonEmpty(e.group) && nonEmpty(e.uid);
       break;
     default:
       return { ok: false, reason: `unknown type ${String(e.t)}` };

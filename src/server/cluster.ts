@@ -1,4 +1,4 @@
-import { channel, decodeEnvelope, encodeEnvelope, type Envelope } from '../broker/envelope.js';
+import { channel, decodeEnvelope, encodeEnvelope, encodePushes, type Envelope } from '../broker/envelope.js';
 import type { Broker } from '../broker/broker.js';
 import type { GroupInfo, PushResult, Sync, UidPage } from '../core/service.js';
 import type { Data, Group, JsonValue, Logger, Uid } from '../core/types.js';
@@ -77,9 +77,10 @@ export class ClusterNode implements Router {
 
   /** Publishes to each uid's channel, delivers locally, and answers from the store. */
   pushToUids(uids: readonly Uid[], data: Data, from: Uid | null = null, wholeCluster = true): Sync<PushResult> {
-    const json = toJson(data);
     const unique = [...new Set(uids)];
-    for (const uid of unique) this.#publish(channel.uid(uid), { t: 'push', uid, data: json, from });
+    for (const [uid, envelope] of encodePushes(this.#broker.nodeId, unique, toJson(data), from)) {
+      this.#send(channel.uid(uid), envelope);
+    }
     const local = this.#hub.sendToUids(unique, data, from);
     if (!wholeCluster) return local;
     return this.#broker.store.connections(unique).then((counts) => ({
@@ -150,7 +151,11 @@ export class ClusterNode implements Router {
   }
 
   #publish(name: string, env: Envelope): void {
-    this.#broker.publish(name, encodeEnvelope(this.#broker.nodeId, env)).catch((err: unknown) => {
+    this.#send(name, encodeEnvelope(this.#broker.nodeId, env));
+  }
+
+  #send(name: string, message: string): void {
+    this.#broker.publish(name, message).catch((err: unknown) => {
       // Local delivery goes on; the other nodes miss this one (at-most-once).
       this.#log.warn({ err, channel: name }, 'cluster: publish failed');
     });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeEnvelope, encodeEnvelope, type Envelope } from '../../src/broker/envelope.js';
+import { decodeEnvelope, encodeEnvelope, encodePushes, type Envelope } from '../../src/broker/envelope.js';
 
 describe('cluster envelopes', () => {
   it('round-trips every type', () => {
@@ -15,6 +15,18 @@ describe('cluster envelopes', () => {
       const decoded = decodeEnvelope(encodeEnvelope('n1', env));
       expect(decoded).toMatchObject({ ok: true, node: 'n1', env });
     }
+  });
+
+  it('encodes the pushes of one multi-uid push as encodeEnvelope would, each uid its own', () => {
+    const data = { text: 'hé "quoted"', n: [1, 2] };
+    const uids = ['a', 'b"c', '\u{1f600}'];
+    const pushes = encodePushes('n1', uids, data, 'sender');
+    expect(pushes.map(([uid]) => uid)).toEqual(uids);
+    for (const [uid, envelope] of pushes) {
+      expect(JSON.parse(envelope)).toEqual(JSON.parse(encodeEnvelope('n1', { t: 'push', uid, data, from: 'sender' })));
+      expect(decodeEnvelope(envelope)).toMatchObject({ ok: true, env: { t: 'push', uid, data, from: 'sender' } });
+    }
+    expect(JSON.parse(encodePushes('n1', ['x'], 'd', null)[0]?.[1] ?? '')).toMatchObject({ from: null });
   });
 
   it('refuses, with a reason and without throwing, what it does not understand', () => {
