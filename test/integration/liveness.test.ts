@@ -84,6 +84,8 @@ describe('heartbeat and timeouts', () => {
     server.on('close', (e) => closes.push({ uid: e.uid, code: e.code }));
     await waitFor(() => !server.hub.isOnline('dead'), 5000);
     expect(await dead.closed()).toBe(1006); // terminated: a dead peer gets no close frame
+    // The uid goes offline at once; the close event follows when the socket has closed.
+    await waitFor(() => closes.length > 0, 5000);
     expect(closes).toEqual([{ uid: 'dead', code: 1006 }]);
     // The live client answered every ping and is still here well past the idle timeout.
     await new Promise((resolve) => setTimeout(resolve, 1000));
