@@ -154,6 +154,9 @@ export async function startRedisSentinel(): Promise<RedisSentinelHandle> {
   try {
     await until(() => masterNow().includes(String(masterPort)), 'sentinel to know the master');
     await until(() => cli(replicaPort, 'info', 'replication').includes('master_link_status:up'), 'the replica in sync');
+    // Sentinel learns of replicas from the master's INFO, every 10 s: a master killed
+    // before then has no replica to fail over to.
+    await until(() => cli(sentinelPort, 'sentinel', 'replicas', 'uidpush-master').includes(String(replicaPort)), 'sentinel to know the replica', 30_000);
   } catch (err) {
     stop();
     throw err;
