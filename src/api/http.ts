@@ -7,6 +7,7 @@ import Fastify, {
 } from 'fastify';
 import { fitsCloseReason } from '../core/close-codes.js';
 import { ErrorCode, ProgramErrorCode, UidpushError } from '../core/errors.js';
+import { exceedsJsonDepth } from '../core/json-depth.js';
 import type { PushService } from '../core/service.js';
 import type { JsonValue, Logger } from '../core/types.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -22,6 +23,8 @@ export interface ApiOptions {
   maxUids: number;
   /** Longest uid, in UTF-8 bytes. */
   maxUidLength: number;
+  /** Most levels of nesting in a body's `data`; deeper bodies get 400 before they are parsed. */
+  maxJsonDepth: number;
   /** Largest request body, in bytes; larger ones get 413. */
   bodyLimit: number;
   logger: Logger;
@@ -85,6 +88,21 @@ export function createApi(options: ApiOptions): FastifyInstance {
   });
   // JSON only: any other body is refused with 415 rather than parsed as a string.
   app.removeContentTypeParser('text/plain');
+  // The nesting limit, on the raw text before JSON.parse: a deep body overflowed the stack
+  // of the serialiser that encodes the push (500). The body's own object is one level.
+  // `__proto__` and `constructor` are ordinary keys ('ignore'), as in v1 data and on the
+  // inner port: JSON.parse makes them own properties, nothing merges bodies into objects,
+  // and every body schema refuses unknown fields, so inside `data` they are delivered as
+  // written (fastify's default, 'error', refused them with 400).
+  const parseJson = app.getDefaultJsonParser('ignore', 'ignore');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (exceedsJsonDepth(body, options.maxJsonDepth + 1)) {
+      done(new ApiError(400, ErrorCode.BadRequest, `body: data nested deeper than ${options.maxJsonDepth} levels`), undefined);
+      return;
+    }
+    void parseJson(request, body as string, done);
+  });
 
   const checkKey = options.apiKey === undefined ? undefined : makeKeyCheck(options.apiKey);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -105,7 +123,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
     );
   });
 
-  app.setErrorHandler((error: FastifyError | ApiError | UidpushError, _request, reply) => {
+  app.setErrorHandler((error: FastifyError | ApiError | UidpushError, request, reply) => {
     if (error instanceof ApiError) return sendError(reply, error.status, error.code, error.message);
     if (error instanceof UidpushError && error.code === ProgramErrorCode.InvalidArgument) {
       return sendError(reply, 400, ErrorCode.BadRequest, error.message);
@@ -119,7 +137,10 @@ export function createApi(options: ApiOptions): FastifyInstance {
       return sendError(reply, 415, ErrorCode.UnsupportedMediaType, 'send the body as application/json');
     }
     if (status >= 400 && status < 500) return sendError(reply, status, ErrorCode.BadRequest, error.message);
-    log.error({ err: error }, 'server API error');
+    // The last resort: fastify catches what a route throws or rejects with, so one
+    // request's bug is answered 500 here and the process and other requests carry on.
+    metrics.internalError('api');
+    log.error({ err: error, method: request.method, route: request.routeOptions.url ?? request.url }, 'server API error');
     return sendError(reply, 500, ErrorCode.Internal, 'internal error');
   });
   app.setNotFoundHandler((request, reply) => {

@@ -1,5 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { ErrorCode } from '../core/errors.js';
+import { exceedsJsonDepth } from '../core/json-depth.js';
 import type { PushService } from '../core/service.js';
 import type { Logger } from '../core/types.js';
 
@@ -10,6 +11,10 @@ export interface InnerTextOptions {
   maxLineBytes: number;
   /** Longest uid, in UTF-8 bytes. */
   maxUidLength: number;
+  /** Most levels of nesting in a line, its own object included; deeper: `error bad_request`. */
+  maxJsonDepth: number;
+  /** Called when handling a line threw (a bug), after it is logged and answered. */
+  onInternalError?: () => void;
   logger: Logger;
 }
 
@@ -92,7 +97,7 @@ export class InnerTextServer {
           answer(`error ${ErrorCode.TooLarge}\n`);
         } else {
           const line = pending.length === 0 ? piece : Buffer.concat([...pending, piece]);
-          const reply = this.#handle(line);
+          const reply = this.#guarded(line);
           if (reply !== undefined) answer(reply);
         }
         pending = [];
@@ -126,10 +131,26 @@ export class InnerTextServer {
     });
   }
 
+  /**
+   * {@link #handle} behind the last-resort guard: a throw inside a socket's data listener
+   * would end the process, so it is logged, counted and answered `error internal`, and
+   * the next line is handled as usual.
+   */
+  #guarded(raw: Buffer): string | Promise<string> | undefined {
+    try {
+      return this.#handle(raw);
+    } catch (err) {
+      this.#options.logger.error({ err, bytes: raw.length }, 'inner text port: handling a line failed; answered internal');
+      this.#options.onInternalError?.();
+      return `error ${ErrorCode.Internal}\n`;
+    }
+  }
+
   /** The answer to one line, or undefined for a blank line. */
   #handle(raw: Buffer): string | Promise<string> | undefined {
     const text = raw.toString('utf8').trim();
     if (text.length === 0) return undefined;
+    if (exceedsJsonDepth(text, this.#options.maxJsonDepth)) return `error ${ErrorCode.BadRequest}\n`;
     let value: unknown;
     try {
       value = JSON.parse(text);

@@ -13,6 +13,7 @@ const OPTION_KINDS = {
   port: 'number',
   maxMessageSize: 'number',
   maxUidLength: 'number',
+  maxJsonDepth: 'number',
   rateLimit: 'number',
   rateBurst: 'number',
   heartbeatInterval: 'number',

@@ -20,6 +20,11 @@ export const CloseCode = {
   InvalidPayload: 1007,
   /** A frame exceeded the hard receive limit, so it was not buffered (raised by ws). */
   MessageTooBig: 1009,
+  /**
+   * A bug on the server side while handling this connection's message, and the error could
+   * not even be answered; other connections are not affected. Reconnecting is fine.
+   */
+  InternalError: 1011,
   /** The send buffer passed `maxBufferedBytes`: the client does not read fast enough. */
   SlowConsumer: 4001,
   /** The connection did not log in (or authenticate) within `loginTimeout`. */

@@ -10,15 +10,23 @@ const DROP_REASONS: readonly DropReason[] = [
 ];
 
 /**
+ * Where the last-resort guard caught a throw: a WebSocket connection's message, opening or
+ * close; a server API request; an inner-port line.
+ */
+export type InternalErrorSite = 'ws' | 'api' | 'inner';
+const INTERNAL_ERROR_SITES: readonly InternalErrorSite[] = ['ws', 'api', 'inner'];
+
+/**
  * Prometheus metrics of one server, in their own registry (never prom-client's global one,
  * so two servers in one process do not collide). Counts are read from the server's stats
- * when scraped, so the delivery path pays nothing for them; only the API latency is
- * observed as it happens.
+ * when scraped, so the delivery path pays nothing for them; only the API latency and the
+ * (rare, off the hot path) internal errors are counted as they happen.
  */
 export class Metrics {
   /** The registry to expose, e.g. `await metrics.registry.metrics()`. */
   readonly registry = new Registry();
   readonly #apiLatency: Histogram<'method' | 'route' | 'status'>;
+  readonly #internalErrors: Counter<'where'>;
 
   /** @param stats - read at each scrape. */
   constructor(stats: () => ServiceStats) {
@@ -86,7 +94,20 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     });
+    this.#internalErrors = new Counter({
+      name: 'uidpush_internal_errors_total',
+      help: 'Throws caught by the last-resort guard (a bug), by where: ws, api, inner.',
+      labelNames: ['where'],
+      registers,
+    });
+    // Every site from the start, at 0, so an alert on the rate sees the series exist.
+    for (const where of INTERNAL_ERROR_SITES) this.#internalErrors.inc({ where }, 0);
     collectDefaultMetrics({ register: this.registry, prefix: 'uidpush_' });
+  }
+
+  /** Counts one throw caught by a last-resort guard. */
+  internalError(where: InternalErrorSite): void {
+    this.#internalErrors.inc({ where });
   }
 
   /** Records one server API request. */

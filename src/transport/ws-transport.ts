@@ -32,6 +32,8 @@ export interface TransportOptions {
   maxMessageSize: number;
   /** Longest uid (and group name), in UTF-8 bytes. */
   maxUidLength: number;
+  /** Most levels of nesting in a v1 frame's data; deeper frames are refused unparsed. */
+  maxJsonDepth: number;
   /** Messages per second per connection (token bucket); 0 turns the limit off. */
   rateLimit: number;
   /** Messages a connection may send in a burst above the rate. */
@@ -55,6 +57,11 @@ export interface TransportEvents {
   close(conn: Connection, uid: Uid | undefined, code: number, reason: string): void;
   /** A connection was refused something; `code` is the error it was told. */
   refused(conn: Connection, code: ErrorCode): void;
+  /**
+   * Handling a connection's message, opening or close threw (a bug); it is already logged
+   * and answered. Must not throw.
+   */
+  internalError(conn: Connection): void;
 }
 
 /** Counters of the transport, monotonic since it was made. */
@@ -241,9 +248,13 @@ export class WsTransport implements ConnectionOwner {
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       // Always true: the server builds its sockets with the `WebSocket: Connection` option.
       if (!(ws instanceof Connection)) return;
-      this.#accept(ws, req);
-      if (auth instanceof TokenError) this.#refuseToken(ws, auth, undefined);
-      else if (auth !== undefined) this.#loginWith(ws, auth, undefined);
+      try {
+        this.#accept(ws, req);
+        if (auth instanceof TokenError) this.#refuseToken(ws, auth, undefined);
+        else if (auth !== undefined) this.#loginWith(ws, auth, undefined);
+      } catch (err) {
+        this.#internal(ws, err, undefined, 'opening a connection');
+      }
     });
   }
 
@@ -269,6 +280,17 @@ export class WsTransport implements ConnectionOwner {
 
   /** @internal called by the shared message listener. */
   onMessage(conn: Connection, data: Buffer, isBinary: boolean): void {
+    // The last resort: whatever throws while one frame is handled (a bug, an embedding
+    // program's listener) is answered on that connection only and never reaches ws's
+    // event emitter, where it would end the process and every other connection.
+    try {
+      this.#message(conn, data, isBinary);
+    } catch (err) {
+      this.#internal(conn, err, undefined, 'handling a client message');
+    }
+  }
+
+  #message(conn: Connection, data: Buffer, isBinary: boolean): void {
     const now = Date.now();
     conn.lastSeen = now;
     this.#stats.messagesIn++;
@@ -312,7 +334,11 @@ export class WsTransport implements ConnectionOwner {
     conn.held = undefined;
     // The uid may already be unbound (kick, slow consumer); report the one it had.
     this.#registry.unbind(conn);
-    this.#events.close(conn, conn.uid, code, reason.toString());
+    try {
+      this.#events.close(conn, conn.uid, code, reason.toString());
+    } catch (err) {
+      this.#internal(conn, err, undefined, 'reporting a close');
+    }
   }
 
   // The seed text protocol.
@@ -337,7 +363,7 @@ export class WsTransport implements ConnectionOwner {
           return;
         }
         // No acknowledgement in the seed protocol: never pay for a cluster-wide answer.
-        this.#routed(this.#router.sendToUid(command.uid, command.message, from, false), (r) => {
+        this.#routed(conn, undefined, this.#router.sendToUid(command.uid, command.message, from, false), (r) => {
           this.#events.message(conn, from, 'uid', command.uid, command.message, r.connections);
         });
         return;
@@ -347,7 +373,7 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to broadcast');
           return;
         }
-        this.#routed(this.#router.broadcast(command.message, from, false), (written) => {
+        this.#routed(conn, undefined, this.#router.broadcast(command.message, from, false), (written) => {
           this.#events.message(conn, from, 'broadcast', undefined, command.message, written);
         });
         return;
@@ -358,12 +384,21 @@ export class WsTransport implements ConnectionOwner {
   // The uidpush.v1 JSON protocol.
 
   #jsonMessage(conn: Connection, data: Buffer): void {
-    const parsed = parseClientFrame(data);
+    const parsed = parseClientFrame(data, this.#options.maxJsonDepth);
     if (parsed.kind === 'error') {
       this.#error(conn, parsed.code, parsed.message, parsed.id);
       return;
     }
     const frame = parsed.frame;
+    // Here, rather than in onMessage, so the `internal` error answers the request's id.
+    try {
+      this.#jsonFrame(conn, frame);
+    } catch (err) {
+      this.#internal(conn, err, frame.id, 'handling a client message');
+    }
+  }
+
+  #jsonFrame(conn: Connection, frame: ClientFrame): void {
     if (frame.type === 'ping') {
       this.#send(conn, pongFrame(frame.id));
       return;
@@ -385,7 +420,7 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to send to a uid', frame.id);
           return;
         }
-        this.#routed(this.#router.sendToUid(frame.to, frame.data, from, frame.id !== undefined), (r) => {
+        this.#routed(conn, frame.id, this.#router.sendToUid(frame.to, frame.data, from, frame.id !== undefined), (r) => {
           this.#events.message(conn, from, 'uid', frame.to, frame.data, r.connections);
           this.#ack(conn, frame.id, { online: r.online > 0, connections: r.connections });
         });
@@ -397,7 +432,7 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, `no right to publish to group ${frame.group}`, frame.id);
           return;
         }
-        this.#routed(this.#router.publish(frame.group, frame.data, from, frame.id !== undefined), (r) => {
+        this.#routed(conn, frame.id, this.#router.publish(frame.group, frame.data, from, frame.id !== undefined), (r) => {
           this.#events.message(conn, from, 'group', frame.group, frame.data, r.connections);
           this.#ack(conn, frame.id, { online: r.online, connections: r.connections });
         });
@@ -408,7 +443,7 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to broadcast', frame.id);
           return;
         }
-        this.#routed(this.#router.broadcast(frame.data, from, frame.id !== undefined), (written) => {
+        this.#routed(conn, frame.id, this.#router.broadcast(frame.data, from, frame.id !== undefined), (written) => {
           this.#events.message(conn, from, 'broadcast', undefined, frame.data, written);
           this.#ack(conn, frame.id, { connections: written });
         });
@@ -420,14 +455,14 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, `no right to join group ${frame.group}`, frame.id);
           return;
         }
-        this.#routed(this.#router.join(frame.group, from), (joined) => {
+        this.#routed(conn, frame.id, this.#router.join(frame.group, from), (joined) => {
           this.#ack(conn, frame.id, { group: frame.group, joined });
         });
         return;
       }
       case 'leave': {
         if (!this.#validName(conn, frame.group, 'group', frame.id)) return;
-        this.#routed(this.#router.leave(frame.group, from), (left) => {
+        this.#routed(conn, frame.id, this.#router.leave(frame.group, from), (left) => {
           this.#ack(conn, frame.id, { group: frame.group, left });
         });
         return;
@@ -475,9 +510,14 @@ export class WsTransport implements ConnectionOwner {
     verifier.verify(token).then(
       (identity) => {
         if (conn.readyState !== Connection.OPEN) return;
-        const current = this.#registry.uidOf(conn);
-        if (current === undefined) this.#loginWith(conn, identity, id);
-        else this.#refresh(conn, current, identity, id);
+        // A promise callback: a throw here would be an unhandled rejection (process exit).
+        try {
+          const current = this.#registry.uidOf(conn);
+          if (current === undefined) this.#loginWith(conn, identity, id);
+          else this.#refresh(conn, current, identity, id);
+        } catch (err) {
+          this.#internal(conn, err, id, 'logging in');
+        }
         this.#release(conn);
       },
       (err: unknown) => {
@@ -496,7 +536,11 @@ export class WsTransport implements ConnectionOwner {
     conn.held = undefined;
     for (const data of held) {
       if (conn.readyState !== Connection.OPEN) break;
-      this.#dispatch(conn, data);
+      try {
+        this.#dispatch(conn, data);
+      } catch (err) {
+        this.#internal(conn, err, undefined, 'handling a client message');
+      }
     }
     if (conn.readyState === Connection.OPEN) conn.resume();
   }
@@ -536,11 +580,47 @@ export class WsTransport implements ConnectionOwner {
 
   // Replies.
 
-  /** Runs `then` with a routed result when it is ready; a failure is logged, not thrown. */
-  #routed<T>(result: Sync<T>, then: (value: T) => void): void {
-    whenReady(result, then, (err: unknown) => {
+  /**
+   * Runs `then` with a routed result when it is ready; a failure is logged, not thrown.
+   * A `then` that runs later, outside the frame's guard, gets a guard of its own: a throw
+   * in a promise callback would be an unhandled rejection, which ends the process.
+   */
+  #routed<T>(conn: Connection, id: RequestId, result: Sync<T>, then: (value: T) => void): void {
+    const guarded =
+      result instanceof Promise
+        ? (value: T): void => {
+            try {
+              then(value);
+            } catch (err) {
+              this.#internal(conn, err, id, 'answering a client message');
+            }
+          }
+        : then;
+    whenReady(result, guarded, (err: unknown) => {
       this.#log.error({ err }, 'routing a client message failed');
     });
+  }
+
+  /**
+   * The last-resort answer to a throw while handling `conn`: logged, counted, and answered
+   * `internal` (with the request's id); if even that fails, only this connection is closed
+   * with 1011. Emits no event, so a throwing listener cannot throw again from here.
+   */
+  #internal(conn: Connection, err: unknown, id: RequestId, doing: string): void {
+    this.#log.error({ err, conn: conn.id, uid: conn.uid }, `${doing} failed; answered internal`);
+    try {
+      this.#events.internalError(conn);
+      if (conn.readyState !== Connection.OPEN) return;
+      const text = 'internal error';
+      this.#send(conn, conn.codec === Codec.Seed ? errorLine(ErrorCode.Internal, text) : errorFrame(ErrorCode.Internal, text, id));
+    } catch (again) {
+      this.#log.error({ err: again, conn: conn.id }, 'answering internal failed; closing the connection with 1011');
+      try {
+        conn.close(CloseCode.InternalError, 'internal error');
+      } catch {
+        conn.terminate();
+      }
+    }
   }
 
   #send(conn: Connection, text: string): void {
