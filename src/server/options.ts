@@ -17,13 +17,48 @@ export const serverOptionsSchema = z
     host: z.string().min(1).default('127.0.0.1'),
     /** Port to listen on; 0 picks a free one. 1234, as the seed. */
     port: z.number().int().min(0).max(65535).default(1234),
-    /** Largest message accepted from a client, in bytes (at most 16 MiB). */
+    /**
+     * Largest message accepted from a logged-in client, in bytes (at most 16 MiB). A larger
+     * frame is refused by ws before it is buffered: close 1009.
+     */
     maxMessageSize: z
       .number()
       .int()
       .min(16)
       .max(16 * 1024 * 1024)
-      .default(64 * 1024),
+      .default(1024 * 1024),
+    /**
+     * Largest frame a connection may send before it has logged in, in bytes (capped by
+     * `maxMessageSize`): enough for an auth frame with a long token, so that a connection
+     * nobody vouched for holds little memory. A larger frame closes it with 1009, unread.
+     */
+    maxPreLoginMessageSize: z
+      .number()
+      .int()
+      .min(256)
+      .max(16 * 1024 * 1024)
+      .default(16 * 1024),
+    /**
+     * Connections that have not logged in yet (handshakes whose token is being checked
+     * included) the server holds at once; more are refused at the upgrade with 503.
+     */
+    maxPendingConnections: z.number().int().min(1).max(10_000_000).default(10_000),
+    /**
+     * Open connections from one IP address; more are refused at the upgrade with 429. 0
+     * (the default) turns the limit off: behind a reverse proxy every client has the
+     * proxy's address.
+     */
+    maxConnectionsPerIp: z.number().int().min(0).max(10_000_000).default(0),
+    /**
+     * WebSocket handshakes one IP address may start per second; more are refused with 429.
+     * 0 (the default) turns the limit off, for the same reason.
+     */
+    maxHandshakesPerIp: z.number().int().min(0).max(10_000_000).default(0),
+    /**
+     * How long a connection the server closes (login timeout, 1009, kick, token expiry,
+     * slow consumer...) has to answer the close frame before its socket is destroyed, in ms.
+     */
+    closeGrace: ms(0).default(2_000),
     /** Longest uid, in UTF-8 bytes. */
     maxUidLength: z.number().int().min(1).max(1024).default(128),
     /**
@@ -38,8 +73,12 @@ export const serverOptionsSchema = z
     rateBurst: z.number().int().min(1).max(1_000_000).default(200),
     /** How often each connection is pinged, in ms. */
     heartbeatInterval: ms(10).default(25_000),
-    /** A connection that sends nothing (pongs included) for this long is dropped, in ms. */
-    idleTimeout: ms(20).default(60_000),
+    /**
+     * A connection that sends nothing (pongs included) for this long is dropped, in ms.
+     * Unset: 2 x `heartbeatInterval` + 10 s (60 s with the default interval), so a peer
+     * misses two pings and gets 10 s more.
+     */
+    idleTimeout: ms(20).optional(),
     /** A connection that has not logged in after this long is closed with 4002, in ms. */
     loginTimeout: ms(10).default(10_000),
     /** Bytes a connection may have waiting to be sent before the slow-consumer policy. */
@@ -131,10 +170,16 @@ export const serverOptionsSchema = z
     error: 'an API key (apiKey) is required when the server API listens on a non-loopback address',
     path: ['apiKey'],
   })
-  .refine((o) => o.idleTimeout > o.heartbeatInterval, {
+  .refine((o) => o.idleTimeout === undefined || o.idleTimeout > o.heartbeatInterval, {
     error: 'idleTimeout must be longer than heartbeatInterval',
     path: ['idleTimeout'],
-  });
+  })
+  .transform((o) => ({ ...o, idleTimeout: o.idleTimeout ?? defaultIdleTimeout(o.heartbeatInterval) }));
+
+/** The idle timeout when none is set: two missed pings and 10 s more. */
+export function defaultIdleTimeout(heartbeatInterval: number): number {
+  return 2 * heartbeatInterval + 10_000;
+}
 
 /** Server options as given: every field optional. */
 export type ServerOptionsInput = z.input<typeof serverOptionsSchema>;

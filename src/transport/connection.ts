@@ -39,6 +39,10 @@ export interface ConnectionOwner {
   write(conn: Connection, frame: Buffer): boolean;
   onMessage(conn: Connection, data: Buffer, isBinary: boolean): void;
   onClose(conn: Connection, code: number, reason: Buffer): void;
+  /** The connection has started closing (its close frame is sent or queued). */
+  onClosing(conn: Connection): void;
+  /** ws reported an error; it is already closing the connection. */
+  onError(conn: Connection, err: Error): void;
 }
 
 /**
@@ -67,6 +71,10 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo {
   quietUntil = 0;
   /** The heartbeat slot this connection lives in. */
   slot = 0;
+  /** When a closing connection's socket is destroyed if the peer has not closed it, in ms since the epoch. */
+  closeBy = 0;
+  /** The IP address this connection is counted under for the per-IP limit, if it is on. */
+  countedIp: string | undefined = undefined;
   owner: ConnectionOwner | undefined = undefined;
   /**
    * The TCP socket under the WebSocket, taken from the upgrade request. Frames that are
@@ -87,6 +95,20 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo {
     if (this.readyState !== WebSocket.OPEN || this.tcp === undefined) return false;
     this.tcp.write(frame);
     return true;
+  }
+
+  /**
+   * ws's close, which every close goes through: the program's, the hub's (kick, slow
+   * consumer), the transport's (login timeout, token expiry) and ws's own (1002, 1007,
+   * 1009, the echo of a client's close). The owner then bounds how long the peer may take
+   * to answer, which ws would leave at its 30 s close timeout.
+   */
+  override close(code?: number, data?: string | Buffer): void {
+    const wasOpen = this.readyState === WebSocket.OPEN;
+    super.close(code, data);
+    // Read again: close() changed it (TypeScript would keep the narrowing from above).
+    const now: number = this.readyState;
+    if (wasOpen && now === WebSocket.CLOSING) this.owner?.onClosing(this);
   }
 
   push(payload: Payload): boolean {

@@ -1,21 +1,27 @@
 /**
  * A timing wheel for liveness: one timer for all connections. Each connection sits in one
- * of `slots` buckets, and every tick visits one bucket, so a 100,000-connection server
- * sends its pings in ten small batches per interval instead of one long stall, and no
- * connection owns a timer.
+ * of `slots` buckets, and the wheel visits one bucket per `intervalMs / slots`, so a
+ * 100,000-connection server sends its pings in ten small batches per interval instead of
+ * one long stall, and no connection owns a timer.
+ *
+ * The same timer also runs a short tick (at most every {@link MAX_TICK_MS}) for deadlines
+ * that must be kept more closely than a bucket's 2.5 s (login timeouts, close graces).
  *
  * @typeParam C - the connection type.
  */
 export class Heartbeat<C extends { slot: number }> {
   readonly #slots: Set<C>[];
   readonly #timer: NodeJS.Timeout;
+  readonly #bucketMs: number;
+  #nextBucketAt: number;
   #next = 0;
   #cursor = 0;
 
   /**
    * @param intervalMs - how often each connection is visited.
    * @param visit - called for each connection of the bucket due; it may remove it.
-   * @param everyTick - called at each tick (interval / slots), before the bucket.
+   * @param everyTick - called at each tick (every min(interval / slots, 250 ms)), before
+   *   the bucket, if one is due.
    */
   constructor(
     intervalMs: number,
@@ -24,13 +30,21 @@ export class Heartbeat<C extends { slot: number }> {
     slots = 10,
   ) {
     this.#slots = Array.from({ length: slots }, () => new Set<C>());
-    this.#timer = setInterval(() => {
-      const now = Date.now();
-      everyTick(now);
-      const slot = this.#slots[this.#cursor];
-      this.#cursor = (this.#cursor + 1) % this.#slots.length;
-      if (slot !== undefined) for (const conn of slot) visit(conn, now);
-    }, Math.max(1, Math.floor(intervalMs / slots)));
+    this.#bucketMs = Math.max(1, Math.floor(intervalMs / slots));
+    this.#nextBucketAt = Date.now() + this.#bucketMs;
+    this.#timer = setInterval(
+      () => {
+        const now = Date.now();
+        everyTick(now);
+        if (now < this.#nextBucketAt) return;
+        // A late tick (a busy event loop) visits one bucket, not a backlog of them.
+        this.#nextBucketAt = Math.max(this.#nextBucketAt + this.#bucketMs, now);
+        const slot = this.#slots[this.#cursor];
+        this.#cursor = (this.#cursor + 1) % this.#slots.length;
+        if (slot !== undefined) for (const conn of slot) visit(conn, now);
+      },
+      Math.min(MAX_TICK_MS, this.#bucketMs),
+    );
     // The wheel never keeps a process alive on its own.
     this.#timer.unref();
   }
@@ -61,3 +75,6 @@ export class Heartbeat<C extends { slot: number }> {
     clearInterval(this.#timer);
   }
 }
+
+/** The longest time between two ticks, in ms: how late a short deadline may be noticed. */
+export const MAX_TICK_MS = 250;

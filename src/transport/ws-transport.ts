@@ -25,11 +25,22 @@ import type { Registry } from '../registry/registry.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { ExpiryQueue } from './expiry.js';
 import { Heartbeat } from './heartbeat.js';
+import { setReceiveLimit } from './receive-limit.js';
 
 /** Limits and timings of the WebSocket transport. All are validated by the server. */
 export interface TransportOptions {
-  /** Largest message accepted, in bytes; larger ones get `too_large`. */
+  /** Largest message accepted after login, in bytes; a larger frame is refused unread (1009). */
   maxMessageSize: number;
+  /** Largest frame accepted before login, in bytes (at most `maxMessageSize`); larger: 1009. */
+  maxPreLoginMessageSize: number;
+  /** Connections not logged in yet (handshakes being verified included); more get 503. */
+  maxPendingConnections: number;
+  /** Open connections per IP address; more get 429. 0: no limit. */
+  maxConnectionsPerIp: number;
+  /** Handshakes per IP address per second; more get 429. 0: no limit. */
+  maxHandshakesPerIp: number;
+  /** How long a peer the server closes has to answer the close frame, in ms; then terminated. */
+  closeGrace: number;
   /** Longest uid (and group name), in UTF-8 bytes. */
   maxUidLength: number;
   /** Most levels of nesting in a v1 frame's data; deeper frames are refused unparsed. */
@@ -74,13 +85,14 @@ export interface TransportStats {
   refused: Record<ErrorCode, number>;
   /** Connections dropped by the heartbeat (idle timeout) or closed by the login timeout. */
   heartbeatCloses: number;
+  /** Closing connections terminated because the peer did not answer within `closeGrace`. */
+  closeGraceTerminations: number;
+  /** Upgrades refused: too many pending connections, per-IP open cap, per-IP rate. */
+  upgradesRefused: { pending: number; perIp: number; handshakeRate: number };
 }
 
-/**
- * Frames larger than this are refused by ws before they are buffered (close 1009), so one
- * client can make the server hold at most this much of an incoming message.
- */
-export const HARD_FRAME_LIMIT = 1024 * 1024;
+/** How long a client refused at the upgrade is told to wait, in seconds. */
+const RETRY_AFTER_S = 1;
 const RATE_NOTICE_QUIET_MS = 1000;
 /** Messages a client may send while its token is being verified; more are refused. */
 const MAX_HELD = 32;
@@ -99,8 +111,22 @@ export class WsTransport implements ConnectionOwner {
   readonly #log: Logger;
   readonly #heartbeat: Heartbeat<Connection>;
   readonly #expiries = new ExpiryQueue<Connection>();
-  /** Connections that have not logged in yet, checked for the login timeout. */
+  /**
+   * Connections that have not logged in yet, checked for the login timeout. In the order
+   * they were accepted, so the oldest come first and the tick stops at the first not due.
+   */
   readonly #pending = new Set<Connection>();
+  /** Upgrades waiting for their handshake token's verification: pending too. */
+  #handshaking = 0;
+  /** Closing connections, in the order they started closing (so by `closeBy`). */
+  readonly #closing = new Set<Connection>();
+  /** Open connections (and upgrades in progress) per IP, when that limit is on; no zeros. */
+  readonly #perIp = new Map<string, number>();
+  /** Handshakes per IP in the current one-second window, when that limit is on. */
+  readonly #handshakesPerIp = new Map<string, number>();
+  #handshakeWindowEnds = 0;
+  readonly #preLoginLimit: number;
+  #warnedReceiveLimit = false;
   readonly #ratePerMs: number;
   #verifier: TokenVerifier | undefined;
   /** Grants of every connection when auth is off: one shared object. */
@@ -113,6 +139,8 @@ export class WsTransport implements ConnectionOwner {
     bytesIn: 0,
     refused: Object.fromEntries(Object.values(ErrorCode).map((code) => [code, 0])) as Record<ErrorCode, number>,
     heartbeatCloses: 0,
+    closeGraceTerminations: 0,
+    upgradesRefused: { pending: 0, perIp: 0, handshakeRate: 0 },
   };
 
   constructor(
@@ -132,13 +160,15 @@ export class WsTransport implements ConnectionOwner {
     this.#ratePerMs = options.rateLimit / 1000;
     this.#openGrants = { rights: new Set(options.clientRights), groups: 'any' };
     this.#tokenDefaultRights = new Set(options.clientRights);
+    this.#preLoginLimit = Math.min(options.maxPreLoginMessageSize, options.maxMessageSize);
     this.#wss = new WebSocketServer({
       noServer: true,
       WebSocket: Connection,
       // The registry and the heartbeat wheel track connections; a third Set is waste.
       clientTracking: false,
       perMessageDeflate: false,
-      maxPayload: Math.max(HARD_FRAME_LIMIT, options.maxMessageSize),
+      // The logged-in limit; each connection starts at the pre-login one (#accept).
+      maxPayload: options.maxMessageSize,
       // uidpush.v1 when offered; otherwise no subprotocol: the seed text protocol.
       handleProtocols: (offered) => negotiate(offered).subprotocol ?? false,
     });
@@ -165,7 +195,7 @@ export class WsTransport implements ConnectionOwner {
 
   /** A snapshot of the transport's counters. */
   get stats(): TransportStats {
-    return { ...this.#stats, refused: { ...this.#stats.refused } };
+    return { ...this.#stats, refused: { ...this.#stats.refused }, upgradesRefused: { ...this.#stats.upgradesRefused } };
   }
 
   /** Number of open connections, logged in or not. */
@@ -173,16 +203,31 @@ export class WsTransport implements ConnectionOwner {
     return this.#heartbeat.size;
   }
 
-  /** Hands an HTTP upgrade request to ws, verifying a handshake token first. */
+  /**
+   * Hands an HTTP upgrade request to ws, verifying a handshake token first. The caps on
+   * pending connections and per-IP limits are checked here, before ws does any work.
+   */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (!this.#accepting) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n');
+      refuseUpgrade(socket, 503, 'server shutting down');
       return;
     }
+    const ip = req.socket.remoteAddress;
+    if (ip === undefined) {
+      // The peer is already gone.
+      socket.destroy();
+      return;
+    }
+    const refusal = this.#admit(ip);
+    if (refusal !== undefined) {
+      refuseUpgrade(socket, refusal.status, refusal.text);
+      return;
+    }
+    this.#handshaking++;
     const token = handshakeToken(req);
     const verifier = this.#verifier;
     if (token === undefined || verifier === undefined) {
-      this.#upgrade(req, socket, head, undefined);
+      this.#upgrade(req, socket, head, undefined, ip);
       return;
     }
     // The socket waits for the 101 while the token is checked; an error meanwhile must
@@ -194,11 +239,11 @@ export class WsTransport implements ConnectionOwner {
     verifier.verify(token).then(
       (identity) => {
         socket.off('error', onError);
-        this.#upgrade(req, socket, head, identity);
+        this.#upgrade(req, socket, head, identity, ip);
       },
       (err: unknown) => {
         socket.off('error', onError);
-        this.#upgrade(req, socket, head, err instanceof TokenError ? err : new TokenError('token refused'));
+        this.#upgrade(req, socket, head, err instanceof TokenError ? err : new TokenError('token refused'), ip);
       },
     );
   }
@@ -244,22 +289,69 @@ export class WsTransport implements ConnectionOwner {
     this.#heartbeat.stop();
   }
 
-  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, auth: Identity | TokenError | undefined): void {
+  /**
+   * Whether a handshake from `ip` may go on; if so, it is counted (per-IP rate and open
+   * connections). Refused: the status and text to answer with.
+   */
+  #admit(ip: string): { status: 429 | 503; text: string } | undefined {
+    const o = this.#options;
+    if (o.maxHandshakesPerIp > 0) {
+      const started = (this.#handshakesPerIp.get(ip) ?? 0) + 1;
+      this.#handshakesPerIp.set(ip, started);
+      if (started > o.maxHandshakesPerIp) {
+        this.#stats.upgradesRefused.handshakeRate++;
+        return { status: 429, text: `more than ${o.maxHandshakesPerIp} handshakes/s from this address` };
+      }
+    }
+    if (this.#pending.size + this.#handshaking >= o.maxPendingConnections) {
+      this.#stats.upgradesRefused.pending++;
+      return { status: 503, text: `too many connections waiting to log in (${o.maxPendingConnections})` };
+    }
+    if (o.maxConnectionsPerIp > 0) {
+      const open = this.#perIp.get(ip) ?? 0;
+      if (open >= o.maxConnectionsPerIp) {
+        this.#stats.upgradesRefused.perIp++;
+        return { status: 429, text: `more than ${o.maxConnectionsPerIp} connections from this address` };
+      }
+      this.#perIp.set(ip, open + 1);
+    }
+    return undefined;
+  }
+
+  /** Gives back the per-IP slot taken by #admit. */
+  #releaseIp(ip: string): void {
+    if (this.#options.maxConnectionsPerIp === 0) return;
+    const open = (this.#perIp.get(ip) ?? 0) - 1;
+    // Deleted at zero, so the map holds only addresses with open connections.
+    if (open > 0) this.#perIp.set(ip, open);
+    else this.#perIp.delete(ip);
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, auth: Identity | TokenError | undefined, ip: string): void {
+    const nextId = this.#nextId;
+    this.#handshaking--;
+    // Synchronous: without verifyClient, ws either calls back or refuses the socket at once
+    // (a bad handshake answered 400 then destroyed, or destroyed outright when the peer sent
+    // FIN while its token was being verified).
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       // Always true: the server builds its sockets with the `WebSocket: Connection` option.
       if (!(ws instanceof Connection)) return;
       try {
-        this.#accept(ws, req);
+        this.#accept(ws, req, ip);
         if (auth instanceof TokenError) this.#refuseToken(ws, auth, undefined);
         else if (auth !== undefined) this.#loginWith(ws, auth, undefined);
       } catch (err) {
         this.#internal(ws, err, undefined, 'opening a connection');
       }
     });
+    // #accept takes an id; if none was taken, the upgrade failed and gives its slot back.
+    if (this.#nextId === nextId) this.#releaseIp(ip);
   }
 
-  #accept(conn: Connection, req: IncomingMessage): void {
+  #accept(conn: Connection, req: IncomingMessage, ip: string): void {
     const now = Date.now();
+    if (this.#options.maxConnectionsPerIp > 0) conn.countedIp = ip;
+    this.#limitReceive(conn, this.#preLoginLimit);
     conn.id = this.#nextId++;
     conn.owner = this;
     conn.tcp = req.socket;
@@ -308,10 +400,6 @@ export class WsTransport implements ConnectionOwner {
       this.#error(conn, ErrorCode.BadRequest, 'binary frames are not supported; send text');
       return;
     }
-    if (data.length > this.#options.maxMessageSize) {
-      this.#error(conn, ErrorCode.TooLarge, `message of ${data.length} bytes exceeds ${this.#options.maxMessageSize}`);
-      return;
-    }
     if (conn.held !== undefined) {
       // A token is being verified: keep the order, replay after.
       if (conn.held.length < MAX_HELD) conn.held.push(data);
@@ -326,10 +414,30 @@ export class WsTransport implements ConnectionOwner {
     else this.#jsonMessage(conn, data);
   }
 
+  /** @internal called when a connection starts closing, whoever closed it. */
+  onClosing(conn: Connection): void {
+    // At shutdown, close() waits `shutdownGrace` for everyone and terminates the rest.
+    if (!this.#accepting) return;
+    conn.closeBy = Date.now() + this.#options.closeGrace;
+    this.#closing.add(conn);
+  }
+
+  /** @internal called by the shared error listener: ws is closing the connection. */
+  onError(conn: Connection, err: Error): void {
+    if ((err as Error & { code?: unknown }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+      this.#refused(conn, ErrorCode.TooLarge);
+    }
+  }
+
   /** @internal called by the shared close listener. */
   onClose(conn: Connection, code: number, reason: Buffer): void {
     this.#heartbeat.remove(conn);
     this.#pending.delete(conn);
+    this.#closing.delete(conn);
+    if (conn.countedIp !== undefined) {
+      this.#releaseIp(conn.countedIp);
+      conn.countedIp = undefined;
+    }
     this.#expiries.delete(conn);
     conn.held = undefined;
     // The uid may already be unbound (kick, slow consumer); report the one it had.
@@ -570,6 +678,7 @@ export class WsTransport implements ConnectionOwner {
 
   #login(conn: Connection, uid: Uid, grants: Grants, expiresAt: number, id: RequestId): void {
     this.#pending.delete(conn);
+    this.#limitReceive(conn, this.#options.maxMessageSize);
     conn.uid = uid;
     conn.grants = grants;
     this.#expiries.set(conn, expiresAt);
@@ -676,13 +785,32 @@ export class WsTransport implements ConnectionOwner {
     conn.writeFrame(PING_FRAME);
   }
 
+  /** Sets a connection's receive limit; without ws's field, it keeps the server-wide one. */
+  #limitReceive(conn: Connection, bytes: number): void {
+    if (setReceiveLimit(conn, bytes) || this.#warnedReceiveLimit) return;
+    this.#warnedReceiveLimit = true;
+    this.#log.warn({}, 'this ws version has no per-connection receive limit: maxPreLoginMessageSize is not enforced');
+  }
+
   #tick(now: number): void {
+    // Both sets are in deadline order: each loop stops at the first that is not due.
     for (const conn of this.#pending) {
-      if (now - conn.connectedAt > this.#options.loginTimeout) {
-        this.#pending.delete(conn);
-        this.#stats.heartbeatCloses++;
-        conn.close(CloseCode.LoginTimeout, 'login timeout');
-      }
+      if (now - conn.connectedAt <= this.#options.loginTimeout) break;
+      this.#pending.delete(conn);
+      this.#stats.heartbeatCloses++;
+      conn.close(CloseCode.LoginTimeout, 'login timeout');
+    }
+    for (const conn of this.#closing) {
+      if (conn.closeBy > now) break;
+      this.#closing.delete(conn);
+      this.#stats.closeGraceTerminations++;
+      this.#log.debug({ conn: conn.id, uid: conn.uid }, 'close grace over: terminating');
+      conn.terminate();
+    }
+    if (now >= this.#handshakeWindowEnds) {
+      // Fixed one-second windows: the map holds the addresses of one second at most.
+      this.#handshakesPerIp.clear();
+      this.#handshakeWindowEnds = now + 1000;
     }
     for (const conn of this.#expiries.due(now)) {
       this.#registry.unbind(conn);
@@ -714,7 +842,28 @@ function onAlive(this: WebSocket): void {
 function onClose(this: WebSocket, code: number, reason: Buffer): void {
   if (this instanceof Connection) this.owner?.onClose(this, code, reason);
 }
-function onError(): void {
+function onError(this: WebSocket, err: Error): void {
   // ws has already started closing the connection with the matching code (1002, 1007,
-  // 1009); the close listener does the cleanup. Nothing here may throw.
+  // 1008, 1009); the close listener does the cleanup. Nothing here may throw.
+  if (this instanceof Connection) this.owner?.onError(this, err);
+}
+
+const STATUS_TEXT = { 429: 'Too Many Requests', 503: 'Service Unavailable' } as const;
+
+/**
+ * Answers an upgrade with an HTTP error and closes the socket: ended, then destroyed once
+ * the answer is flushed (as ws's own refusals do), so a peer that never closes its side
+ * cannot keep it half-open.
+ */
+function refuseUpgrade(socket: Duplex, status: 429 | 503, text: string): void {
+  socket.on('error', destroySocket);
+  socket.once('finish', destroySocket);
+  const body = `${text}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nRetry-After: ${RETRY_AFTER_S}\r\nConnection: close\r\n` +
+      `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+function destroySocket(this: Duplex): void {
+  this.destroy();
 }

@@ -64,18 +64,20 @@ describe('bad input', () => {
     await c.nothingFor();
   });
 
-  it('answers a message over maxMessageSize with too_large and delivers nothing', async () => {
-    const { url } = await setup({ maxMessageSize: 1024 });
+  it('closes with 1009 a message over maxMessageSize after login, counts it as too_large, and delivers nothing', async () => {
+    const { url, server } = await setup({ maxMessageSize: 1024 });
     const alice = await client(url, 'alice');
     const bob = await client(url, 'bob');
+    const refused: string[] = [];
+    server.on('refused', (_c, code) => refused.push(code));
     alice.send(`bob:${'x'.repeat(1100)}`);
-    expect(await alice.next()).toBe('error: too_large message of 1104 bytes exceeds 1024');
-    await bob.nothingFor();
-    alice.send('bob:small');
+    expect(await alice.closed()).toBe(1009);
+    expect(refused).toEqual(['too_large']);
+    bob.send('bob:small');
     expect(await bob.next()).toBe('small');
   });
 
-  it('closes with 1009 a frame over the hard limit, without buffering it', async () => {
+  it('closes with 1009 a frame over the default 1 MiB, without buffering it', async () => {
     const { url, server } = await setup();
     const alice = await client(url, 'alice');
     const bob = await client(url, 'bob');

@@ -172,14 +172,15 @@ describe('uidpush.v1 errors', () => {
     expect(await c.nextJson()).toMatchObject({ type: 'error', code: 'bad_request', message: expect.stringMatching(/binary/) as string });
   });
 
-  it('answers too_large and rate_limited as error frames', async () => {
-    await setup({ maxMessageSize: 100, rateLimit: 5, rateBurst: 3 });
+  it('answers rate_limited as an error frame and closes a frame over maxMessageSize with 1009', async () => {
+    await setup({ maxMessageSize: 300, rateLimit: 5, rateBurst: 3 });
     const c = await v1('alice');
-    c.sendJson({ type: 'send', to: 'bob', data: 'x'.repeat(200) });
-    expect(await c.nextJson()).toMatchObject({ type: 'error', code: 'too_large' });
     for (let i = 0; i < 5; i++) c.sendJson({ type: 'ping', id: i });
-    const got = [await c.nextJson(), await c.nextJson()];
+    // The auth frame took one of the 3 tokens: two pongs, then the notice.
+    const got = [await c.nextJson(), await c.nextJson(), await c.nextJson()];
     expect(got).toContainEqual(expect.objectContaining({ type: 'error', code: 'rate_limited' }));
+    c.sendJson({ type: 'send', to: 'bob', data: 'x'.repeat(400) });
+    expect(await c.closed()).toBe(1009);
   });
 });
 
