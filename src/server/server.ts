@@ -186,6 +186,12 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
         maxUids: this.options.apiMaxUids,
         maxUidLength: this.options.maxUidLength,
         bodyLimit: this.options.apiBodyLimit,
+        limits: {
+          headersTimeout: this.options.apiHeadersTimeout,
+          requestTimeout: this.options.apiRequestTimeout,
+          keepAliveTimeout: this.options.apiKeepAliveTimeout,
+          maxConnections: this.options.apiMaxConnections,
+        },
         logger: this.#log,
       });
     }
@@ -194,6 +200,8 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
         service: this,
         maxLineBytes: this.options.apiBodyLimit,
         maxUidLength: this.options.maxUidLength,
+        idleTimeout: this.options.innerIdleTimeout,
+        maxConnections: this.options.innerMaxConnections,
         logger: this.#log,
       });
     }
