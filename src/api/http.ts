@@ -12,6 +12,7 @@ import type { PushService } from '../core/service.js';
 import type { JsonValue, Logger } from '../core/types.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { makeKeyCheck } from './auth.js';
+import { apiServerOptions, guardApiServer, type ApiConnectionLimits } from './connection-limits.js';
 
 /** Options of the server API. */
 export interface ApiOptions {
@@ -27,6 +28,8 @@ export interface ApiOptions {
   maxJsonDepth: number;
   /** Largest request body, in bytes; larger ones get 413. */
   bodyLimit: number;
+  /** Timeouts and the connection cap of its HTTP server. */
+  limits: ApiConnectionLimits;
   logger: Logger;
 }
 
@@ -72,6 +75,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
   const { service, metrics, maxUids, maxUidLength } = options;
   const log = options.logger;
   const app = Fastify({
+    ...apiServerOptions(options.limits),
     logger: false,
     bodyLimit: options.bodyLimit,
     // Wrong types are errors, never coerced or silently removed.
@@ -103,6 +107,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
     }
     void parseJson(request, body as string, done);
   });
+  guardApiServer(app, options.limits, log);
 
   const checkKey = options.apiKey === undefined ? undefined : makeKeyCheck(options.apiKey);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {

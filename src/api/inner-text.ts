@@ -3,6 +3,7 @@ import { ErrorCode } from '../core/errors.js';
 import { exceedsJsonDepth } from '../core/json-depth.js';
 import type { PushService } from '../core/service.js';
 import type { Logger } from '../core/types.js';
+import { capConnections, sweepInterval } from './connection-limits.js';
 
 /** Options of the inner text port. */
 export interface InnerTextOptions {
@@ -15,6 +16,10 @@ export interface InnerTextOptions {
   maxJsonDepth: number;
   /** Called when handling a line threw (a bug), after it is logged and answered. */
   onInternalError?: () => void;
+  /** A connection that completes no line for this long, in ms, is closed. */
+  idleTimeout: number;
+  /** Most open connections; the ones over it are closed as soon as they are accepted. */
+  maxConnections: number;
   logger: Logger;
 }
 
@@ -27,18 +32,22 @@ const MAX_PENDING_REPLIES = 1024 * 1024;
  * port on loopback that takes newline-delimited JSON objects `{"uid":"u1", ...}`. Each line
  * pushes the line itself (the object's JSON text) to that uid and is answered `ok` if the
  * uid was online or `fail` if not. A malformed line is answered `error <code>` and the
- * connection stays usable; blank lines are ignored.
+ * connection stays usable; blank lines are ignored. A connection that completes no line for
+ * `idleTimeout` (idle, or holding a half line that never ends) is closed.
  */
 export class InnerTextServer {
   readonly #server: Server;
   readonly #options: InnerTextOptions;
-  readonly #sockets = new Set<Socket>();
+  /** Each open connection, with when it last completed a line (or opened). */
+  readonly #sockets = new Map<Socket, number>();
+  #sweep: NodeJS.Timeout | undefined;
 
   constructor(options: InnerTextOptions) {
     this.#options = options;
     this.#server = createServer((socket) => {
       this.#accept(socket);
     });
+    capConnections(this.#server, options.maxConnections, options.logger, 'inner text port');
   }
 
   /** Listens on 127.0.0.1 (never another address) and resolves with the port. */
@@ -47,6 +56,11 @@ export class InnerTextServer {
       this.#server.once('error', reject);
       this.#server.listen({ host: '127.0.0.1', port }, () => {
         this.#server.off('error', reject);
+        // One sweep for every connection rather than a timer each (socket.setTimeout).
+        this.#sweep = setInterval(() => {
+          this.#closeIdle();
+        }, sweepInterval(this.#options.idleTimeout));
+        this.#sweep.unref();
         const address = this.#server.address();
         resolve(typeof address === 'object' && address !== null ? address.port : port);
       });
@@ -55,7 +69,8 @@ export class InnerTextServer {
 
   /** Stops accepting and closes every connection. */
   close(): Promise<void> {
-    for (const socket of this.#sockets) socket.destroy();
+    clearInterval(this.#sweep);
+    for (const socket of this.#sockets.keys()) socket.destroy();
     return new Promise((resolve) => {
       if (!this.#server.listening) {
         resolve();
@@ -67,8 +82,14 @@ export class InnerTextServer {
     });
   }
 
+  /** Destroys the connections that completed no line for `idleTimeout`. */
+  #closeIdle(): void {
+    const before = Date.now() - this.#options.idleTimeout;
+    for (const [socket, at] of this.#sockets) if (at <= before) socket.destroy();
+  }
+
   #accept(socket: Socket): void {
-    this.#sockets.add(socket);
+    this.#sockets.set(socket, Date.now());
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     let discarding = false;
@@ -105,6 +126,7 @@ export class InnerTextServer {
         start = newline + 1;
         newline = chunk.indexOf(NEWLINE, start);
       }
+      if (start > 0) this.#sockets.set(socket, Date.now());
       const rest = chunk.subarray(start);
       if (rest.length > 0 && !discarding) {
         if (pendingBytes + rest.length > this.#options.maxLineBytes) {

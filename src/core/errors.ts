@@ -20,6 +20,8 @@ export const ErrorCode = {
   MethodNotAllowed: 'method_not_allowed',
   /** Server API: the body is not JSON (`content-type` must be application/json). */
   UnsupportedMediaType: 'unsupported_media_type',
+  /** Server API: the request (headers or body) did not arrive within its timeout. */
+  RequestTimeout: 'request_timeout',
   /** A bug on the server side; bad input never yields it. */
   Internal: 'internal',
 } as const;

@@ -111,6 +111,30 @@ export const serverOptionsSchema = z
       .max(256 * 1024 * 1024)
       .default(1024 * 1024),
     /**
+     * How long the server API waits for a request's headers, in ms, counted from the
+     * connection's opening (on a keep-alive connection, from the next request's first byte);
+     * then it answers 408 and closes. 10 s: a backend sends its headers in one packet.
+     */
+    apiHeadersTimeout: ms(10).default(10_000),
+    /**
+     * How long the server API waits for a whole request (headers and body), in ms; then it
+     * answers 408 and closes, whether the body never came or trickles in. 30 s: a 1 MiB
+     * body needs about 8 s at 1 Mbit/s. Must be at least `apiHeadersTimeout`.
+     */
+    apiRequestTimeout: ms(10).default(30_000),
+    /**
+     * How long the server API keeps an idle keep-alive connection open between requests,
+     * in ms (advertised as `Keep-Alive: timeout=`; node closes 1 s after it). 5 s, node's
+     * own default, longer than undici's (fetch's) 4 s so the client closes first.
+     */
+    apiKeepAliveTimeout: ms(1).default(5_000),
+    /**
+     * Most open connections of the server API in this process; connections over it are
+     * closed as soon as they are accepted. Keeps slow clients from taking the file
+     * descriptors the WebSocket port needs.
+     */
+    apiMaxConnections: z.number().int().min(1).max(1_000_000).default(1000),
+    /**
      * Redis URL: joins the cluster of every node on that Redis. `redis://` or `rediss://`
      * for one Redis, `redis+cluster://host:port,host:port` for a Redis Cluster,
      * `redis+sentinel://host:port,host:port/<master>` through Sentinel.
@@ -131,6 +155,13 @@ export const serverOptionsSchema = z
     presenceTtl: ms(1000).default(15_000),
     /** Port of the inner text port on 127.0.0.1; null (the default) turns it off. */
     innerPort: z.number().int().min(0).max(65535).nullable().default(null),
+    /**
+     * An inner-port connection that completes no line for this long, in ms, is closed:
+     * an idle one, or one holding a half line that never ends.
+     */
+    innerIdleTimeout: ms(10).default(60_000),
+    /** Most open inner-port connections; connections over it are closed once accepted. */
+    innerMaxConnections: z.number().int().min(1).max(1_000_000).default(256),
     /** HS256 secret for client tokens (at least 32 characters). Turns token auth on. */
     jwtSecret: z.string().min(32).max(4096).optional(),
     /** Path of a PEM public key (RSA: RS256, EC P-256: ES256) for client tokens. */
@@ -169,6 +200,10 @@ export const serverOptionsSchema = z
   .refine((o) => o.apiPort === null || o.apiKey !== undefined || isLoopback(o.apiHost), {
     error: 'an API key (apiKey) is required when the server API listens on a non-loopback address',
     path: ['apiKey'],
+  })
+  .refine((o) => o.apiHeadersTimeout <= o.apiRequestTimeout, {
+    error: 'apiHeadersTimeout must not be longer than apiRequestTimeout',
+    path: ['apiHeadersTimeout'],
   })
   .refine((o) => o.idleTimeout === undefined || o.idleTimeout > o.heartbeatInterval, {
     error: 'idleTimeout must be longer than heartbeatInterval',

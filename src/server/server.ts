@@ -190,6 +190,12 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
         maxUidLength: this.options.maxUidLength,
         maxJsonDepth: this.options.maxJsonDepth,
         bodyLimit: this.options.apiBodyLimit,
+        limits: {
+          headersTimeout: this.options.apiHeadersTimeout,
+          requestTimeout: this.options.apiRequestTimeout,
+          keepAliveTimeout: this.options.apiKeepAliveTimeout,
+          maxConnections: this.options.apiMaxConnections,
+        },
         logger: this.#log,
       });
     }
@@ -202,6 +208,8 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
         onInternalError: () => {
           this.metrics.internalError('inner');
         },
+        idleTimeout: this.options.innerIdleTimeout,
+        maxConnections: this.options.innerMaxConnections,
         logger: this.#log,
       });
     }

@@ -61,4 +61,4 @@ describe('docs/protocol.md', () => {
   });
 });
 
-const API_ONLY = new Set(['not_found', 'method_not_allowed', 'unsupported_media_type', 'internal']);
+const API_ONLY = new Set(['not_found', 'method_not_allowed', 'unsupported_media_type', 'request_timeout', 'internal']);
