@@ -7,6 +7,7 @@ import Fastify, {
 } from 'fastify';
 import { fitsCloseReason } from '../core/close-codes.js';
 import { ErrorCode, ProgramErrorCode, UidpushError } from '../core/errors.js';
+import { checkName, type NameKind } from '../core/names.js';
 import type { PushService } from '../core/service.js';
 import type { JsonValue, Logger } from '../core/types.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -154,17 +155,13 @@ export function createApi(options: ApiOptions): FastifyInstance {
     });
   };
 
-  const checkName = (name: string, where: string): void => {
-    if (name.length === 0) throw new ApiError(400, ErrorCode.BadRequest, `${where}: empty`);
-    if (Buffer.byteLength(name) > maxUidLength) {
-      throw new ApiError(400, ErrorCode.BadRequest, `${where}: longer than ${maxUidLength} bytes`);
-    }
+  // The name rules of every entry point (docs/protocol.md, "Names"); `where` is the field.
+  const checkNameAt = (name: string, kind: NameKind, where: string): void => {
+    const refusal = checkName(name, kind, maxUidLength);
+    if (refusal !== undefined) throw new ApiError(400, ErrorCode.BadRequest, `${where}: ${refusal}`);
   };
   const checkUid = (uid: string, where: string): void => {
-    if (uid.length === 0) throw new ApiError(400, ErrorCode.BadRequest, `${where}: empty uid`);
-    if (Buffer.byteLength(uid) > maxUidLength) {
-      throw new ApiError(400, ErrorCode.BadRequest, `${where}: uid longer than ${maxUidLength} bytes`);
-    }
+    checkNameAt(uid, 'uid', where);
   };
 
   resource('/healthz', { GET: { handler: () => ({ status: 'ok' }) } }, { public: true });
@@ -287,7 +284,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
 
   const groupParams = (request: FastifyRequest): { group: string; uid?: string } => {
     const params = request.params as { group: string; uid?: string };
-    checkName(params.group, 'params/group');
+    checkNameAt(params.group, 'group', 'params/group');
     if (params.uid !== undefined) checkUid(params.uid, 'params/uid');
     return params;
   };

@@ -8,6 +8,7 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
+import { checkGroup, checkUid } from '../core/names.js';
 import type { Group, Uid } from '../core/types.js';
 import { RIGHTS, type Right } from './rights.js';
 
@@ -98,11 +99,15 @@ export class TokenVerifier {
     }
     const sub = payload.sub;
     if (typeof sub !== 'string' || sub.length === 0) throw new TokenError('token has no sub');
-    if (Buffer.byteLength(sub) > this.#maxUidLength) throw new TokenError(`sub longer than ${this.#maxUidLength} bytes`);
+    // The same rules as a seed login: a sub like `all`, `a:b` or one with a newline would
+    // log in as a uid nobody can address.
+    const refusal = checkUid(sub, this.#maxUidLength);
+    if (refusal !== undefined) throw new TokenError(`invalid sub: ${refusal}`);
+    const maxBytes = this.#maxUidLength;
     return {
       uid: sub,
       rights: claimSet(payload.rights, 'rights', (r): r is Right => (RIGHTS as readonly string[]).includes(r)),
-      groups: claimSet(payload.groups, 'groups', (g): g is string => g.length > 0),
+      groups: claimSet(payload.groups, 'groups', (g): g is string => checkGroup(g, maxBytes) === undefined),
       expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
     };
   }
