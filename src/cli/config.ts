@@ -30,6 +30,8 @@ const OPTION_KINDS = {
   jwtSecret: 'string',
   jwtPublicKey: 'string',
   jwks: 'string',
+  jwtAudience: 'string',
+  jwtIssuer: 'string',
   insecure: 'boolean',
   clientRights: 'list',
   redis: 'string',

@@ -92,6 +92,13 @@ export const serverOptionsSchema = z
     /** JWKS for client tokens: a file path or an http(s) URL. */
     jwks: z.string().min(1).optional(),
     /**
+     * The audience client tokens must name: when set, a token without `aud`, or whose
+     * `aud` (a string, or an array) does not hold this, is refused (4502). Needs token auth.
+     */
+    jwtAudience: z.string().min(1).max(1024).optional(),
+    /** The issuer client tokens must name: when set, `iss` must be exactly this (4502). Needs token auth. */
+    jwtIssuer: z.string().min(1).max(1024).optional(),
+    /**
      * Allow uid-as-login (no token auth) on a non-loopback address. Off by default: like
      * Redis's protected mode, the server refuses to start that way.
      */
@@ -106,6 +113,10 @@ export const serverOptionsSchema = z
   .refine(
     (o) => [o.jwtSecret, o.jwtPublicKey, o.jwks].filter((k) => k !== undefined).length <= 1,
     { error: 'set at most one of jwtSecret, jwtPublicKey and jwks', path: ['jwtSecret'] },
+  )
+  .refine(
+    (o) => (o.jwtAudience === undefined && o.jwtIssuer === undefined) || o.jwtSecret !== undefined || o.jwtPublicKey !== undefined || o.jwks !== undefined,
+    { error: 'jwtAudience and jwtIssuer check tokens: set jwtSecret, jwtPublicKey or jwks too', path: ['jwtAudience'] },
   )
   .refine(
     (o) =>
