@@ -261,19 +261,22 @@ export function createApi(options: ApiOptions): FastifyInstance {
       schema: {
         body: {
           type: ['object', 'null'],
-          properties: { reason: { type: 'string', maxLength: 100 } },
+          properties: { reason: { type: 'string', maxLength: 100 }, revokeTokens: { type: 'boolean' } },
           additionalProperties: false,
         },
       },
       handler: async (request) => {
         const { uid } = request.params as { uid: string };
         checkUid(uid, 'params/uid');
-        const body = request.body as { reason?: string } | null | undefined;
+        const body = request.body as { reason?: string; revokeTokens?: boolean } | null | undefined;
         const reason = body?.reason ?? 'kicked';
         if (!fitsCloseReason(reason)) {
           throw new ApiError(400, ErrorCode.BadRequest, 'body/reason: longer than 123 bytes');
         }
-        return { uid, kicked: await service.kick(uid, reason) };
+        if (body?.revokeTokens !== true) return { uid, kicked: await service.kick(uid, reason) };
+        // The cut-off first: a client closed by the kick and reconnecting at once is refused.
+        const revoked = await service.revokeTokens(uid);
+        return { uid, kicked: await service.kick(uid, reason), revoked };
       },
     },
   });

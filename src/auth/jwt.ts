@@ -10,6 +10,7 @@ import {
 } from 'jose';
 import { checkGroup, checkUid } from '../core/names.js';
 import type { Group, Uid } from '../core/types.js';
+import type { TokenCutoffs } from './cutoffs.js';
 import { RIGHTS, type Right } from './rights.js';
 
 /** Where tokens' keys come from; exactly one is set when auth is on. */
@@ -60,8 +61,16 @@ export class TokenVerifier {
   readonly #key: Uint8Array | KeyObject | JWTVerifyGetKey;
   readonly #checks: VerifyChecks;
   readonly #maxUidLength: number;
+  readonly #cutoffs: TokenCutoffs | undefined;
 
-  private constructor(key: Uint8Array | KeyObject | JWTVerifyGetKey, algorithms: string[], options: JwtOptions, maxUidLength: number) {
+  private constructor(
+    key: Uint8Array | KeyObject | JWTVerifyGetKey,
+    algorithms: string[],
+    options: JwtOptions,
+    maxUidLength: number,
+    cutoffs: TokenCutoffs | undefined,
+  ) {
+    this.#cutoffs = cutoffs;
     this.#key = key;
     // Built once: the same object for every verification.
     this.#checks = { algorithms };
@@ -70,17 +79,20 @@ export class TokenVerifier {
     this.#maxUidLength = maxUidLength;
   }
 
-  /** Builds the verifier for the configured key source; undefined when auth is off. */
-  static async create(options: JwtOptions, maxUidLength: number): Promise<TokenVerifier | undefined> {
+  /**
+   * Builds the verifier for the configured key source; undefined when auth is off.
+   * `cutoffs`, when given, refuses the tokens that kicks revoked.
+   */
+  static async create(options: JwtOptions, maxUidLength: number, cutoffs?: TokenCutoffs): Promise<TokenVerifier | undefined> {
     if (options.jwtSecret !== undefined) {
-      return new TokenVerifier(new TextEncoder().encode(options.jwtSecret), ['HS256'], options, maxUidLength);
+      return new TokenVerifier(new TextEncoder().encode(options.jwtSecret), ['HS256'], options, maxUidLength, cutoffs);
     }
     if (options.jwtPublicKey !== undefined) {
       const key = createPublicKey(await readFile(options.jwtPublicKey, 'utf8'));
       const type = key.asymmetricKeyType;
-      if (type === 'rsa') return new TokenVerifier(key, ['RS256'], options, maxUidLength);
+      if (type === 'rsa') return new TokenVerifier(key, ['RS256'], options, maxUidLength, cutoffs);
       if (type === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
-        return new TokenVerifier(key, ['ES256'], options, maxUidLength);
+        return new TokenVerifier(key, ['ES256'], options, maxUidLength, cutoffs);
       }
       throw new Error(`${options.jwtPublicKey}: expected an RSA or EC P-256 public key, got ${type ?? 'unknown'}`);
     }
@@ -89,7 +101,7 @@ export class TokenVerifier {
       const getKey = /^https?:\/\//.test(source)
         ? createRemoteJWKSet(new URL(source))
         : createLocalJWKSet(JSON.parse(await readFile(source, 'utf8')) as Parameters<typeof createLocalJWKSet>[0]);
-      return new TokenVerifier(getKey, ['RS256', 'ES256'], options, maxUidLength);
+      return new TokenVerifier(getKey, ['RS256', 'ES256'], options, maxUidLength, cutoffs);
     }
     return undefined;
   }
@@ -117,6 +129,8 @@ export class TokenVerifier {
     // log in as a uid nobody can address.
     const refusal = checkUid(sub, this.#maxUidLength);
     if (refusal !== undefined) throw new TokenError(`invalid sub: ${refusal}`);
+    const revoked = this.#cutoffs?.refusal(sub, payload.iat);
+    if (revoked !== undefined) throw new TokenError(revoked);
     const maxBytes = this.#maxUidLength;
     return {
       uid: sub,

@@ -26,7 +26,12 @@ or UIDPUSH_API_URL; --api-key or UIDPUSH_API_KEY; --timeout <ms>):
   push --uids a,b,c <message> [--json]
   broadcast <message> [--json]        push to every logged-in connection
   online [uid]                        presence of a uid, or every online uid
-  kick <uid> [--reason <text>]        close every connection of a uid (4501)
+  kick <uid> [--reason <text>] [--revoke-tokens]
+                                      close every connection of a uid (4501); with
+                                      --revoke-tokens, its tokens issued before the kick
+                                      are refused too (4502), on every node, for the
+                                      server's --revoke-ttl (default 24 h), so it cannot
+                                      reconnect with the token it holds
   stats                               counters of the server
   group add <group> <uid>             make a uid a member of a group
   group remove <group> <uid>          remove a uid from a group
@@ -64,7 +69,7 @@ export async function runApiCommand(command: string, args: string[], env: NodeJS
     ...COMMON,
     ...(command === 'push' ? { uids: { type: 'string' }, json: { type: 'boolean' } } : {}),
     ...(command === 'broadcast' || command === 'group' ? { json: { type: 'boolean' } } : {}),
-    ...(command === 'kick' ? { reason: { type: 'string' } } : {}),
+    ...(command === 'kick' ? { reason: { type: 'string' }, 'revoke-tokens': { type: 'boolean' } } : {}),
   };
   let parsed;
   try {
@@ -139,7 +144,7 @@ export async function runApiCommand(command: string, args: string[], env: NodeJS
       }
       case 'kick':
         expect(1);
-        print(await client.kick(positionals[0] ?? '', str(flags.reason)));
+        print(await client.kick(positionals[0] ?? '', str(flags.reason), { revokeTokens: flags['revoke-tokens'] === true }));
         return;
       case 'stats':
         expect(0);

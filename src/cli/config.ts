@@ -32,6 +32,7 @@ const OPTION_KINDS = {
   jwks: 'string',
   jwtAudience: 'string',
   jwtIssuer: 'string',
+  revokeTtl: 'number',
   insecure: 'boolean',
   clientRights: 'list',
   redis: 'string',

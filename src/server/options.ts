@@ -83,6 +83,18 @@ export const serverOptionsSchema = z
      * read offline within this time. The node refreshes it every third of it.
      */
     presenceTtl: ms(1000).default(15_000),
+    /**
+     * How long a kick's token cut-off (`revokeTokens`) lasts, in ms: the uid's tokens
+     * issued before the kick are refused this long. Set it to at least the longest
+     * lifetime (`exp` - `iat`) of the tokens you issue; past it, an old token that has not
+     * expired is accepted again.
+     */
+    revokeTtl: z
+      .number()
+      .int()
+      .min(100)
+      .max(30 * 24 * 3600 * 1000)
+      .default(24 * 3600 * 1000),
     /** Port of the inner text port on 127.0.0.1; null (the default) turns it off. */
     innerPort: z.number().int().min(0).max(65535).nullable().default(null),
     /** HS256 secret for client tokens (at least 32 characters). Turns token auth on. */
