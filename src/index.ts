@@ -32,6 +32,7 @@ export { CloseCode, mayReconnect } from './core/close-codes.js';
 export { ErrorCode, ProgramErrorCode, UidpushError } from './core/errors.js';
 export type { Uid, Payload, Logger } from './core/types.js';
 export { loginReply, errorLine, BROADCAST_UID } from './protocol/seed-text.js';
+export { checkName, checkUid, checkGroup, type NameKind } from './core/names.js';
 export type { Broker, ClusterStore } from './broker/broker.js';
 export { MemoryCluster } from './broker/memory.js';
 export { createRedisBroker, type RedisBrokerOptions } from './broker/redis.js';

@@ -8,6 +8,7 @@ import Fastify, {
 import { fitsCloseReason } from '../core/close-codes.js';
 import { ErrorCode, ProgramErrorCode, UidpushError } from '../core/errors.js';
 import { exceedsJsonDepth } from '../core/json-depth.js';
+import { checkName, type NameKind } from '../core/names.js';
 import type { PushService } from '../core/service.js';
 import type { JsonValue, Logger } from '../core/types.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -180,17 +181,13 @@ export function createApi(options: ApiOptions): FastifyInstance {
     });
   };
 
-  const checkName = (name: string, where: string): void => {
-    if (name.length === 0) throw new ApiError(400, ErrorCode.BadRequest, `${where}: empty`);
-    if (Buffer.byteLength(name) > maxUidLength) {
-      throw new ApiError(400, ErrorCode.BadRequest, `${where}: longer than ${maxUidLength} bytes`);
-    }
+  // The name rules of every entry point (docs/protocol.md, "Names"); `where` is the field.
+  const checkNameAt = (name: string, kind: NameKind, where: string): void => {
+    const refusal = checkName(name, kind, maxUidLength);
+    if (refusal !== undefined) throw new ApiError(400, ErrorCode.BadRequest, `${where}: ${refusal}`);
   };
   const checkUid = (uid: string, where: string): void => {
-    if (uid.length === 0) throw new ApiError(400, ErrorCode.BadRequest, `${where}: empty uid`);
-    if (Buffer.byteLength(uid) > maxUidLength) {
-      throw new ApiError(400, ErrorCode.BadRequest, `${where}: uid longer than ${maxUidLength} bytes`);
-    }
+    checkNameAt(uid, 'uid', where);
   };
 
   resource('/healthz', { GET: { handler: () => ({ status: 'ok' }) } }, { public: true });
@@ -290,19 +287,22 @@ export function createApi(options: ApiOptions): FastifyInstance {
       schema: {
         body: {
           type: ['object', 'null'],
-          properties: { reason: { type: 'string', maxLength: 100 } },
+          properties: { reason: { type: 'string', maxLength: 100 }, revokeTokens: { type: 'boolean' } },
           additionalProperties: false,
         },
       },
       handler: async (request) => {
         const { uid } = request.params as { uid: string };
         checkUid(uid, 'params/uid');
-        const body = request.body as { reason?: string } | null | undefined;
+        const body = request.body as { reason?: string; revokeTokens?: boolean } | null | undefined;
         const reason = body?.reason ?? 'kicked';
         if (!fitsCloseReason(reason)) {
           throw new ApiError(400, ErrorCode.BadRequest, 'body/reason: longer than 123 bytes');
         }
-        return { uid, kicked: await service.kick(uid, reason) };
+        if (body?.revokeTokens !== true) return { uid, kicked: await service.kick(uid, reason) };
+        // The cut-off first: a client closed by the kick and reconnecting at once is refused.
+        const revoked = await service.revokeTokens(uid);
+        return { uid, kicked: await service.kick(uid, reason), revoked };
       },
     },
   });
@@ -313,7 +313,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
 
   const groupParams = (request: FastifyRequest): { group: string; uid?: string } => {
     const params = request.params as { group: string; uid?: string };
-    checkName(params.group, 'params/group');
+    checkNameAt(params.group, 'group', 'params/group');
     if (params.uid !== undefined) checkUid(params.uid, 'params/uid');
     return params;
   };

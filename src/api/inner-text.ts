@@ -1,6 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { ErrorCode } from '../core/errors.js';
 import { exceedsJsonDepth } from '../core/json-depth.js';
+import { checkUid } from '../core/names.js';
 import type { PushService } from '../core/service.js';
 import type { Logger } from '../core/types.js';
 import { capConnections, sweepInterval } from './connection-limits.js';
@@ -183,7 +184,7 @@ export class InnerTextServer {
       return `error ${ErrorCode.BadRequest}\n`;
     }
     const uid = (value as { uid?: unknown }).uid;
-    if (typeof uid !== 'string' || uid.length === 0 || Buffer.byteLength(uid) > this.#options.maxUidLength) {
+    if (typeof uid !== 'string' || checkUid(uid, this.#options.maxUidLength) !== undefined) {
       return `error ${ErrorCode.BadRequest}\n`;
     }
     const result = this.#options.service.pushToUids([uid], text);

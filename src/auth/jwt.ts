@@ -8,7 +8,9 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
+import { checkGroup, checkUid } from '../core/names.js';
 import type { Group, Uid } from '../core/types.js';
+import type { TokenCutoffs } from './cutoffs.js';
 import { RIGHTS, type Right } from './rights.js';
 
 /** Where tokens' keys come from; exactly one is set when auth is on. */
@@ -19,6 +21,17 @@ export interface JwtOptions {
   jwtPublicKey?: string | undefined;
   /** JWKS: a file path, or an http(s) URL fetched (and cached) by jose. */
   jwks?: string | undefined;
+  /** When set, a token must carry this `aud` (or hold it in its `aud` array). */
+  jwtAudience?: string | undefined;
+  /** When set, a token's `iss` must be exactly this. */
+  jwtIssuer?: string | undefined;
+}
+
+/** What jose checks besides the signature. */
+interface VerifyChecks {
+  algorithms: string[];
+  audience?: string;
+  issuer?: string;
 }
 
 /** Who a valid token says the client is, and what it may do. */
@@ -46,26 +59,40 @@ export class TokenError extends Error {
  */
 export class TokenVerifier {
   readonly #key: Uint8Array | KeyObject | JWTVerifyGetKey;
-  readonly #algorithms: string[];
+  readonly #checks: VerifyChecks;
   readonly #maxUidLength: number;
+  readonly #cutoffs: TokenCutoffs | undefined;
 
-  private constructor(key: Uint8Array | KeyObject | JWTVerifyGetKey, algorithms: string[], maxUidLength: number) {
+  private constructor(
+    key: Uint8Array | KeyObject | JWTVerifyGetKey,
+    algorithms: string[],
+    options: JwtOptions,
+    maxUidLength: number,
+    cutoffs: TokenCutoffs | undefined,
+  ) {
+    this.#cutoffs = cutoffs;
     this.#key = key;
-    this.#algorithms = algorithms;
+    // Built once: the same object for every verification.
+    this.#checks = { algorithms };
+    if (options.jwtAudience !== undefined) this.#checks.audience = options.jwtAudience;
+    if (options.jwtIssuer !== undefined) this.#checks.issuer = options.jwtIssuer;
     this.#maxUidLength = maxUidLength;
   }
 
-  /** Builds the verifier for the configured key source; undefined when auth is off. */
-  static async create(options: JwtOptions, maxUidLength: number): Promise<TokenVerifier | undefined> {
+  /**
+   * Builds the verifier for the configured key source; undefined when auth is off.
+   * `cutoffs`, when given, refuses the tokens that kicks revoked.
+   */
+  static async create(options: JwtOptions, maxUidLength: number, cutoffs?: TokenCutoffs): Promise<TokenVerifier | undefined> {
     if (options.jwtSecret !== undefined) {
-      return new TokenVerifier(new TextEncoder().encode(options.jwtSecret), ['HS256'], maxUidLength);
+      return new TokenVerifier(new TextEncoder().encode(options.jwtSecret), ['HS256'], options, maxUidLength, cutoffs);
     }
     if (options.jwtPublicKey !== undefined) {
       const key = createPublicKey(await readFile(options.jwtPublicKey, 'utf8'));
       const type = key.asymmetricKeyType;
-      if (type === 'rsa') return new TokenVerifier(key, ['RS256'], maxUidLength);
+      if (type === 'rsa') return new TokenVerifier(key, ['RS256'], options, maxUidLength, cutoffs);
       if (type === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
-        return new TokenVerifier(key, ['ES256'], maxUidLength);
+        return new TokenVerifier(key, ['ES256'], options, maxUidLength, cutoffs);
       }
       throw new Error(`${options.jwtPublicKey}: expected an RSA or EC P-256 public key, got ${type ?? 'unknown'}`);
     }
@@ -74,7 +101,7 @@ export class TokenVerifier {
       const getKey = /^https?:\/\//.test(source)
         ? createRemoteJWKSet(new URL(source))
         : createLocalJWKSet(JSON.parse(await readFile(source, 'utf8')) as Parameters<typeof createLocalJWKSet>[0]);
-      return new TokenVerifier(getKey, ['RS256', 'ES256'], maxUidLength);
+      return new TokenVerifier(getKey, ['RS256', 'ES256'], options, maxUidLength, cutoffs);
     }
     return undefined;
   }
@@ -90,19 +117,25 @@ export class TokenVerifier {
       const key = this.#key;
       const result =
         typeof key === 'function'
-          ? await jwtVerify(token, key, { algorithms: this.#algorithms })
-          : await jwtVerify(token, key, { algorithms: this.#algorithms });
+          ? await jwtVerify(token, key, this.#checks)
+          : await jwtVerify(token, key, this.#checks);
       payload = result.payload;
     } catch (err) {
       throw new TokenError(reason(err), { cause: err });
     }
     const sub = payload.sub;
     if (typeof sub !== 'string' || sub.length === 0) throw new TokenError('token has no sub');
-    if (Buffer.byteLength(sub) > this.#maxUidLength) throw new TokenError(`sub longer than ${this.#maxUidLength} bytes`);
+    // The same rules as a seed login: a sub like `all`, `a:b` or one with a newline would
+    // log in as a uid nobody can address.
+    const refusal = checkUid(sub, this.#maxUidLength);
+    if (refusal !== undefined) throw new TokenError(`invalid sub: ${refusal}`);
+    const revoked = this.#cutoffs?.refusal(sub, payload.iat);
+    if (revoked !== undefined) throw new TokenError(revoked);
+    const maxBytes = this.#maxUidLength;
     return {
       uid: sub,
       rights: claimSet(payload.rights, 'rights', (r): r is Right => (RIGHTS as readonly string[]).includes(r)),
-      groups: claimSet(payload.groups, 'groups', (g): g is string => g.length > 0),
+      groups: claimSet(payload.groups, 'groups', (g): g is string => checkGroup(g, maxBytes) === undefined),
       expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
     };
   }
@@ -119,7 +152,11 @@ function claimSet<T extends string>(value: unknown, name: string, valid: (v: str
 function reason(err: unknown): string {
   if (err instanceof joseErrors.JWTExpired) return 'token expired';
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
-    return err.claim === 'nbf' ? 'token not yet valid' : `token claim ${err.claim} invalid`;
+    if (err.claim === 'nbf') return 'token not yet valid';
+    if (err.claim === 'aud' || err.claim === 'iss') {
+      return err.reason === 'missing' ? `token has no ${err.claim}` : `token ${err.claim} not accepted`;
+    }
+    return `token claim ${err.claim} invalid`;
   }
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'token algorithm not allowed';
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'token signature invalid';

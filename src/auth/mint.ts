@@ -7,13 +7,18 @@ export interface MintOptions {
   uid: Uid;
   groups?: readonly Group[] | undefined;
   rights?: readonly Right[] | undefined;
-  /** Lifetime in seconds; none when undefined. */
+  /** Lifetime in seconds; no `exp` (a token that never expires) when undefined. */
   ttlSeconds?: number | undefined;
+  /** The `aud` claim, for a server with `jwtAudience`. */
+  audience?: string | undefined;
+  /** The `iss` claim, for a server with `jwtIssuer`. */
+  issuer?: string | undefined;
 }
 
 /**
- * Mints an HS256 token with `sub` = uid and optional `groups`, `rights` and `exp`: for
- * development and tests (`uidpush token`). Production tokens come from your own backend.
+ * Mints an HS256 token with `sub` = uid, `iat` = now, and optional `groups`, `rights`,
+ * `exp`, `aud` and `iss`: for development and tests (`uidpush token`). Production tokens
+ * come from your own backend.
  */
 export async function mintToken(secret: string, options: MintOptions): Promise<string> {
   const claims: Record<string, unknown> = {};
@@ -21,6 +26,8 @@ export async function mintToken(secret: string, options: MintOptions): Promise<s
   if (options.rights !== undefined) claims.rights = options.rights;
   const jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setSubject(options.uid).setIssuedAt();
   if (options.ttlSeconds !== undefined) jwt.setExpirationTime(Math.floor(Date.now() / 1000) + options.ttlSeconds);
+  if (options.audience !== undefined) jwt.setAudience(options.audience);
+  if (options.issuer !== undefined) jwt.setIssuer(options.issuer);
   return jwt.sign(new TextEncoder().encode(secret));
 }
 

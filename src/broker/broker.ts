@@ -1,4 +1,4 @@
-import type { UidPage } from '../core/service.js';
+import type { TokenRevocation, UidPage } from '../core/service.js';
 import type { Group, Uid } from '../core/types.js';
 
 /**
@@ -24,6 +24,11 @@ export interface Broker {
   close(): Promise<void>;
 }
 
+/** A uid's token cut-off, as the store keeps it. */
+export interface UidRevocation extends TokenRevocation {
+  uid: Uid;
+}
+
 /** State shared by every node. */
 export interface ClusterStore {
   /** Records how many connections `uid` has on this node (0: none). */
@@ -43,4 +48,11 @@ export interface ClusterStore {
   removeMember(group: Group, uid: Uid): Promise<boolean>;
   members(group: Group): Promise<Uid[]>;
   groupsOf(uid: Uid): Promise<Group[]>;
+  /**
+   * Records a token cut-off for `uid` (a kick with `revokeTokens`), kept until its
+   * `until`; with one already there, the later of each bound wins.
+   */
+  revoke(revocation: UidRevocation): Promise<void>;
+  /** Every cut-off still in force: what a node loads at start, and reloads now and then. */
+  revocations(): Promise<UidRevocation[]>;
 }

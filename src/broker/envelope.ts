@@ -11,6 +11,8 @@ export type Envelope =
   | { t: 'publish'; group: Group; data: JsonValue; from: Uid | null }
   | { t: 'broadcast'; data: JsonValue; from: Uid | null }
   | { t: 'kick'; uid: Uid; reason: string }
+  /** A token cut-off, on the broadcast channel: every node must know it, not only the uid's. */
+  | { t: 'revoke'; uid: Uid; before: number; until: number }
   | { t: 'join'; group: Group; uid: Uid }
   | { t: 'leave'; group: Group; uid: Uid };
 
@@ -75,6 +77,9 @@ export function decodeEnvelope(text: string): Decoded {
       break;
     case 'kick':
       fits = nonEmpty(e.uid) && typeof e.reason === 'string' && fitsCloseReason(e.reason);
+      break;
+    case 'revoke':
+      fits = nonEmpty(e.uid) && Number.isFinite(e.before) && Number.isFinite(e.until);
       break;
     case 'join':
     case 'leave':

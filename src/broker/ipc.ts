@@ -164,6 +164,8 @@ class IpcBroker implements Broker {
       removeMember: request('removeMember'),
       members: request('members'),
       groupsOf: request('groupsOf'),
+      revoke: request('revoke'),
+      revocations: request('revocations'),
     };
   }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { UidIndex } from './uid-order.js';
 import type { Group, Uid } from '../core/types.js';
-import type { Broker, ClusterStore } from './broker.js';
+import type { Broker, ClusterStore, UidRevocation } from './broker.js';
 
 /**
  * An in-process cluster: several nodes in one process share a bus and a store. It is what
@@ -15,6 +15,7 @@ export class MemoryCluster {
   readonly #groupsOf = new Map<Uid, Set<Group>>();
   #connections = 0;
   readonly #online = new UidIndex();
+  readonly #revoked = new Map<Uid, UidRevocation>();
   /** When false, every publish fails, as with a broker outage. */
   up = true;
 
@@ -78,6 +79,24 @@ export class MemoryCluster {
         Promise.resolve(removeFrom(this.#members, group, uid) && removeFrom(this.#groupsOf, uid, group)),
       members: (group) => Promise.resolve([...(this.#members.get(group) ?? [])]),
       groupsOf: (uid) => Promise.resolve([...(this.#groupsOf.get(uid) ?? [])]),
+      revoke: (r) => {
+        const known = this.#revoked.get(r.uid);
+        this.#revoked.set(r.uid, {
+          uid: r.uid,
+          before: Math.max(r.before, known?.before ?? 0),
+          until: Math.max(r.until, known?.until ?? 0),
+        });
+        return Promise.resolve();
+      },
+      revocations: () => {
+        const now = Date.now();
+        const live: UidRevocation[] = [];
+        for (const [uid, r] of this.#revoked) {
+          if (r.until <= now) this.#revoked.delete(uid);
+          else live.push({ ...r });
+        }
+        return Promise.resolve(live);
+      },
     };
   }
 }

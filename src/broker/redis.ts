@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createClient, createCluster, createSentinel } from '@redis/client';
 import type { UidPage } from '../core/service.js';
 import type { Group, Logger, Uid } from '../core/types.js';
-import type { Broker, ClusterStore } from './broker.js';
+import type { Broker, ClusterStore, UidRevocation } from './broker.js';
 import { compareUids, cursorAfter, uidOfCursor } from './uid-order.js';
 
 /** Options of the Redis broker. */
@@ -30,6 +30,8 @@ function keys(ns: string) {
     uids: (node: string) => `${ns}:uids:${node}`,
     group: (group: Group) => `${ns}:group:${group}`,
     groupsOf: (uid: Uid) => `${ns}:groups-of:${uid}`,
+    /** Token cut-offs: one hash, uid -> `<before>:<until>` (ms); few fields, read whole. */
+    revoked: `${ns}:revoked`,
     channel: (name: string) => `${ns}|${name}`,
   };
 }
@@ -51,7 +53,9 @@ interface RedisLike {
   set(key: string, value: string, options: { expiration: { type: 'PX'; value: number } }): Promise<unknown>;
   sAdd(key: string, members: string | string[]): Promise<number>;
   sRem(key: string, members: string | string[]): Promise<number>;
-  pExpire(key: string, ms: number): Promise<number>;
+  pExpire(key: string, ms: number, mode?: 'NX' | 'GT'): Promise<number>;
+  hGet(key: string, field: string): Promise<string | null>;
+  hGetAll(key: string): Promise<Record<string, string>>;
   hSet(key: string, fields: Record<string, string>): Promise<unknown>;
   hDel(key: string, fields: string[]): Promise<unknown>;
   del(key: string): Promise<unknown>;
@@ -63,6 +67,14 @@ interface RedisLike {
   zAdd(key: string, members: { score: number; value: string }[]): Promise<unknown>;
   zRem(key: string, members: string[]): Promise<unknown>;
   zRange(key: string, min: string, max: string, options: { BY: 'LEX'; LIMIT: { offset: number; count: number } }): Promise<string[]>;
+}
+
+/** A stored `<before>:<until>`; undefined when absent or unreadable (then pruned). */
+function parseRevocation(uid: Uid, text: string | null): UidRevocation | undefined {
+  if (text === null) return undefined;
+  const [before, until] = text.split(':').map(Number);
+  if (before === undefined || until === undefined || !Number.isFinite(before) || !Number.isFinite(until)) return undefined;
+  return { uid, before, until };
 }
 
 /**
@@ -431,6 +443,32 @@ class RedisBroker implements Broker {
       },
       members: (group) => this.#pub.sMembers(this.#key.group(group)),
       groupsOf: (uid) => this.#pub.sMembers(this.#key.groupsOf(uid)),
+      revoke: async ({ uid, before, until }) => {
+        const key = this.#key.revoked;
+        const known = parseRevocation(uid, await this.#pub.hGet(key, uid));
+        const value = `${Math.max(before, known?.before ?? 0)}:${Math.max(until, known?.until ?? 0)}`;
+        const ttl = Math.max(1, until - Date.now());
+        // The hash lives as long as its longest cut-off: NX arms a fresh key, GT only
+        // ever lengthens it (a node with a shorter revokeTtl cannot cut others short).
+        await Promise.all([this.#pub.hSet(key, { [uid]: value }), this.#pub.pExpire(key, ttl, 'NX'), this.#pub.pExpire(key, ttl, 'GT')]);
+      },
+      revocations: async () => {
+        const now = Date.now();
+        const all = await this.#pub.hGetAll(this.#key.revoked);
+        const live: UidRevocation[] = [];
+        const expired: string[] = [];
+        for (const [uid, text] of Object.entries(all)) {
+          const r = parseRevocation(uid, text);
+          if (r !== undefined && r.until > now) live.push(r);
+          else expired.push(uid);
+        }
+        if (expired.length > 0) {
+          this.#pub.hDel(this.#key.revoked, expired).catch((err: unknown) => {
+            this.#log.debug({ err }, 'redis: pruning expired token cut-offs failed');
+          });
+        }
+        return live;
+      },
     };
   }
 }

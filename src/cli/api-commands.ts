@@ -26,7 +26,12 @@ or UIDPUSH_API_URL; --api-key or UIDPUSH_API_KEY; --timeout <ms>):
   push --uids a,b,c <message> [--json]
   broadcast <message> [--json]        push to every logged-in connection
   online [uid]                        presence of a uid, or every online uid
-  kick <uid> [--reason <text>]        close every connection of a uid (4501)
+  kick <uid> [--reason <text>] [--revoke-tokens]
+                                      close every connection of a uid (4501); with
+                                      --revoke-tokens, its tokens issued before the kick
+                                      are refused too (4502), on every node, for the
+                                      server's --revoke-ttl (default 24 h), so it cannot
+                                      reconnect with the token it holds
   stats                               counters of the server
   group add <group> <uid>             make a uid a member of a group
   group remove <group> <uid>          remove a uid from a group
@@ -34,13 +39,21 @@ or UIDPUSH_API_URL; --api-key or UIDPUSH_API_KEY; --timeout <ms>):
   group show <group>                  members, online members, connections
 
   token <uid> [--groups a,b] [--rights send,publish] [--ttl 1h]
+        [--jwt-audience <aud>] [--jwt-issuer <iss>]
                                       mint an HS256 client token with --jwt-secret or
-                                      UIDPUSH_JWT_SECRET (for development and tests)
+                                      UIDPUSH_JWT_SECRET (for development and tests).
+                                      It expires after --ttl (default 1h; --ttl 0: no
+                                      exp, a token that never expires). aud and iss
+                                      default to UIDPUSH_JWT_AUDIENCE / UIDPUSH_JWT_ISSUER,
+                                      so the server's environment mints what it accepts
 
 --json sends <message> as a JSON value (e.g. '{"type":"order"}') instead of text.
 Results are printed as JSON on stdout; errors on stderr with exit code 1.`;
 
 type Out = (line: string) => void;
+
+/** Lifetime of a token `uidpush token` mints when --ttl is not given: one hour. */
+export const DEFAULT_TOKEN_TTL_SECONDS = 3600;
 
 /**
  * Runs one API command (push, broadcast, online, kick, stats) and prints its result.
@@ -56,7 +69,7 @@ export async function runApiCommand(command: string, args: string[], env: NodeJS
     ...COMMON,
     ...(command === 'push' ? { uids: { type: 'string' }, json: { type: 'boolean' } } : {}),
     ...(command === 'broadcast' || command === 'group' ? { json: { type: 'boolean' } } : {}),
-    ...(command === 'kick' ? { reason: { type: 'string' } } : {}),
+    ...(command === 'kick' ? { reason: { type: 'string' }, 'revoke-tokens': { type: 'boolean' } } : {}),
   };
   let parsed;
   try {
@@ -131,7 +144,7 @@ export async function runApiCommand(command: string, args: string[], env: NodeJS
       }
       case 'kick':
         expect(1);
-        print(await client.kick(positionals[0] ?? '', str(flags.reason)));
+        print(await client.kick(positionals[0] ?? '', str(flags.reason), { revokeTokens: flags['revoke-tokens'] === true }));
         return;
       case 'stats':
         expect(0);
@@ -168,6 +181,8 @@ async function token(args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<
         rights: { type: 'string' },
         ttl: { type: 'string' },
         'jwt-secret': { type: 'string' },
+        'jwt-audience': { type: 'string' },
+        'jwt-issuer': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -192,11 +207,25 @@ async function token(args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<
   const rights = list(values.rights);
   const unknown = rights?.filter((r) => !(RIGHTS as readonly string[]).includes(r)) ?? [];
   if (unknown.length > 0) throw new CliError(`--rights: unknown ${unknown.join(', ')}; known: ${RIGHTS.join(', ')}`, 2);
-  const ttlSeconds = values.ttl === undefined ? undefined : parseDuration(values.ttl);
-  if (values.ttl !== undefined && ttlSeconds === undefined) {
-    throw new CliError(`--ttl: expected e.g. 90, 45s, 30m, 1h or 7d, got '${values.ttl}'`, 2);
+  // A token that never expires must be asked for (--ttl 0): a forgotten development token
+  // should not stay valid for good.
+  const ttlText = values.ttl ?? String(DEFAULT_TOKEN_TTL_SECONDS);
+  const noExpiry = ttlText.trim() === '0';
+  const ttlSeconds = noExpiry ? undefined : parseDuration(ttlText);
+  if (!noExpiry && ttlSeconds === undefined) {
+    throw new CliError(`--ttl: expected e.g. 90, 45s, 30m, 1h or 7d (0: never expires), got '${ttlText}'`, 2);
   }
-  out(await mintToken(secret, { uid, groups: list(values.groups), rights: rights as Right[] | undefined, ttlSeconds }));
+  const nonEmpty = (text: string | undefined): string | undefined => (text === undefined || text === '' ? undefined : text);
+  out(
+    await mintToken(secret, {
+      uid,
+      groups: list(values.groups),
+      rights: rights as Right[] | undefined,
+      ttlSeconds,
+      audience: nonEmpty(values['jwt-audience'] ?? env.UIDPUSH_JWT_AUDIENCE),
+      issuer: nonEmpty(values['jwt-issuer'] ?? env.UIDPUSH_JWT_ISSUER),
+    }),
+  );
 }
 
 function str(value: string | boolean | undefined): string | undefined {

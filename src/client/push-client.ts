@@ -140,9 +140,19 @@ export class PushClient {
     return this.#call('GET', '/v1/stats', undefined, true);
   }
 
-  /** Closes every connection of `uid` (close code 4501) with an optional reason. */
-  kick(uid: Uid, reason?: string): Promise<{ uid: Uid; kicked: number }> {
-    const body = reason === undefined ? {} : { reason };
+  /**
+   * Closes every connection of `uid` (close code 4501) with an optional reason. With
+   * `revokeTokens`, the uid's tokens issued before the kick are refused too (for the
+   * server's `revokeTtl`); `revoked` then holds the cut-off, in ms since the epoch.
+   */
+  kick(
+    uid: Uid,
+    reason?: string,
+    options: { revokeTokens?: boolean } = {},
+  ): Promise<{ uid: Uid; kicked: number; revoked?: { before: number; until: number } }> {
+    const body: { reason?: string; revokeTokens?: boolean } = {};
+    if (reason !== undefined) body.reason = reason;
+    if (options.revokeTokens === true) body.revokeTokens = true;
     return this.#call('POST', `/v1/users/${encodeURIComponent(uid)}/kick`, body, true);
   }
 

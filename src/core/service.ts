@@ -53,6 +53,16 @@ export interface GroupInfo {
   connections: number;
 }
 
+/**
+ * A token cut-off: a uid's tokens whose `iat` is earlier than `before` are refused until
+ * `until`. Both in ms since the epoch; `before` is the kick's time rounded down to the
+ * second, since `iat` counts whole seconds.
+ */
+export interface TokenRevocation {
+  before: number;
+  until: number;
+}
+
 /** A page of online uids. */
 export interface UidPage {
   uids: Uid[];
@@ -77,6 +87,12 @@ export interface PushService {
   /** @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for a cursor the server did not make. */
   listUids(cursor: string | null, limit: number): Sync<UidPage>;
   kick(uid: Uid, reason: string): Sync<number>;
+  /**
+   * Refuses, on every node, the tokens of `uid` issued before now, for the server's
+   * `revokeTtl`. Called before {@link kick} when a kick revokes tokens, so a client closed
+   * by the kick cannot log in again with the token it holds.
+   */
+  revokeTokens(uid: Uid): Sync<TokenRevocation>;
   stats(): Sync<ServiceStats>;
   /** Whether the server accepts clients (false before listen and while shutting down). */
   ready(): boolean;

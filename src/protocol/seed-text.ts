@@ -1,4 +1,5 @@
 import { ErrorCode } from '../core/errors.js';
+import { BROADCAST_UID, checkUid } from '../core/names.js';
 
 /**
  * The seed text protocol, from the Workerman example this project grows out of:
@@ -14,8 +15,8 @@ import { ErrorCode } from '../core/errors.js';
  * This module is pure: it parses bytes and formats replies, and never touches sockets.
  */
 
-/** The uid that addresses every logged-in connection in `all:<message>`. */
-export const BROADCAST_UID = 'all';
+// The name rules live in core, shared by every entry point; re-exported for the codec's users.
+export { BROADCAST_UID, checkUid } from '../core/names.js';
 
 const COLON = 0x3a;
 
@@ -24,29 +25,6 @@ export type SeedCommand =
   | { readonly kind: 'push'; readonly uid: string; readonly message: Buffer }
   | { readonly kind: 'broadcast'; readonly message: Buffer }
   | { readonly kind: 'error'; readonly code: ErrorCode; readonly text: string };
-
-/**
- * Checks a uid against the rules every uid follows. Returns a reason when the uid is
- * refused, or `undefined` when it is acceptable.
- *
- * A uid is refused when it is empty, longer than `maxBytes` UTF-8 bytes, holds a colon
- * (it could never be addressed: `a:b:hi` routes to `a`), holds a control character, or is
- * `all` (reserved for broadcast, so the seed could never address it either).
- */
-export function checkUid(uid: string, maxBytes: number): string | undefined {
-  if (uid.length === 0) return 'empty uid';
-  if (uid.length > maxBytes || Buffer.byteLength(uid) > maxBytes) {
-    return `uid longer than ${maxBytes} bytes`;
-  }
-  if (uid === BROADCAST_UID) return `uid '${BROADCAST_UID}' is reserved for broadcast`;
-  // One pass over the characters: colons and C0/DEL control characters are refused.
-  for (let i = 0; i < uid.length; i++) {
-    const c = uid.charCodeAt(i);
-    if (c === COLON) return "uid must not contain ':'";
-    if (c < 0x20 || c === 0x7f) return 'uid must not contain control characters';
-  }
-  return undefined;
-}
 
 /**
  * Parses a message from a logged-in connection. `raw` is the UTF-8 payload of a text
@@ -70,6 +48,10 @@ export function parseCommand(raw: Buffer, maxUidBytes: number): SeedCommand {
   const uid = raw.toString('utf8', 0, colon);
   const message = raw.subarray(colon + 1);
   if (uid === BROADCAST_UID) return { kind: 'broadcast', message };
+  // A target no login could take (control characters, bidi overrides...) is a mistake
+  // worth telling, not an offline uid to drop silently.
+  const refusal = checkUid(uid, maxUidBytes);
+  if (refusal !== undefined) return { kind: 'error', code: ErrorCode.BadRequest, text: refusal };
   return { kind: 'push', uid, message };
 }
 

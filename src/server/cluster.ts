@@ -1,10 +1,17 @@
 import { channel, decodeEnvelope, encodeEnvelope, encodePushes, type Envelope } from '../broker/envelope.js';
 import type { Broker } from '../broker/broker.js';
-import type { GroupInfo, PushResult, Sync, UidPage } from '../core/service.js';
+import type { TokenCutoffs } from '../auth/cutoffs.js';
+import type { GroupInfo, PushResult, Sync, TokenRevocation, UidPage } from '../core/service.js';
 import type { Data, Group, JsonValue, Logger, Uid } from '../core/types.js';
 import type { Hub } from '../delivery/hub.js';
 import type { Router } from '../delivery/router.js';
 import type { Connection } from '../transport/connection.js';
+
+/**
+ * How often a node rereads every token cut-off from the store: a node that missed a
+ * `revoke` broadcast (it was cut off from the broker then) learns it within this time.
+ */
+export const CUTOFF_RELOAD_MS = 10_000;
 
 /**
  * One node of a cluster: the local hub plus a broker. Every operation publishes to the
@@ -21,11 +28,15 @@ export class ClusterNode implements Router {
   readonly #localUids = new Set<Uid>();
   /** Local members per group (the group's channel is subscribed while > 0). */
   readonly #localMembers = new Map<Group, number>();
+  /** The token cut-offs the verifier reads on every login: kept here, fed by the store and broadcasts. */
+  readonly #cutoffs: TokenCutoffs;
+  #reload: NodeJS.Timeout | undefined;
 
-  constructor(hub: Hub<Connection>, broker: Broker, log: Logger) {
+  constructor(hub: Hub<Connection>, broker: Broker, log: Logger, cutoffs: TokenCutoffs) {
     this.#hub = hub;
     this.#broker = broker;
     this.#log = log;
+    this.#cutoffs = cutoffs;
   }
 
   get nodeId(): string {
@@ -37,6 +48,19 @@ export class ClusterNode implements Router {
     await this.#broker.start((_channel, message) => {
       this.#onMessage(message);
     });
+    // Before the first login is taken: a token revoked before this node started is refused.
+    await this.#loadCutoffs();
+    this.#reload = setInterval(() => {
+      this.#loadCutoffs().catch((err: unknown) => {
+        this.#log.warn({ err }, 'cluster: cannot reload token cut-offs');
+      });
+    }, CUTOFF_RELOAD_MS);
+    this.#reload.unref();
+  }
+
+  async #loadCutoffs(): Promise<void> {
+    this.#cutoffs.prune();
+    for (const { uid, before, until } of await this.#broker.store.revocations()) this.#cutoffs.add(uid, { before, until });
   }
 
   isReady(): boolean {
@@ -44,6 +68,7 @@ export class ClusterNode implements Router {
   }
 
   close(): Promise<void> {
+    clearInterval(this.#reload);
     return this.#broker.close();
   }
 
@@ -126,6 +151,17 @@ export class ClusterNode implements Router {
     return connections;
   }
 
+  /**
+   * Records the cut-off in the store (so nodes that start later load it), here, and on
+   * every node through the broadcast channel (a node holding no connection of `uid` must
+   * know it too: the kicked client may reconnect anywhere).
+   */
+  async revokeTokens(uid: Uid, revocation: TokenRevocation): Promise<void> {
+    await this.#broker.store.revoke({ uid, ...revocation });
+    this.#cutoffs.add(uid, revocation);
+    this.#publish(channel.all, { t: 'revoke', uid, before: revocation.before, until: revocation.until });
+  }
+
   async connectionsOf(uid: Uid): Promise<number> {
     const [connections = 0] = await this.#broker.store.connections([uid]);
     return connections;
@@ -181,6 +217,9 @@ export class ClusterNode implements Router {
         return;
       case 'kick':
         this.#hub.kick(env.uid, env.reason);
+        return;
+      case 'revoke':
+        this.#cutoffs.add(env.uid, { before: env.before, until: env.until });
         return;
       case 'join':
         if (this.#localUids.has(env.uid)) this.#joinLocal(env.group, env.uid);

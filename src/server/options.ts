@@ -153,6 +153,18 @@ export const serverOptionsSchema = z
      * read offline within this time. The node refreshes it every third of it.
      */
     presenceTtl: ms(1000).default(15_000),
+    /**
+     * How long a kick's token cut-off (`revokeTokens`) lasts, in ms: the uid's tokens
+     * issued before the kick are refused this long. Set it to at least the longest
+     * lifetime (`exp` - `iat`) of the tokens you issue; past it, an old token that has not
+     * expired is accepted again.
+     */
+    revokeTtl: z
+      .number()
+      .int()
+      .min(100)
+      .max(30 * 24 * 3600 * 1000)
+      .default(24 * 3600 * 1000),
     /** Port of the inner text port on 127.0.0.1; null (the default) turns it off. */
     innerPort: z.number().int().min(0).max(65535).nullable().default(null),
     /**
@@ -169,6 +181,13 @@ export const serverOptionsSchema = z
     /** JWKS for client tokens: a file path or an http(s) URL. */
     jwks: z.string().min(1).optional(),
     /**
+     * The audience client tokens must name: when set, a token without `aud`, or whose
+     * `aud` (a string, or an array) does not hold this, is refused (4502). Needs token auth.
+     */
+    jwtAudience: z.string().min(1).max(1024).optional(),
+    /** The issuer client tokens must name: when set, `iss` must be exactly this (4502). Needs token auth. */
+    jwtIssuer: z.string().min(1).max(1024).optional(),
+    /**
      * Allow uid-as-login (no token auth) on a non-loopback address. Off by default: like
      * Redis's protected mode, the server refuses to start that way.
      */
@@ -183,6 +202,10 @@ export const serverOptionsSchema = z
   .refine(
     (o) => [o.jwtSecret, o.jwtPublicKey, o.jwks].filter((k) => k !== undefined).length <= 1,
     { error: 'set at most one of jwtSecret, jwtPublicKey and jwks', path: ['jwtSecret'] },
+  )
+  .refine(
+    (o) => (o.jwtAudience === undefined && o.jwtIssuer === undefined) || o.jwtSecret !== undefined || o.jwtPublicKey !== undefined || o.jwks !== undefined,
+    { error: 'jwtAudience and jwtIssuer check tokens: set jwtSecret, jwtPublicKey or jwks too', path: ['jwtAudience'] },
   )
   .refine(
     (o) =>

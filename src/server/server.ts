@@ -4,9 +4,10 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../api/http.js';
 import { InnerTextServer } from '../api/inner-text.js';
+import { TokenCutoffs } from '../auth/cutoffs.js';
 import { TokenVerifier } from '../auth/jwt.js';
 import { ProgramErrorCode, UidpushError, type ErrorCode } from '../core/errors.js';
-import type { GroupInfo, PushResult, PushService, ServiceStats, Sync, UidPage } from '../core/service.js';
+import type { GroupInfo, PushResult, PushService, ServiceStats, Sync, TokenRevocation, UidPage } from '../core/service.js';
 import { silentLogger, type Data, type Group, type Logger, type Uid } from '../core/types.js';
 import { isLoopback } from '../api/auth.js';
 import { Hub } from '../delivery/hub.js';
@@ -119,6 +120,8 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
   #innerPort: number | undefined;
   #cluster: ClusterNode | undefined;
   #closing: Promise<void> | undefined;
+  /** Token cut-offs of kicks with `revokeTokens`, read by the verifier on every login. */
+  readonly #cutoffs = new TokenCutoffs();
 
   /** @internal use {@link createServer}. */
   constructor(options: ServerOptions = {}) {
@@ -177,7 +180,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
             namespace: this.options.redisNamespace,
           }));
     if (clusterBroker !== undefined) {
-      this.#cluster = new ClusterNode(this.hub, clusterBroker, this.#log);
+      this.#cluster = new ClusterNode(this.hub, clusterBroker, this.#log, this.#cutoffs);
       this.#transport.setRouter(this.#cluster);
     }
     this.metrics = new Metrics(() => this.#localStats());
@@ -260,9 +263,39 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     return this.#cluster?.listUids(cursor, limit) ?? this.hub.uids({ cursor, limit });
   }
 
-  /** Closes every connection of `uid` with 4501; see {@link Hub.kick}. */
-  kick(uid: Uid, reason: string): Sync<number> {
+  /**
+   * Closes every connection of `uid`, on every node, with 4501; see {@link Hub.kick}. With
+   * `revokeTokens`, first refuses the uid's tokens issued before now (see
+   * {@link revokeTokens}), so the kicked client cannot log in again with the token it holds.
+   */
+  kick(uid: Uid, reason: string, options: { revokeTokens?: boolean } = {}): Sync<number> {
+    if (options.revokeTokens !== true) return this.#kick(uid, reason);
+    const revoked = this.revokeTokens(uid);
+    return revoked instanceof Promise ? revoked.then(() => this.#kick(uid, reason)) : this.#kick(uid, reason);
+  }
+
+  #kick(uid: Uid, reason: string): Sync<number> {
     return this.#cluster?.kick(uid, reason) ?? this.hub.kick(uid, reason);
+  }
+
+  /**
+   * Refuses the tokens of `uid` whose `iat` is earlier than the current second (or that
+   * have no `iat`), on every node, for `revokeTtl` ms; tokens issued from now on are
+   * accepted. Open connections are not closed: {@link kick} does that.
+   *
+   * @returns the cut-off: `before` and `until`, in ms since the epoch.
+   */
+  revokeTokens(uid: Uid): Sync<TokenRevocation> {
+    const now = Date.now();
+    // iat counts whole seconds: a token minted in the same second as the kick, after it,
+    // must stay valid (a backend that kicks, then issues a new token at once).
+    const revocation = { before: Math.floor(now / 1000) * 1000, until: now + this.options.revokeTtl };
+    const cluster = this.#cluster;
+    if (cluster === undefined) {
+      this.#cutoffs.add(uid, revocation);
+      return revocation;
+    }
+    return cluster.revokeTokens(uid, revocation).then(() => revocation);
   }
 
   /** Whether the server accepts clients: listening, not shutting down, broker reachable. */
@@ -327,7 +360,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     this.#state = 'listening';
     try {
       try {
-        this.#transport.setVerifier(await TokenVerifier.create(this.options, this.options.maxUidLength));
+        this.#transport.setVerifier(await TokenVerifier.create(this.options, this.options.maxUidLength, this.#cutoffs));
       } catch (err) {
         throw new UidpushError(ProgramErrorCode.InvalidConfig, `cannot load the token key: ${(err as Error).message}`, {
           cause: err,

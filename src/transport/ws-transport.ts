@@ -5,6 +5,7 @@ import { TokenError, type Identity, type TokenVerifier } from '../auth/jwt.js';
 import { canBroadcast, canJoin, canPublish, canSend, type Grants, type Right } from '../auth/rights.js';
 import { CloseCode } from '../core/close-codes.js';
 import { ErrorCode } from '../core/errors.js';
+import { checkName, checkUid, type NameKind } from '../core/names.js';
 import type { Sync } from '../core/service.js';
 import type { Data, Logger, Uid } from '../core/types.js';
 import { encodeTextFrame, PING_FRAME } from '../delivery/frame.js';
@@ -20,7 +21,7 @@ import {
   type ClientFrame,
   type RequestId,
 } from '../protocol/json-v1.js';
-import { checkUid, errorLine, loginReply, parseCommand } from '../protocol/seed-text.js';
+import { errorLine, loginReply, parseCommand } from '../protocol/seed-text.js';
 import type { Registry } from '../registry/registry.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { ExpiryQueue } from './expiry.js';
@@ -523,7 +524,7 @@ export class WsTransport implements ConnectionOwner {
     }
     switch (frame.type) {
       case 'send': {
-        if (!this.#validName(conn, frame.to, 'to', frame.id)) return;
+        if (!this.#validName(conn, frame.to, 'uid', 'to', frame.id)) return;
         if (!canSend(grants)) {
           this.#error(conn, ErrorCode.Forbidden, 'no right to send to a uid', frame.id);
           return;
@@ -535,7 +536,7 @@ export class WsTransport implements ConnectionOwner {
         return;
       }
       case 'publish': {
-        if (!this.#validName(conn, frame.group, 'group', frame.id)) return;
+        if (!this.#validName(conn, frame.group, 'group', 'group', frame.id)) return;
         if (!canPublish(grants, frame.group)) {
           this.#error(conn, ErrorCode.Forbidden, `no right to publish to group ${frame.group}`, frame.id);
           return;
@@ -558,7 +559,7 @@ export class WsTransport implements ConnectionOwner {
         return;
       }
       case 'join': {
-        if (!this.#validName(conn, frame.group, 'group', frame.id)) return;
+        if (!this.#validName(conn, frame.group, 'group', 'group', frame.id)) return;
         if (!canJoin(grants, frame.group)) {
           this.#error(conn, ErrorCode.Forbidden, `no right to join group ${frame.group}`, frame.id);
           return;
@@ -569,7 +570,7 @@ export class WsTransport implements ConnectionOwner {
         return;
       }
       case 'leave': {
-        if (!this.#validName(conn, frame.group, 'group', frame.id)) return;
+        if (!this.#validName(conn, frame.group, 'group', 'group', frame.id)) return;
         this.#routed(conn, frame.id, this.#router.leave(frame.group, from), (left) => {
           this.#ack(conn, frame.id, { group: frame.group, left });
         });
@@ -752,12 +753,12 @@ export class WsTransport implements ConnectionOwner {
     this.#send(conn, conn.codec === Codec.Seed ? errorLine(code, text) : errorFrame(code, text, id));
   }
 
-  #validName(conn: Connection, name: string, field: string, id: RequestId): boolean {
-    if (Buffer.byteLength(name) > this.#options.maxUidLength) {
-      this.#error(conn, ErrorCode.BadRequest, `${field}: longer than ${this.#options.maxUidLength} bytes`, id);
-      return false;
-    }
-    return true;
+  /** Checks a uid or group a v1 frame names; answers `bad_request` naming the field and rule. */
+  #validName(conn: Connection, name: string, kind: NameKind, field: string, id: RequestId): boolean {
+    const refusal = checkName(name, kind, this.#options.maxUidLength);
+    if (refusal === undefined) return true;
+    this.#error(conn, ErrorCode.BadRequest, `${field}: ${refusal}`, id);
+    return false;
   }
 
   #takeToken(conn: Connection, now: number): boolean {

@@ -138,7 +138,7 @@ describe('uidpush.v1 errors', () => {
       [{ type: 'send', id: 5, to: 'bob', data: 1, extra: true }, /extra|Unrecognized/],
       [{ type: 'join', id: 6, group: '' }, /group/],
       [[1, 2], /frame|type/],
-      [{ type: 'send', id: 8, to: 'x'.repeat(129), data: 1 }, /to: longer than 128/],
+      [{ type: 'send', id: 8, to: 'x'.repeat(129), data: 1 }, /to: uid longer than 128/],
     ];
     for (const [frame, message] of bad) {
       c.send(typeof frame === 'string' ? frame : JSON.stringify(frame));

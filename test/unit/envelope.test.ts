@@ -8,6 +8,7 @@ describe('cluster envelopes', () => {
       { t: 'publish', group: 'g', data: 'hi', from: null },
       { t: 'broadcast', data: 0, from: null },
       { t: 'kick', uid: 'u', reason: 'bye' },
+      { t: 'revoke', uid: 'u', before: 1_764_600_000_000, until: 1_764_686_400_000 },
       { t: 'join', group: 'g', uid: 'u' },
       { t: 'leave', group: 'g', uid: 'u' },
     ];
@@ -44,6 +45,8 @@ describe('cluster envelopes', () => {
       ['{"v":1,"node":"n","t":"broadcast"}', 'malformed broadcast'],
       ['{"v":1,"node":"n","t":"kick","uid":"u"}', 'malformed kick'],
       [`{"v":1,"node":"n","t":"kick","uid":"u","reason":"${'x'.repeat(124)}"}`, 'malformed kick'],
+      ['{"v":1,"node":"n","t":"revoke","uid":"u","before":1}', 'malformed revoke'],
+      ['{"v":1,"node":"n","t":"revoke","uid":"u","before":"1","until":2}', 'malformed revoke'],
       ['{"v":1,"node":"n","t":"join","group":"g"}', 'malformed join'],
       ['{"v":1,"node":"n","t":"leave","uid":"u","group":{}}', 'malformed leave'],
     ];

@@ -45,4 +45,20 @@ describe('the primary of --workers', () => {
     expect(warnings.map((w) => w.msg)).toEqual(['ipc: unknown message from a worker']);
     await stop();
   });
+
+  it('keeps the token cut-offs of every worker in its shared store', async () => {
+    const { logger } = warningLog();
+    const shared = new MemoryCluster();
+    const one = new FakeWorker();
+    const two = new FakeWorker();
+    const stops = [servePrimary(shared, one as unknown as Worker, logger), servePrimary(shared, two as unknown as Worker, logger)];
+    const until = Date.now() + 60_000;
+    one.emit('message', { uidpush: 'req', id: 1, op: 'revoke', args: [{ uid: 'alice', before: 1000, until }] });
+    await flush();
+    two.emit('message', { uidpush: 'req', id: 7, op: 'revocations', args: [] });
+    await flush();
+    await flush();
+    expect(two.sent).toContainEqual({ uidpush: 'res', id: 7, result: [{ uid: 'alice', before: 1000, until }] });
+    for (const stop of stops) await stop();
+  });
 });
