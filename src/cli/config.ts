@@ -31,6 +31,7 @@ const OPTION_KINDS = {
   jwtPublicKey: 'string',
   jwks: 'string',
   insecure: 'boolean',
+  allowedOrigins: 'list',
   clientRights: 'list',
   redis: 'string',
   redisNamespace: 'string',

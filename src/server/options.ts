@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isLoopback } from '../api/auth.js';
+import { compileOrigins } from '../core/origins.js';
 import { RIGHTS } from '../auth/rights.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
 
@@ -91,6 +92,25 @@ export const serverOptionsSchema = z
     jwtPublicKey: z.string().min(1).optional(),
     /** JWKS for client tokens: a file path or an http(s) URL. */
     jwks: z.string().min(1).optional(),
+    /**
+     * Origins whose pages may open a WebSocket: exact origins (`https://app.example.com`),
+     * `https://*.example.com` (any subdomain), `http://localhost:*` (any port), `null`, or
+     * `*` (any). Clients that send no Origin (not browsers) are always accepted. Unset:
+     * loopback origins only with token auth off; any origin with it on. Others get 403.
+     */
+    allowedOrigins: z
+      .array(z.string().min(1).max(2048))
+      .max(10_000)
+      .optional()
+      .superRefine((list, ctx) => {
+        const compiled = list === undefined ? undefined : compileOrigins(list);
+        if (compiled?.ok === false) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `'${compiled.entry}' is not an origin (scheme://host[:port]) or pattern (*.host, :*, null, *)`,
+          });
+        }
+      }),
     /**
      * Allow uid-as-login (no token auth) on a non-loopback address. Off by default: like
      * Redis's protected mode, the server refuses to start that way.

@@ -5,6 +5,7 @@ import { TokenError, type Identity, type TokenVerifier } from '../auth/jwt.js';
 import { canBroadcast, canJoin, canPublish, canSend, type Grants, type Right } from '../auth/rights.js';
 import { CloseCode } from '../core/close-codes.js';
 import { ErrorCode } from '../core/errors.js';
+import type { OriginCheck } from '../core/origins.js';
 import type { Sync } from '../core/service.js';
 import type { Data, Logger, Uid } from '../core/types.js';
 import { encodeTextFrame, PING_FRAME } from '../delivery/frame.js';
@@ -44,6 +45,8 @@ export interface TransportOptions {
   loginTimeout: number;
   /** Rights of a client whose token has no `rights` claim, or of every client without auth. */
   clientRights: readonly Right[];
+  /** Whether a handshake's Origin is accepted (others get 403); unset: every origin. */
+  checkOrigin?: OriginCheck | undefined;
 }
 
 /** What the transport reports to the server; the server turns these into events. */
@@ -170,6 +173,12 @@ export class WsTransport implements ConnectionOwner {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (!this.#accepting) {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    // Before any work: a page from a refused origin gets no WebSocket and no token check.
+    if (this.#options.checkOrigin?.(handshakeOrigin(req)) === false) {
+      this.#log.debug({ origin: handshakeOrigin(req) }, 'handshake refused: origin not allowed');
+      refuseHandshake(socket, 403, 'Forbidden', 'uidpush: origin not allowed\n');
       return;
     }
     const token = handshakeToken(req);
@@ -609,6 +618,27 @@ export class WsTransport implements ConnectionOwner {
       conn.close(CloseCode.TokenExpired, 'token expired');
     }
   }
+}
+
+/** The page origin a browser sent (`Sec-WebSocket-Origin` in protocol version 8). */
+function handshakeOrigin(req: IncomingMessage): string | undefined {
+  const origin = req.headers.origin ?? req.headers['sec-websocket-origin'];
+  // Repeated headers arrive joined or as a list: no origin matches them.
+  return Array.isArray(origin) ? origin.join(', ') : origin;
+}
+
+/** Answers a handshake with an HTTP error and closes the socket; ws never sees it. */
+function refuseHandshake(socket: Duplex, status: number, statusText: string, body: string): void {
+  socket.on('error', () => {
+    socket.destroy();
+  });
+  socket.once('finish', () => {
+    socket.destroy();
+  });
+  socket.end(
+    `HTTP/1.1 ${String(status)} ${statusText}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${String(Buffer.byteLength(body))}\r\n\r\n${body}`,
+  );
 }
 
 /** A token offered at the handshake: `?token=` or `Authorization: Bearer`. */
