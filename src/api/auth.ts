@@ -15,8 +15,5 @@ export function makeKeyCheck(apiKey: string): (header: string | undefined) => bo
   };
 }
 
-/** Whether `host` names a loopback address (127.0.0.0/8, ::1, localhost). */
-export function isLoopback(host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === '::ffff:127.0.0.1';
-}
+// One definition for the listen checks, the API's Host check and the handshake's Origin.
+export { isLoopback } from '../core/origins.js';

@@ -9,6 +9,7 @@ import { fitsCloseReason } from '../core/close-codes.js';
 import { ErrorCode, ProgramErrorCode, UidpushError } from '../core/errors.js';
 import { exceedsJsonDepth } from '../core/json-depth.js';
 import { checkName, type NameKind } from '../core/names.js';
+import { isLocalOrigin, isLoopbackHostHeader } from '../core/origins.js';
 import type { PushService } from '../core/service.js';
 import type { JsonValue, Logger } from '../core/types.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -19,7 +20,10 @@ import { apiServerOptions, guardApiServer, type ApiConnectionLimits } from './co
 export interface ApiOptions {
   service: PushService;
   metrics: Metrics;
-  /** Required on every route but /healthz and /readyz; undefined: no key (loopback only). */
+  /**
+   * Required on every route but /healthz and /readyz; undefined: no key, and those routes
+   * answer only requests whose Host names a loopback address (no foreign Origin).
+   */
   apiKey: string | undefined;
   /** Most uids in one `POST /v1/push`. */
   maxUids: number;
@@ -58,6 +62,23 @@ function sendError(reply: FastifyReply, status: number, code: ErrorCode, message
   return reply.code(status).send({ error: { code, message } } satisfies ApiErrorBody);
 }
 
+
+/**
+ * Without a key the API is for this machine only, and listening on loopback does not
+ * ensure that: a page in a local browser can reach it through a DNS name rebound to
+ * 127.0.0.1 (its Host is still that name), or send it simple cross-site requests (its
+ * Origin is the page's). Requests without either header are not from a browser.
+ */
+function refuseForeign(request: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
+  const { host, origin } = request.headers;
+  if (host !== undefined && !isLoopbackHostHeader(host)) {
+    return sendError(reply, 403, ErrorCode.Forbidden, 'keyless server API: the Host header must name a loopback address (set an API key to serve other names)');
+  }
+  if (!isLocalOrigin(origin)) {
+    return sendError(reply, 403, ErrorCode.Forbidden, 'keyless server API: requests from pages of other origins are refused (set an API key)');
+  }
+  return undefined;
+}
 
 const dataSchema = {}; // any JSON value
 /** A body of exactly `{ "data": <any JSON> }`. */
@@ -112,9 +133,9 @@ export function createApi(options: ApiOptions): FastifyInstance {
 
   const checkKey = options.apiKey === undefined ? undefined : makeKeyCheck(options.apiKey);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    if (checkKey === undefined) return;
     const config = request.routeOptions.config as { public?: boolean };
     if (config.public === true) return;
+    if (checkKey === undefined) return refuseForeign(request, reply);
     if (!checkKey(request.headers.authorization)) {
       reply.header('www-authenticate', 'Bearer');
       return sendError(reply, 401, ErrorCode.Unauthorized, 'missing or wrong API key (Authorization: Bearer <key>)');

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type BTreeClass from 'sorted-btree';
+import { ProgramErrorCode, UidpushError } from '../core/errors.js';
 import type { UidPage } from '../core/service.js';
 import type { Uid } from '../core/types.js';
 
@@ -35,9 +36,28 @@ export function cursorAfter(uid: Uid): string {
   return Buffer.from(uid).toString('base64url');
 }
 
-/** The uid a cursor resumes after. */
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+// Fatal: bytes that are not UTF-8 are a forged cursor, not a uid with U+FFFD in it.
+// ignoreBOM: a uid may start with U+FEFF, and its cursor must name that uid.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * The uid a cursor resumes after. Buffer's base64 decoder skips what it cannot read, so
+ * any string would name some uid: only the exact text {@link cursorAfter} makes is taken,
+ * and every topology answers a malformed cursor the same way.
+ *
+ * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for a cursor cursorAfter did not make.
+ */
 export function uidOfCursor(cursor: string): Uid {
-  return Buffer.from(cursor, 'base64url').toString('utf8');
+  const bytes = BASE64URL.test(cursor) ? Buffer.from(cursor, 'base64url') : undefined;
+  if (bytes !== undefined && bytes.length > 0 && bytes.toString('base64url') === cursor) {
+    try {
+      return UTF8.decode(bytes);
+    } catch {
+      // not UTF-8: refused below
+    }
+  }
+  throw new UidpushError(ProgramErrorCode.InvalidArgument, 'invalid cursor');
 }
 
 /**

@@ -46,6 +46,7 @@ const OPTION_KINDS = {
   jwtIssuer: 'string',
   revokeTtl: 'number',
   insecure: 'boolean',
+  allowedOrigins: 'list',
   clientRights: 'list',
   redis: 'string',
   redisNamespace: 'string',

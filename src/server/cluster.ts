@@ -1,6 +1,7 @@
 import { channel, decodeEnvelope, encodeEnvelope, encodePushes, type Envelope } from '../broker/envelope.js';
 import type { Broker } from '../broker/broker.js';
 import type { TokenCutoffs } from '../auth/cutoffs.js';
+import { uidOfCursor } from '../broker/uid-order.js';
 import type { GroupInfo, PushResult, Sync, TokenRevocation, UidPage } from '../core/service.js';
 import type { Data, Group, JsonValue, Logger, Uid } from '../core/types.js';
 import type { Hub } from '../delivery/hub.js';
@@ -167,8 +168,12 @@ export class ClusterNode implements Router {
     return connections;
   }
 
-  listUids(cursor: string | null, limit: number): Promise<UidPage> {
-    return this.#broker.store.listUids(cursor, limit);
+  /** @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for a malformed cursor. */
+  async listUids(cursor: string | null, limit: number): Promise<UidPage> {
+    // Checked here, before any broker: an error thrown in the primary of --workers
+    // crosses IPC as text and would reach the API as a 500.
+    if (cursor !== null) uidOfCursor(cursor);
+    return await this.#broker.store.listUids(cursor, limit);
   }
 
   totals(): Promise<{ onlineUids: number; connections: number }> {

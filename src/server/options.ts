@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isLoopback } from '../api/auth.js';
+import { compileOrigins } from '../core/origins.js';
 import { RIGHTS } from '../auth/rights.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
 import { DEFAULT_MAX_JSON_DEPTH } from '../core/json-depth.js';
@@ -187,6 +188,25 @@ export const serverOptionsSchema = z
     jwtAudience: z.string().min(1).max(1024).optional(),
     /** The issuer client tokens must name: when set, `iss` must be exactly this (4502). Needs token auth. */
     jwtIssuer: z.string().min(1).max(1024).optional(),
+    /**
+     * Origins whose pages may open a WebSocket: exact origins (`https://app.example.com`),
+     * `https://*.example.com` (any subdomain), `http://localhost:*` (any port), `null`, or
+     * `*` (any). Clients that send no Origin (not browsers) are always accepted. Unset:
+     * loopback origins only with token auth off; any origin with it on. Others get 403.
+     */
+    allowedOrigins: z
+      .array(z.string().min(1).max(2048))
+      .max(10_000)
+      .optional()
+      .superRefine((list, ctx) => {
+        const compiled = list === undefined ? undefined : compileOrigins(list);
+        if (compiled?.ok === false) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `'${compiled.entry}' is not an origin (scheme://host[:port]) or pattern (*.host, :*, null, *)`,
+          });
+        }
+      }),
     /**
      * Allow uid-as-login (no token auth) on a non-loopback address. Off by default: like
      * Redis's protected mode, the server refuses to start that way.

@@ -10,6 +10,7 @@ import { ProgramErrorCode, UidpushError, type ErrorCode } from '../core/errors.j
 import type { GroupInfo, PushResult, PushService, ServiceStats, Sync, TokenRevocation, UidPage } from '../core/service.js';
 import { silentLogger, type Data, type Group, type Logger, type Uid } from '../core/types.js';
 import { isLoopback } from '../api/auth.js';
+import { originPolicy } from '../core/origins.js';
 import { Hub } from '../delivery/hub.js';
 import { localRouter } from '../delivery/router.js';
 import { Metrics } from '../metrics/metrics.js';
@@ -144,7 +145,11 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       this.hub,
       localRouter(this.hub),
       registry,
-      { ...this.options, clientRights: defaultClientRights(this.options) },
+      {
+        ...this.options,
+        clientRights: defaultClientRights(this.options),
+        checkOrigin: originPolicy(this.options.allowedOrigins, authEnabled(this.options)),
+      },
       {
         connection: (conn) => {
           this.emit('connection', conn);

@@ -6,6 +6,7 @@ import { canBroadcast, canJoin, canPublish, canSend, type Grants, type Right } f
 import { CloseCode } from '../core/close-codes.js';
 import { ErrorCode } from '../core/errors.js';
 import { checkName, checkUid, type NameKind } from '../core/names.js';
+import type { OriginCheck } from '../core/origins.js';
 import type { Sync } from '../core/service.js';
 import type { Data, Logger, Uid } from '../core/types.js';
 import { encodeTextFrame, PING_FRAME } from '../delivery/frame.js';
@@ -58,6 +59,8 @@ export interface TransportOptions {
   loginTimeout: number;
   /** Rights of a client whose token has no `rights` claim, or of every client without auth. */
   clientRights: readonly Right[];
+  /** Whether a handshake's Origin is accepted (others get 403); unset: every origin. */
+  checkOrigin?: OriginCheck | undefined;
 }
 
 /** What the transport reports to the server; the server turns these into events. */
@@ -211,6 +214,12 @@ export class WsTransport implements ConnectionOwner {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (!this.#accepting) {
       refuseUpgrade(socket, 503, 'server shutting down');
+      return;
+    }
+    // Before any work: a page from a refused origin gets no WebSocket and no token check.
+    if (this.#options.checkOrigin?.(handshakeOrigin(req)) === false) {
+      this.#log.debug({ origin: handshakeOrigin(req) }, 'handshake refused: origin not allowed');
+      refuseUpgrade(socket, 403, 'uidpush: origin not allowed');
       return;
     }
     const ip = req.socket.remoteAddress;
@@ -820,6 +829,14 @@ export class WsTransport implements ConnectionOwner {
   }
 }
 
+/** The page origin a browser sent (`Sec-WebSocket-Origin` in protocol version 8). */
+function handshakeOrigin(req: IncomingMessage): string | undefined {
+  const origin = req.headers.origin ?? req.headers['sec-websocket-origin'];
+  // Repeated headers arrive joined or as a list: no origin matches them.
+  return Array.isArray(origin) ? origin.join(', ') : origin;
+}
+
+/** Answers a handshake with an HTTP error and closes the socket; ws never sees it. */
 /** A token offered at the handshake: `?token=` or `Authorization: Bearer`. */
 function handshakeToken(req: IncomingMessage): string | undefined {
   const header = req.headers.authorization;
@@ -849,19 +866,21 @@ function onError(this: WebSocket, err: Error): void {
   if (this instanceof Connection) this.owner?.onError(this, err);
 }
 
-const STATUS_TEXT = { 429: 'Too Many Requests', 503: 'Service Unavailable' } as const;
+const STATUS_TEXT = { 403: 'Forbidden', 429: 'Too Many Requests', 503: 'Service Unavailable' } as const;
 
 /**
  * Answers an upgrade with an HTTP error and closes the socket: ended, then destroyed once
  * the answer is flushed (as ws's own refusals do), so a peer that never closes its side
  * cannot keep it half-open.
  */
-function refuseUpgrade(socket: Duplex, status: 429 | 503, text: string): void {
+function refuseUpgrade(socket: Duplex, status: keyof typeof STATUS_TEXT, text: string): void {
   socket.on('error', destroySocket);
   socket.once('finish', destroySocket);
   const body = `${text}\n`;
+  // A refused origin will not become acceptable by waiting; a cap or a rate might.
+  const retry = status === 403 ? '' : `Retry-After: ${RETRY_AFTER_S}\r\n`;
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nRetry-After: ${RETRY_AFTER_S}\r\nConnection: close\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n${retry}Connection: close\r\n` +
       `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }

@@ -228,6 +228,26 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       for (let i = 0; i < nodes.length; i++) expect(await walk(i)).not.toContain('c3');
     });
 
+    it('refuses a malformed uid-list cursor with 400 bad_request on every node, and still serves', async () => {
+      const bystander = await seed(0, 'pager');
+      await presence('pager', 1);
+      // Not base64url, not canonical base64url (Buffer would skip or round what it cannot
+      // read), empty bytes, and bytes that are not UTF-8.
+      const forged = ['forged', '%%%', 'a', '_w', 'not-a-cursor', 'x'.repeat(5000)];
+      for (let i = 0; i < nodes.length; i++) {
+        for (const cursor of forged) {
+          const res = await fetch(`${apis[i] ?? ''}/v1/users?cursor=${encodeURIComponent(cursor)}`);
+          expect({ node: i, cursor: cursor.slice(0, 20), status: res.status, body: await res.json() }).toMatchObject({
+            status: 400,
+            body: { error: { code: 'bad_request', message: 'invalid cursor' } },
+          });
+        }
+        expect(((await api(i, 'GET', '/v1/users')) as { uids: string[] }).uids).toEqual(['pager']);
+      }
+      expect(await api(last(), 'POST', '/v1/push', { uid: 'pager', data: 'still served' })).toEqual({ online: 1, connections: 1 });
+      expect(await bystander.next()).toBe('still served');
+    });
+
     it('forgets a uid on every node once its last connection closes', async () => {
       const c = await seed(last(), 'gone');
       await presence('gone', 1);

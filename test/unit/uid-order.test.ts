@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { compareUids, UidIndex } from '../../src/broker/uid-order.js';
+import { compareUids, cursorAfter, UidIndex, uidOfCursor } from '../../src/broker/uid-order.js';
+import { UidpushError } from '../../src/core/errors.js';
 
 // Characters from every range whose UTF-16 and UTF-8 orders could disagree.
 const ALPHABET = ['a', 'z', '\u00e9', '\u07ff', '\u0800', '\u65e5', '\ud7ff', '\ue000', '\uffef', '\ufffd', '\u{10000}', '\u{1f600}', '\u{10ffff}'];
@@ -76,5 +77,22 @@ describe('uid order', () => {
     const first = index.page(null, 1);
     expect(first.uids).toEqual(['a']);
     expect(index.page(first.nextCursor, 5)).toEqual({ uids: ['c'], nextCursor: null });
+  });
+
+  it('reads back the uid of every cursor it made, a leading U+FEFF included', () => {
+    const next = random(3);
+    for (let i = 0; i < 500; i++) {
+      const uid = randomUid(next);
+      expect(uidOfCursor(cursorAfter(uid))).toBe(uid);
+    }
+    expect(uidOfCursor(cursorAfter('\ufeffbom'))).toBe('\ufeffbom');
+  });
+
+  it('refuses every cursor it did not make instead of reading some uid out of it', () => {
+    // Buffer would read each of these as some uid: it skips characters it cannot decode
+    // and drops trailing bits.
+    for (const cursor of ['', 'forged', '%%%', 'YWxpY2U=', 'YWxp Y2U', 'a', '_w', 'not-a-cursor', 'YWxpY2U.']) {
+      expect(() => uidOfCursor(cursor), cursor).toThrow(UidpushError);
+    }
   });
 });
