@@ -15,8 +15,9 @@ const name = z.string().min(1);
 /**
  * Any JSON value, taken as JSON.parse made it. What JSON.parse returns is JSON by
  * construction, so `z.json()`'s recursive walk (and copy) of it checked nothing and cost
- * most of the parse: 78 -> 5 us for a 1 KB frame. The copy also dropped `__proto__` keys;
- * data is now delivered exactly as the client wrote it. Depth is bounded before the parse.
+ * most of the parse: 78 -> 16 us for a 1 KB frame, JSON.parse included. The copy also
+ * dropped `__proto__` keys; data is now delivered exactly as the client wrote it. The
+ * nesting is bounded before the parse.
  */
 const json = z.custom<JsonValue>((value) => value !== undefined, { error: 'Invalid input: expected JSON value' });
 
