@@ -1,0 +1,209 @@
+import { createConnection, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryCluster, type Logger, type ServerOptions, type UidpushServer } from '../../src/index.js';
+import { connect, connectV1, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
+import { hs256, SECRET } from '../helpers/tokens.js';
+
+// Issue 9, item 1: no exception while handling one connection's frame, one API request or
+// one inner-port line may end the process. Each test makes a handler throw for real and
+// checks the answer, the metric, the log and a bystander.
+
+interface Logged {
+  msg: string;
+  fields: Record<string, unknown>;
+}
+
+let started: Started | undefined;
+let errors: Logged[] = [];
+const clients: TestClient[] = [];
+const sockets: Socket[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  for (const s of sockets.splice(0)) s.destroy();
+  await started?.stop();
+  started = undefined;
+});
+
+async function setup(options: ServerOptions = {}): Promise<UidpushServer> {
+  errors = [];
+  const logger: Logger = {
+    debug() {},
+    info() {},
+    warn() {},
+    error(fields: object, msg?: string) {
+      errors.push({ msg: msg ?? '', fields: fields as Record<string, unknown> });
+    },
+  };
+  started = await startServer({ ...options, logger });
+  return started.server;
+}
+async function seed(uid: string): Promise<TestClient> {
+  const c = await connect(started?.url ?? '');
+  clients.push(c);
+  return c.login(uid);
+}
+async function v1(uid: string): Promise<{ c: TestClient; id: number }> {
+  const c = await connectV1(started?.url ?? '');
+  clients.push(c);
+  c.sendJson({ type: 'auth', uid });
+  const welcome = await c.nextJson();
+  expect(welcome).toMatchObject({ type: 'welcome', uid });
+  return { c, id: welcome.connectionId as number };
+}
+async function internalErrors(server: UidpushServer, where: string): Promise<number> {
+  const metric = await server.metrics.registry.getSingleMetric('uidpush_internal_errors_total')?.get();
+  return metric?.values.find((v) => v.labels.where === where)?.value ?? Number.NaN;
+}
+function api(path: string, body?: string): Promise<Response> {
+  const url = `http://127.0.0.1:${started?.server.address().api?.port ?? 0}${path}`;
+  return fetch(url, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+}
+
+describe('last-resort guard on WebSocket connections', () => {
+  it('answers internal when a message listener of the program throws, in both protocols, and serves everyone else', async () => {
+    const server = await setup();
+    server.on('message', ({ from }) => {
+      if (from.startsWith('bad')) throw new Error('listener bug');
+    });
+    expect(await internalErrors(server, 'ws')).toBe(0);
+    const bystander = await seed('bystander');
+    const badSeed = await seed('bad-seed');
+    const { c: badV1 } = await v1('bad-v1');
+    badSeed.send('bystander:from seed');
+    expect(await bystander.next()).toBe('from seed'); // delivered before the listener ran
+    expect(await badSeed.next()).toBe('error: internal internal error');
+    badV1.sendJson({ type: 'send', id: 9, to: 'bystander', data: 'from v1' });
+    expect(await bystander.next()).toBe('from v1');
+    expect(await badV1.nextJson()).toEqual({ type: 'error', code: 'internal', message: 'internal error', id: 9 });
+    expect(await internalErrors(server, 'ws')).toBe(2);
+    expect(errors.map((e) => e.fields.uid)).toEqual(['bad-seed', 'bad-v1']);
+    expect(errors[0]?.fields.conn).toEqual(expect.any(Number));
+    expect((errors[0]?.fields.err as Error).message).toBe('listener bug');
+    // Both connections stay open and usable; the process and every other client carry on.
+    const good = await seed('good');
+    good.send('bad-seed:still here');
+    expect(await badSeed.next()).toBe('still here');
+    badV1.sendJson({ type: 'ping', id: 10 });
+    expect(await badV1.nextJson()).toEqual({ type: 'pong', id: 10 });
+    good.send('bystander:and you');
+    expect(await bystander.next()).toBe('and you');
+  });
+
+  it('answers internal when the listener throws on a cluster answer that comes later (a promise callback)', async () => {
+    const server = await setup({ broker: new MemoryCluster().createBroker() });
+    server.on('message', ({ from }) => {
+      if (from === 'bad') throw new Error('listener bug');
+    });
+    const bystander = await seed('bystander');
+    const { c: bad } = await v1('bad');
+    // With an id, the ack waits for the cluster's count: the listener runs in a promise callback.
+    bad.sendJson({ type: 'send', id: 'later', to: 'bystander', data: 'x' });
+    expect(await bystander.next()).toBe('x');
+    expect(await bad.nextJson()).toEqual({ type: 'error', code: 'internal', message: 'internal error', id: 'later' });
+    expect(await internalErrors(server, 'ws')).toBe(1);
+    expect(errors[0]?.msg).toBe('answering a client message failed; answered internal');
+  });
+
+  it('closes only that connection with 1011 when even the internal answer cannot be written', async () => {
+    const server = await setup();
+    const bystander = await seed('bystander');
+    const { c: victim, id: victimId } = await v1('victim');
+    const write = server.hub.write.bind(server.hub);
+    server.hub.write = (conn, frame) => {
+      if (conn.id === victimId) throw new Error('write bug');
+      return write(conn, frame);
+    };
+    victim.sendJson({ type: 'ping', id: 1 });
+    expect(await victim.closed()).toBe(1011);
+    expect(victim.closeReason).toBe('internal error');
+    expect(await internalErrors(server, 'ws')).toBe(1);
+    expect(errors.map((e) => e.msg)).toEqual([
+      'handling a client message failed; answered internal',
+      'answering internal failed; closing the connection with 1011',
+    ]);
+    expect(server.hub.sendToUid('bystander', 'unaffected')).toBe(1);
+    expect(await bystander.next()).toBe('unaffected');
+  });
+
+  it('answers internal, with no unhandled rejection, when a login listener throws after a token check', async () => {
+    const server = await setup({ jwtSecret: SECRET });
+    server.on('login', (_conn, uid) => {
+      if (uid.startsWith('bad')) throw new Error('login listener bug');
+    });
+    const viaFrame = await connectV1(started?.url ?? '');
+    clients.push(viaFrame);
+    viaFrame.sendJson({ type: 'auth', id: 'a', token: await hs256({ sub: 'bad-frame' }) });
+    expect(await viaFrame.nextJson()).toMatchObject({ type: 'welcome', uid: 'bad-frame', id: 'a' });
+    expect(await viaFrame.nextJson()).toEqual({ type: 'error', code: 'internal', message: 'internal error', id: 'a' });
+    // The handshake token is checked in a promise too.
+    const viaHandshake = await connect(`${started?.url ?? ''}/?token=${await hs256({ sub: 'bad-handshake' })}`);
+    clients.push(viaHandshake);
+    expect(await viaHandshake.next()).toBe('login success, your uid is bad-handshake');
+    expect(await viaHandshake.next()).toBe('error: internal internal error');
+    expect(await internalErrors(server, 'ws')).toBe(2);
+    // Logged in all the same: the listener ran after the binding.
+    expect(server.hub.sendToUid('bad-frame', 'hi')).toBe(1);
+    expect(await viaFrame.nextJson()).toMatchObject({ type: 'message', data: 'hi' });
+  });
+
+  it('survives a close listener that throws', async () => {
+    const server = await setup();
+    server.on('close', ({ uid }) => {
+      if (uid === 'leaving') throw new Error('close listener bug');
+    });
+    const bystander = await seed('bystander');
+    const leaving = await seed('leaving');
+    leaving.close();
+    await waitFor(() => errors.length === 1);
+    expect(errors[0]?.msg).toBe('reporting a close failed; answered internal');
+    expect(await internalErrors(server, 'ws')).toBe(1);
+    expect(server.hub.isOnline('leaving')).toBe(false);
+    const other = await seed('other');
+    other.send('bystander:after the close');
+    expect(await bystander.next()).toBe('after the close');
+  });
+});
+
+describe('last-resort guard on the server API', () => {
+  it('answers 500 internal when a route throws, logs the route, counts it, and serves the next request', async () => {
+    const server = await setup();
+    const bystander = await seed('bystander');
+    server.hub.broadcast = () => {
+      throw new Error('broadcast bug');
+    };
+    const res = await api('/v1/broadcast', '{"data":"x"}');
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({ error: { code: 'internal', message: 'internal error' } });
+    expect(errors).toHaveLength(1);
+    expect(errors[0]?.fields).toMatchObject({ method: 'POST', route: '/v1/broadcast' });
+    const metrics = await (await api('/metrics')).text();
+    expect(metrics).toContain('uidpush_internal_errors_total{where="api"} 1');
+    expect(metrics).toContain('uidpush_internal_errors_total{where="ws"} 0');
+    const push = await api('/v1/push', '{"uid":"bystander","data":"next"}');
+    expect(push.status).toBe(200);
+    expect(await bystander.next()).toBe('next');
+  });
+});
+
+describe('last-resort guard on the inner text port', () => {
+  it('answers error internal for a line whose handling throws, and handles the next line', async () => {
+    const server = await setup({ innerPort: 0 });
+    const bystander = await seed('bystander');
+    const sendToUids = server.hub.sendToUids.bind(server.hub);
+    server.hub.sendToUids = (uids, data) => {
+      if ([...uids].includes('bad')) throw new Error('push bug');
+      return sendToUids(uids, data);
+    };
+    const socket = createConnection({ host: '127.0.0.1', port: server.address().inner?.port ?? 0 });
+    sockets.push(socket);
+    const answers = createInterface({ input: socket })[Symbol.asyncIterator]();
+    socket.write('{"uid":"bad"}\n{"uid":"bystander","n":1}\n');
+    expect((await answers.next()).value).toBe('error internal');
+    expect((await answers.next()).value).toBe('ok');
+    expect(await bystander.next()).toBe('{"uid":"bystander","n":1}');
+    expect(await internalErrors(server, 'inner')).toBe(1);
+    expect(errors[0]?.msg).toBe('inner text port: handling a line failed; answered internal');
+  });
+});
