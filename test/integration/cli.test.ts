@@ -143,7 +143,8 @@ describe('serve configuration', () => {
     expect(config.server).toMatchObject({
       host: '127.0.0.1',
       port: 1234,
-      maxMessageSize: 65536,
+      maxMessageSize: 1048576,
+      maxPreLoginMessageSize: 16384,
       maxBufferedBytes: 1048576,
       slowConsumerPolicy: 'close',
     });
