@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { mintToken, parseDuration } from '../auth/mint.js';
 import { RIGHTS, type Right } from '../auth/rights.js';
+import { checkUid } from '../core/names.js';
 import { PushApiError, PushClient } from '../client/push-client.js';
 
 /** A CLI failure with its exit code: 2 for usage, 1 for a failed call. */
@@ -197,7 +198,11 @@ async function token(args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<
     return;
   }
   const [uid] = positionals;
-  if (uid === undefined || uid.length === 0 || positionals.length !== 1) throw new CliError('token: expected one <uid>', 2);
+  if (uid === undefined || positionals.length !== 1) throw new CliError('token: expected one <uid>', 2);
+  // A sub the server would refuse is better refused here. The server's maxUidLength may be
+  // lower than the largest allowed; 1024 catches only what no server takes.
+  const refusal = checkUid(uid, 1024);
+  if (refusal !== undefined) throw new CliError(`token: ${refusal}`, 2);
   const secret = values['jwt-secret'] ?? env.UIDPUSH_JWT_SECRET;
   if (secret === undefined || secret.length < 32) {
     throw new CliError('token: needs the HS256 secret (--jwt-secret or UIDPUSH_JWT_SECRET, 32+ characters)', 2);

@@ -85,6 +85,11 @@ describe('uidpush token', () => {
     await expect(mint(['alice', '--ttl', 'forever'])).rejects.toThrow(/--ttl: expected .*0: never expires/);
   });
 
+  it('refuses to mint a token for a uid no server would take', async () => {
+    await expect(mint(['a:b'])).rejects.toThrow("token: uid must not contain ':'");
+    await expect(mint(['all'])).rejects.toThrow(/reserved for broadcast/);
+  });
+
   it('mints aud and iss from flags or the server variables, and the server accepts it', async () => {
     const fromFlags = decodeJwt(await mint(['alice', '--jwt-audience', 'push', '--jwt-issuer', 'https://auth.example']));
     expect(fromFlags).toMatchObject({ aud: 'push', iss: 'https://auth.example' });
