@@ -16,9 +16,16 @@ export const CloseCode = {
   Normal: 1000,
   /** The server is shutting down; reconnect to another node or later. */
   GoingAway: 1001,
+  /** The client broke RFC 6455: an unmasked frame, RSV bits, a bad opcode... (raised by ws). */
+  ProtocolError: 1002,
   /** The client sent invalid UTF-8 in a text frame (raised by the ws library). */
   InvalidPayload: 1007,
-  /** A frame exceeded the hard receive limit, so it was not buffered (raised by ws). */
+  /** A message in too many fragments (more than 16,384; raised by ws). */
+  PolicyViolation: 1008,
+  /**
+   * A message exceeded the receive limit (`maxPreLoginMessageSize` before login,
+   * `maxMessageSize` after), so it was not buffered (raised by ws).
+   */
   MessageTooBig: 1009,
   /**
    * A bug on the server side while handling this connection's message, and the error could
