@@ -145,10 +145,21 @@ describe('serve configuration', () => {
       port: 1234,
       maxMessageSize: 1048576,
       maxPreLoginMessageSize: 16384,
+      maxPendingConnections: 10000,
+      maxConnectionsPerIp: 0,
+      maxHandshakesPerIp: 0,
+      closeGrace: 2000,
+      idleTimeout: 60000,
       maxBufferedBytes: 1048576,
       slowConsumerPolicy: 'close',
     });
     expect(config.logLevel).toBe('info');
+  });
+
+  it('derives the idle timeout from --heartbeat-interval unless --idle-timeout is given', async () => {
+    expect((await loadServeConfig({ 'heartbeat-interval': '1000' }, {})).server.idleTimeout).toBe(12_000);
+    expect((await loadServeConfig({ 'heartbeat-interval': '1000', 'idle-timeout': '3000' }, {})).server.idleTimeout).toBe(3000);
+    expect((await loadServeConfig({}, { UIDPUSH_MAX_PRE_LOGIN_MESSAGE_SIZE: '4096' })).server.maxPreLoginMessageSize).toBe(4096);
   });
 
   it('maps option names to flags and environment variables', () => {

@@ -63,6 +63,13 @@ function frameHeader(length: number): Buffer {
   head.writeUInt32BE(0x01020304, 10);
   return head;
 }
+/** A masked client text frame of a short text. */
+function maskedText(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const mask = Buffer.from([1, 2, 3, 4]);
+  const masked = payload.map((byte, i) => byte ^ (mask[i % 4] as number));
+  return Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]);
+}
 /** The close code of the first close frame the server sent after its 101, if any. */
 function closeCodeIn(bytes: Buffer): number | undefined {
   const start = bytes.indexOf('\r\n\r\n') + 4;
@@ -179,6 +186,19 @@ describe('close grace', () => {
     const refusedAt = Date.now();
     const closedAt = await r.closed;
     expect(closedAt - refusedAt).toBeLessThan(300 + 1000);
+  });
+
+  it('destroys a kicked client that ignores the close frame after closeGrace', async () => {
+    const { url, server } = await setup({ closeGrace: 300 });
+    const r = await rawWebSocket(url);
+    r.socket.write(maskedText('alice'));
+    await waitFor(() => server.hub.isOnline('alice'));
+    const kickedAt = Date.now();
+    expect(server.hub.kick('alice', 'bye')).toBe(1);
+    const closedAt = await r.closed;
+    expect(closeCodeIn(r.received())).toBe(4501);
+    expect(closedAt - kickedAt).toBeGreaterThanOrEqual(300);
+    expect(closedAt - kickedAt).toBeLessThan(300 + 1000);
   });
 
   it('lets a client that answers the close frame close at once', async () => {
