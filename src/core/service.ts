@@ -20,6 +20,10 @@ export interface ServiceStats {
   dropped: Record<DropReason, number>;
   /** Connections closed by the heartbeat (dead peers) or the login timeout. */
   heartbeatCloses: number;
+  /** Closing connections destroyed because the peer did not answer within `closeGrace`. */
+  closeGraceTerminations: number;
+  /** WebSocket handshakes refused at the upgrade, by cause. */
+  upgradesRefused: Record<UpgradeRefusal, number>;
   /** Seconds since the server was created. */
   uptimeSeconds: number;
 }
@@ -30,6 +34,12 @@ export interface ServiceStats {
  * message was refused with.
  */
 export type DropReason = 'offline' | 'slow_consumer' | 'bad_request' | 'too_large' | 'rate_limited';
+
+/**
+ * Why a handshake was refused before ws read it: `pending` (503, `maxPendingConnections`),
+ * `per_ip` (429, `maxConnectionsPerIp`), `handshake_rate` (429, `maxHandshakesPerIp`).
+ */
+export type UpgradeRefusal = 'pending' | 'per_ip' | 'handshake_rate';
 
 /** The result of pushing to one or more uids. */
 export interface PushResult {

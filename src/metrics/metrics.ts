@@ -76,6 +76,22 @@ export class Metrics {
       'Connections closed by the heartbeat (dead peers) or the login timeout.',
       (s) => s.heartbeatCloses,
     );
+    counter(
+      'uidpush_close_grace_terminations_total',
+      'Closing connections destroyed because the peer did not answer the close frame within closeGrace.',
+      (s) => s.closeGraceTerminations,
+    );
+    new Counter({
+      name: 'uidpush_upgrades_refused_total',
+      help: 'WebSocket handshakes refused before the upgrade, by reason: pending (503), per_ip and handshake_rate (429).',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        const refused = read().upgradesRefused;
+        this.reset();
+        for (const [reason, n] of Object.entries(refused)) this.inc({ reason }, n);
+      },
+    });
     new Counter({
       name: 'uidpush_dropped_total',
       help: 'Messages not delivered, by reason.',

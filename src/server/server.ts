@@ -341,6 +341,8 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
         rate_limited: transport.refused.rate_limited,
       },
       heartbeatCloses: transport.heartbeatCloses,
+      closeGraceTerminations: transport.closeGraceTerminations,
+      upgradesRefused: transport.upgradesRefused,
       uptimeSeconds: Math.floor((Date.now() - this.#createdAt) / 1000),
     };
   }

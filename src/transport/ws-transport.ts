@@ -7,7 +7,7 @@ import { CloseCode } from '../core/close-codes.js';
 import { ErrorCode } from '../core/errors.js';
 import { checkName, checkUid, type NameKind } from '../core/names.js';
 import type { OriginCheck } from '../core/origins.js';
-import type { Sync } from '../core/service.js';
+import type { Sync, UpgradeRefusal } from '../core/service.js';
 import type { Data, Logger, Uid } from '../core/types.js';
 import { encodeTextFrame, PING_FRAME } from '../delivery/frame.js';
 import type { Hub } from '../delivery/hub.js';
@@ -92,7 +92,7 @@ export interface TransportStats {
   /** Closing connections terminated because the peer did not answer within `closeGrace`. */
   closeGraceTerminations: number;
   /** Upgrades refused: too many pending connections, per-IP open cap, per-IP rate. */
-  upgradesRefused: { pending: number; perIp: number; handshakeRate: number };
+  upgradesRefused: Record<UpgradeRefusal, number>;
 }
 
 /** How long a client refused at the upgrade is told to wait, in seconds. */
@@ -144,7 +144,7 @@ export class WsTransport implements ConnectionOwner {
     refused: Object.fromEntries(Object.values(ErrorCode).map((code) => [code, 0])) as Record<ErrorCode, number>,
     heartbeatCloses: 0,
     closeGraceTerminations: 0,
-    upgradesRefused: { pending: 0, perIp: 0, handshakeRate: 0 },
+    upgradesRefused: { pending: 0, per_ip: 0, handshake_rate: 0 },
   };
 
   constructor(
@@ -309,7 +309,7 @@ export class WsTransport implements ConnectionOwner {
       const started = (this.#handshakesPerIp.get(ip) ?? 0) + 1;
       this.#handshakesPerIp.set(ip, started);
       if (started > o.maxHandshakesPerIp) {
-        this.#stats.upgradesRefused.handshakeRate++;
+        this.#stats.upgradesRefused.handshake_rate++;
         return { status: 429, text: `more than ${o.maxHandshakesPerIp} handshakes/s from this address` };
       }
     }
@@ -320,7 +320,7 @@ export class WsTransport implements ConnectionOwner {
     if (o.maxConnectionsPerIp > 0) {
       const open = this.#perIp.get(ip) ?? 0;
       if (open >= o.maxConnectionsPerIp) {
-        this.#stats.upgradesRefused.perIp++;
+        this.#stats.upgradesRefused.per_ip++;
         return { status: 429, text: `more than ${o.maxConnectionsPerIp} connections from this address` };
       }
       this.#perIp.set(ip, open + 1);

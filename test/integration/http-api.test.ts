@@ -160,6 +160,8 @@ describe('other routes', () => {
       messagesIn: 5,
       dropped: { offline: 1, bad_request: 1, slow_consumer: 0, too_large: 0, rate_limited: 0 },
       heartbeatCloses: 0,
+      closeGraceTerminations: 0,
+      upgradesRefused: { pending: 0, per_ip: 0, handshake_rate: 0 },
     });
     const stats = body as { messagesOut: number; bytesOut: number; bytesIn: number; uptimeSeconds: number };
     expect(stats.messagesOut).toBe(4); // two login replies, one push, one error reply

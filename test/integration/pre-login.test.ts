@@ -173,7 +173,7 @@ describe('close grace', () => {
     // Not before the grace ran out (the peer never answered), and within one tick or two of it.
     expect(elapsed).toBeGreaterThanOrEqual(300 + 500);
     expect(elapsed).toBeLessThan(300 + 500 + 1000);
-    expect(server.stats()).toMatchObject({ heartbeatCloses: 1 });
+    expect(server.stats()).toMatchObject({ heartbeatCloses: 1, closeGraceTerminations: 1 });
     server.hub.sendToUid('bob', 'after');
     expect(await bob.next()).toBe('after');
   });
@@ -217,7 +217,7 @@ describe('caps at the upgrade', () => {
     await pending[0]?.login('alice');
     const next = await client(url);
     expect(next.ws.readyState).toBe(WebSocket.OPEN);
-    expect(server.stats()).toMatchObject({ openConnections: 5 });
+    expect(server.stats()).toMatchObject({ openConnections: 5, upgradesRefused: { pending: 1, per_ip: 0, handshake_rate: 0 } });
     server.hub.sendToUid('bob', 'served');
     expect(await bob.next()).toBe('served');
   });
@@ -258,6 +258,8 @@ describe('caps at the upgrade', () => {
     const a = await client(url, 'a');
     await client(url, 'b');
     expect(await refusedWith(url)).toEqual({ status: 429, retryAfter: '1' });
+    expect(server.stats()).toMatchObject({ upgradesRefused: { per_ip: 1 } });
+    expect(await server.metrics.registry.metrics()).toContain('uidpush_upgrades_refused_total{reason="per_ip"} 1');
     const other = await client(url, 'other', { localAddress: '127.0.0.2' });
     a.close();
     await waitFor(() => server.openConnections === 2);
