@@ -3,6 +3,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../api/http.js';
+import { sweepInterval } from '../api/connection-limits.js';
 import { InnerTextServer } from '../api/inner-text.js';
 import { TokenCutoffs } from '../auth/cutoffs.js';
 import { TokenVerifier } from '../auth/jwt.js';
@@ -174,7 +175,15 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       },
       this.#log,
     );
-    this.#http = createHttpServer((_req, res) => {
+    // An upgrade request that never completes is a connection that has not logged in: it
+    // gets the login timeout too (node's own 60 s, checked every 30 s, let a slow-header
+    // client hold a socket for up to 90 s). Node enforces it in one sweep, not per socket.
+    const handshakeTimeout = this.options.loginTimeout;
+    this.#http = createHttpServer({
+      headersTimeout: handshakeTimeout,
+      requestTimeout: handshakeTimeout,
+      connectionsCheckingInterval: sweepInterval(handshakeTimeout),
+    }, (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain; charset=utf-8', upgrade: 'websocket' });
       res.end('uidpush: this port speaks WebSocket; connect with a WebSocket client\n');
     });

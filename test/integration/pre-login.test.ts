@@ -301,6 +301,20 @@ describe('a socket half-closed during the handshake', () => {
     expect(r.received().toString('latin1')).toMatch(/^HTTP\/1.1 400 /);
   });
 
+  it('is closed within the login timeout when the request never completes and the peer stays', async () => {
+    const { url, server } = await setup({ loginTimeout: 300 });
+    const bystander = await client(url, 'bystander');
+    const r = await raw(url);
+    const start = Date.now();
+    r.socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgr');
+    const closedAt = await r.closed;
+    // The sweep runs every quarter of the timeout; allow it and a loaded box.
+    expect(closedAt - start).toBeGreaterThanOrEqual(250);
+    expect(closedAt - start).toBeLessThan(3000);
+    server.hub.sendToUid('bystander', 'still served');
+    expect(await bystander.next()).toBe('still served');
+  });
+
   it('is closed when the peer sends FIN while its handshake token is being verified', async () => {
     const keys = await keyFiles();
     const body = await (await import('node:fs/promises')).readFile(keys.jwksPath, 'utf8');
