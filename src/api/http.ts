@@ -8,6 +8,7 @@ import Fastify, {
 import { fitsCloseReason } from '../core/close-codes.js';
 import { ErrorCode, ProgramErrorCode, UidpushError } from '../core/errors.js';
 import { exceedsJsonDepth } from '../core/json-depth.js';
+import { isLimitExceeded } from '../core/limits.js';
 import { checkName, type NameKind } from '../core/names.js';
 import { isLocalOrigin, isLoopbackHostHeader } from '../core/origins.js';
 import type { PushService } from '../core/service.js';
@@ -155,6 +156,8 @@ export function createApi(options: ApiOptions): FastifyInstance {
     if (error instanceof UidpushError && error.code === ProgramErrorCode.InvalidArgument) {
       return sendError(reply, 400, ErrorCode.BadRequest, error.message);
     }
+    // The request is well-formed; the state it would grow is full. Leaving frees it.
+    if (isLimitExceeded(error)) return sendError(reply, 409, ErrorCode.LimitExceeded, error.message);
     const status = 'statusCode' in error && typeof error.statusCode === 'number' ? error.statusCode : 500;
     if ('validation' in error && error.validation !== undefined) {
       return sendError(reply, 400, ErrorCode.BadRequest, error.message);
@@ -299,6 +302,16 @@ export function createApi(options: ApiOptions): FastifyInstance {
         checkUid(uid, 'params/uid');
         const connections = await service.connectionsOf(uid);
         return { uid, online: connections > 0, connections };
+      },
+    },
+  });
+
+  resource('/v1/users/:uid/groups', {
+    DELETE: {
+      handler: async (request) => {
+        const { uid } = request.params as { uid: string };
+        checkUid(uid, 'params/uid');
+        return { uid, left: await service.leaveAll(uid) };
       },
     },
   });

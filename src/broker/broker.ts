@@ -1,3 +1,4 @@
+import type { GroupLimits, JoinOutcome } from '../core/limits.js';
 import type { TokenRevocation, UidPage } from '../core/service.js';
 import type { Group, Uid } from '../core/types.js';
 
@@ -44,7 +45,12 @@ export interface ClusterStore {
   connectionTotal(): Promise<number>;
   /** Online uids over every live node, a page at a time, in a stable order. */
   listUids(cursor: string | null, limit: number): Promise<UidPage>;
-  addMember(group: Group, uid: Uid): Promise<boolean>;
+  /**
+   * Adds `uid` to `group` within `limits`, for the whole cluster: an existing membership
+   * is never refused, and neither set ever grows past its cap, however many nodes join
+   * at once.
+   */
+  addMember(group: Group, uid: Uid, limits: GroupLimits): Promise<JoinOutcome>;
   removeMember(group: Group, uid: Uid): Promise<boolean>;
   members(group: Group): Promise<Uid[]>;
   groupsOf(uid: Uid): Promise<Group[]>;

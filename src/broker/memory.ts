@@ -74,7 +74,16 @@ export class MemoryCluster {
       totals: () => Promise.resolve({ onlineUids: this.#presence.size, connections: this.#connections }),
       connectionTotal: () => Promise.resolve(this.#connections),
       listUids: (cursor, limit) => Promise.resolve(this.#online.page(cursor, limit)),
-      addMember: (group, uid) => Promise.resolve(addTo(this.#members, group, uid) && addTo(this.#groupsOf, uid, group)),
+      // One process, one turn: the check and the add cannot interleave with another join.
+      addMember: (group, uid, limits) => {
+        const members = this.#members.get(group);
+        if (members?.has(uid) === true) return Promise.resolve('member');
+        if ((this.#groupsOf.get(uid)?.size ?? 0) >= limits.maxGroupsPerUid) return Promise.resolve('uid_full');
+        if ((members?.size ?? 0) >= limits.maxMembersPerGroup) return Promise.resolve('group_full');
+        addTo(this.#members, group, uid);
+        addTo(this.#groupsOf, uid, group);
+        return Promise.resolve('added');
+      },
       removeMember: (group, uid) =>
         Promise.resolve(removeFrom(this.#members, group, uid) && removeFrom(this.#groupsOf, uid, group)),
       members: (group) => Promise.resolve([...(this.#members.get(group) ?? [])]),

@@ -61,12 +61,14 @@ interface RedisLike {
   del(key: string): Promise<unknown>;
   exists(key: string): Promise<number>;
   sMembers(key: string): Promise<string[]>;
+  sIsMember(key: string, member: string): Promise<number>;
   hmGet(key: string, fields: string[]): Promise<(string | null)[]>;
   get(key: string): Promise<string | null>;
   hKeys(key: string): Promise<string[]>;
   zAdd(key: string, members: { score: number; value: string }[]): Promise<unknown>;
   zRem(key: string, members: string[]): Promise<unknown>;
   zRange(key: string, min: string, max: string, options: { BY: 'LEX'; LIMIT: { offset: number; count: number } }): Promise<string[]>;
+  eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
 }
 
 /** A stored `<before>:<until>`; undefined when absent or unreadable (then pruned). */
@@ -76,6 +78,18 @@ function parseRevocation(uid: Uid, text: string | null): UidRevocation | undefin
   if (before === undefined || until === undefined || !Number.isFinite(before) || !Number.isFinite(until)) return undefined;
   return { uid, before, until };
 }
+
+/**
+ * Adds ARGV[1] to the set KEYS[1] unless it has ARGV[2] members already: 1 added, 0 was
+ * a member, -1 full. Atomic in Redis, so no number of nodes joining at once takes the set
+ * past its cap. One key per script: a uid's groups and a group's members live in
+ * different slots of a Redis Cluster.
+ */
+const CAPPED_SADD = `
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1`;
 
 /**
  * Builds the client for a URL:
@@ -433,9 +447,24 @@ class RedisBroker implements Broker {
         const last = uids.at(-1);
         return { uids, nextCursor: more && last !== undefined ? cursorAfter(last) : null };
       },
-      addMember: async (group, uid) => {
-        const [added] = await Promise.all([this.#pub.sAdd(this.#key.group(group), uid), this.#pub.sAdd(this.#key.groupsOf(uid), group)]);
-        return added === 1;
+      // The uid's set first, then the group's; a join the group refuses gives its place in
+      // the uid's set back. Each set's cap holds exactly; meanwhile (one round trip) a
+      // refused join may hold a slot of the uid's set, so a concurrent join of the same
+      // uid near its cap may be refused too.
+      addMember: async (group, uid, limits) => {
+        const capped = async (key: string, member: string, max: number): Promise<number> =>
+          Number(await this.#pub.eval(CAPPED_SADD, { keys: [key], arguments: [member, String(max)] }));
+        const onUid = await capped(this.#key.groupsOf(uid), group, limits.maxGroupsPerUid);
+        if (onUid === -1) {
+          // Already a member is never refused, even by a full uid.
+          return (await this.#pub.sIsMember(this.#key.group(group), uid)) === 1 ? 'member' : 'uid_full';
+        }
+        const onGroup = await capped(this.#key.group(group), uid, limits.maxMembersPerGroup);
+        if (onGroup === -1) {
+          if (onUid === 1) await this.#pub.sRem(this.#key.groupsOf(uid), group);
+          return 'group_full';
+        }
+        return onGroup === 1 ? 'added' : 'member';
       },
       removeMember: async (group, uid) => {
         const [removed] = await Promise.all([this.#pub.sRem(this.#key.group(group), uid), this.#pub.sRem(this.#key.groupsOf(uid), group)]);

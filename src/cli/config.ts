@@ -39,6 +39,8 @@ const OPTION_KINDS = {
   innerPort: 'port-or-off',
   innerIdleTimeout: 'number',
   innerMaxConnections: 'number',
+  maxGroupsPerUid: 'number',
+  maxMembersPerGroup: 'number',
   jwtSecret: 'string',
   jwtPublicKey: 'string',
   jwks: 'string',

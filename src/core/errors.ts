@@ -14,6 +14,11 @@ export const ErrorCode = {
   Unauthorized: 'unauthorized',
   /** The client's rights do not allow the request (send, broadcast, publish, join). */
   Forbidden: 'forbidden',
+  /**
+   * A cap on state that clients and callers create was reached: `maxGroupsPerUid` or
+   * `maxMembersPerGroup` on a join. Server API: 409.
+   */
+  LimitExceeded: 'limit_exceeded',
   /** Server API: no such route. */
   NotFound: 'not_found',
   /** Server API: the route exists, but not for this method. */
@@ -38,6 +43,8 @@ export const ProgramErrorCode = {
   InvalidConfig: 'UIDPUSH_ERR_INVALID_CONFIG',
   /** An argument of a method is invalid, e.g. a cursor that was not made by the hub. */
   InvalidArgument: 'UIDPUSH_ERR_INVALID_ARGUMENT',
+  /** A join would pass `maxGroupsPerUid` or `maxMembersPerGroup`; nothing was changed. */
+  LimitExceeded: 'UIDPUSH_ERR_LIMIT_EXCEEDED',
   /** `listen()` was called on a server that is already listening or closed. */
   BadState: 'UIDPUSH_ERR_BAD_STATE',
 } as const;

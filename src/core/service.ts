@@ -88,10 +88,15 @@ export interface PushService {
   pushToUids(uids: readonly Uid[], data: Data): Sync<PushResult>;
   broadcast(data: Data): Sync<number>;
   publish(group: Group, data: Data): Sync<PushResult>;
-  /** Adds `uid` to `group`; false if it already was a member. */
+  /**
+   * Adds `uid` to `group`; false if it already was a member.
+   * @throws UidpushError UIDPUSH_ERR_LIMIT_EXCEEDED past `maxGroupsPerUid` or `maxMembersPerGroup`.
+   */
   join(group: Group, uid: Uid): Sync<boolean>;
   /** Removes `uid` from `group`; false if it was not a member. */
   leave(group: Group, uid: Uid): Sync<boolean>;
+  /** Removes `uid` from every group; how many it left. */
+  leaveAll(uid: Uid): Sync<number>;
   groupInfo(group: Group): Sync<GroupInfo>;
   connectionsOf(uid: Uid): Sync<number>;
   /** @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for a cursor the server did not make. */

@@ -1,5 +1,6 @@
 import { CloseCode, fitsCloseReason, MAX_CLOSE_REASON_BYTES } from '../core/close-codes.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
+import { joined, type GroupLimits } from '../core/limits.js';
 import type { GroupInfo, PushResult, UidPage } from '../core/service.js';
 import type { Data, Group, Uid } from '../core/types.js';
 import type { Codec } from '../protocol/codec.js';
@@ -45,6 +46,11 @@ export interface HubOptions<C extends Recipient = Recipient> {
   slowConsumerPolicy: SlowConsumerPolicy;
   /** Called when the slow-consumer policy closed or skipped a connection. */
   onSlowConsumer?: ((conn: C, uid: Uid | undefined) => void) | undefined;
+  /**
+   * Caps on joins. Unset: none, as for a cluster node's hub, which mirrors only its local
+   * members while the broker's store enforces the caps for the whole cluster.
+   */
+  groupLimits?: GroupLimits | undefined;
 }
 
 /** Delivery counters, monotonic since the hub was made. */
@@ -73,6 +79,7 @@ export class Hub<C extends Recipient = Recipient> {
   readonly #maxBufferedBytes: number;
   readonly #policy: SlowConsumerPolicy;
   readonly #onSlowConsumer: HubOptions<C>['onSlowConsumer'];
+  readonly #groupLimits: GroupLimits;
   readonly #stats: HubStats = {
     framesEncoded: 0,
     framesWritten: 0,
@@ -99,6 +106,7 @@ export class Hub<C extends Recipient = Recipient> {
     this.#maxBufferedBytes = options.maxBufferedBytes;
     this.#policy = options.slowConsumerPolicy;
     this.#onSlowConsumer = options.onSlowConsumer;
+    this.#groupLimits = options.groupLimits ?? UNLIMITED;
   }
 
   /** A snapshot of the delivery counters. */
@@ -187,14 +195,26 @@ export class Hub<C extends Recipient = Recipient> {
     return { online, connections };
   }
 
-  /** Adds `uid` to `group` (it need not be online). Returns false if it already was. */
+  /**
+   * Adds `uid` to `group` (it need not be online). Returns false if it already was.
+   *
+   * @throws UidpushError UIDPUSH_ERR_LIMIT_EXCEEDED when `uid` is in `maxGroupsPerUid`
+   *   groups or `group` has `maxMembersPerGroup` members; nothing is changed then.
+   */
   join(group: Group, uid: Uid): boolean {
-    return this.#groups.add(group, uid);
+    return joined(this.#groups.join(group, uid, this.#groupLimits), group, uid, this.#groupLimits);
   }
 
   /** Removes `uid` from `group`. Returns false if it was not a member. */
   leave(group: Group, uid: Uid): boolean {
     return this.#groups.remove(group, uid);
+  }
+
+  /** Removes `uid` from every group it belongs to. Returns how many it left. */
+  leaveAll(uid: Uid): number {
+    const groups = [...this.#groups.groupsOf(uid)];
+    for (const group of groups) this.#groups.remove(group, uid);
+    return groups.length;
   }
 
   /** Whether `uid` is a member of `group`. */
@@ -314,6 +334,8 @@ export class Hub<C extends Recipient = Recipient> {
     this.#onSlowConsumer?.(conn, uid);
   }
 }
+
+const UNLIMITED: GroupLimits = { maxGroupsPerUid: Infinity, maxMembersPerGroup: Infinity };
 
 function encodeCursor(offset: number, after: Uid): string {
   return Buffer.from(JSON.stringify([offset, after])).toString('base64url');

@@ -1,3 +1,4 @@
+import type { GroupLimits, JoinOutcome } from '../core/limits.js';
 import type { Group, Uid } from '../core/types.js';
 
 /**
@@ -30,6 +31,19 @@ export class GroupIndex {
     }
     groups.add(group);
     return true;
+  }
+
+  /**
+   * Adds `uid` to `group` within the caps: an existing membership is never refused, a new
+   * one is when the uid or the group is full.
+   */
+  join(group: Group, uid: Uid, limits: GroupLimits): JoinOutcome {
+    const members = this.#members.get(group);
+    if (members?.has(uid) === true) return 'member';
+    if ((this.#groupsOf.get(uid)?.size ?? 0) >= limits.maxGroupsPerUid) return 'uid_full';
+    if ((members?.size ?? 0) >= limits.maxMembersPerGroup) return 'group_full';
+    this.add(group, uid);
+    return 'added';
   }
 
   /** Removes `uid` from `group`; returns false if it was not a member. */

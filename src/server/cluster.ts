@@ -2,6 +2,7 @@ import { channel, decodeEnvelope, encodeEnvelope, encodePushes, type Envelope } 
 import type { Broker } from '../broker/broker.js';
 import type { TokenCutoffs } from '../auth/cutoffs.js';
 import { uidOfCursor } from '../broker/uid-order.js';
+import { joined, type GroupLimits } from '../core/limits.js';
 import type { GroupInfo, PushResult, Sync, TokenRevocation, UidPage } from '../core/service.js';
 import type { Data, Group, JsonValue, Logger, Uid } from '../core/types.js';
 import type { Hub } from '../delivery/hub.js';
@@ -33,11 +34,15 @@ export class ClusterNode implements Router {
   readonly #cutoffs: TokenCutoffs;
   #reload: NodeJS.Timeout | undefined;
 
-  constructor(hub: Hub<Connection>, broker: Broker, log: Logger, cutoffs: TokenCutoffs) {
+  readonly #limits: GroupLimits;
+
+  /** @param limits - caps on joins, enforced by the broker's store for the whole cluster. */
+  constructor(hub: Hub<Connection>, broker: Broker, log: Logger, cutoffs: TokenCutoffs, limits: GroupLimits) {
     this.#hub = hub;
     this.#broker = broker;
     this.#log = log;
     this.#cutoffs = cutoffs;
+    this.#limits = limits;
   }
 
   get nodeId(): string {
@@ -129,8 +134,9 @@ export class ClusterNode implements Router {
     return this.groupInfo(group).then((info) => ({ online: info.online, connections: info.connections }));
   }
 
+  /** @throws UidpushError UIDPUSH_ERR_LIMIT_EXCEEDED when a cap refused the join. */
   async join(group: Group, uid: Uid): Promise<boolean> {
-    const added = await this.#broker.store.addMember(group, uid);
+    const added = joined(await this.#broker.store.addMember(group, uid, this.#limits), group, uid, this.#limits);
     this.#publish(channel.uid(uid), { t: 'join', group, uid });
     if (this.#localUids.has(uid)) this.#joinLocal(group, uid);
     return added;
@@ -141,6 +147,13 @@ export class ClusterNode implements Router {
     this.#publish(channel.uid(uid), { t: 'leave', group, uid });
     this.#leaveLocal(group, uid);
     return removed;
+  }
+
+  /** Removes `uid` from every group it belongs to, cluster-wide; returns how many. */
+  async leaveAll(uid: Uid): Promise<number> {
+    const groups = await this.#broker.store.groupsOf(uid);
+    const left = await Promise.all(groups.map((group) => this.leave(group, uid)));
+    return left.filter(Boolean).length;
   }
 
   // The rest of the PushService, answered from the store.

@@ -136,6 +136,13 @@ export const serverOptionsSchema = z
      */
     apiMaxConnections: z.number().int().min(1).max(1_000_000).default(1000),
     /**
+     * Most groups one uid may belong to; a join past it is refused with `limit_exceeded`
+     * (API 409). Membership is kept until left, online or not.
+     */
+    maxGroupsPerUid: z.number().int().min(1).max(10_000_000).default(1_000),
+    /** Most members one group may have; a join past it is refused with `limit_exceeded`. */
+    maxMembersPerGroup: z.number().int().min(1).max(100_000_000).default(100_000),
+    /**
      * Redis URL: joins the cluster of every node on that Redis. `redis://` or `rediss://`
      * for one Redis, `redis+cluster://host:port,host:port` for a Redis Cluster,
      * `redis+sentinel://host:port,host:port/<master>` through Sentinel.

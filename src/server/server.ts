@@ -134,7 +134,10 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     const registry = new Registry<Connection>((uid, connections) => {
       this.#cluster?.onCount(uid, connections);
     });
+    const groupLimits = { maxGroupsPerUid: this.options.maxGroupsPerUid, maxMembersPerGroup: this.options.maxMembersPerGroup };
     this.hub = new Hub<Connection>(registry, {
+      // In a cluster the store holds the caps; this hub only mirrors local members.
+      groupLimits: broker === undefined && this.options.redis === undefined ? groupLimits : undefined,
       maxBufferedBytes: this.options.maxBufferedBytes,
       slowConsumerPolicy: this.options.slowConsumerPolicy,
       onSlowConsumer: (conn, uid) => {
@@ -194,7 +197,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
             namespace: this.options.redisNamespace,
           }));
     if (clusterBroker !== undefined) {
-      this.#cluster = new ClusterNode(this.hub, clusterBroker, this.#log, this.#cutoffs);
+      this.#cluster = new ClusterNode(this.hub, clusterBroker, this.#log, this.#cutoffs, groupLimits);
       this.#transport.setRouter(this.#cluster);
     }
     this.metrics = new Metrics(() => this.#localStats());
@@ -252,7 +255,11 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     return this.#cluster?.publish(group, data) ?? this.hub.publish(group, data);
   }
 
-  /** Adds `uid` to `group`; see {@link Hub.join}. */
+  /**
+   * Adds `uid` to `group`, within `maxGroupsPerUid` and `maxMembersPerGroup`; see
+   * {@link Hub.join}. Over a cap it throws (alone) or rejects (in a cluster) with
+   * UIDPUSH_ERR_LIMIT_EXCEEDED.
+   */
   join(group: Group, uid: Uid): Sync<boolean> {
     return this.#cluster?.join(group, uid) ?? this.hub.join(group, uid);
   }
@@ -260,6 +267,11 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
   /** Removes `uid` from `group`; see {@link Hub.leave}. */
   leave(group: Group, uid: Uid): Sync<boolean> {
     return this.#cluster?.leave(group, uid) ?? this.hub.leave(group, uid);
+  }
+
+  /** Removes `uid` from every group it belongs to; see {@link Hub.leaveAll}. */
+  leaveAll(uid: Uid): Sync<number> {
+    return this.#cluster?.leaveAll(uid) ?? this.hub.leaveAll(uid);
   }
 
   /** Members, online members and connections of `group`. */

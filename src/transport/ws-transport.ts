@@ -5,6 +5,7 @@ import { TokenError, type Identity, type TokenVerifier } from '../auth/jwt.js';
 import { canBroadcast, canJoin, canPublish, canSend, type Grants, type Right } from '../auth/rights.js';
 import { CloseCode } from '../core/close-codes.js';
 import { ErrorCode } from '../core/errors.js';
+import { isLimitExceeded } from '../core/limits.js';
 import { checkName, checkUid, type NameKind } from '../core/names.js';
 import type { OriginCheck } from '../core/origins.js';
 import type { Sync, UpgradeRefusal } from '../core/service.js';
@@ -573,8 +574,22 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, `no right to join group ${frame.group}`, frame.id);
           return;
         }
-        this.#routed(conn, frame.id, this.#router.join(frame.group, from), (joined) => {
+        // A cap refuses by throwing (alone) or rejecting (in a cluster): either way the
+        // client is told, and the connection carries on.
+        let result: Sync<boolean>;
+        try {
+          result = this.#router.join(frame.group, from);
+        } catch (err) {
+          // Anything else is a bug: the message handler's last-resort guard answers it.
+          if (!isLimitExceeded(err)) throw err;
+          this.#error(conn, ErrorCode.LimitExceeded, err.message, frame.id);
+          return;
+        }
+        whenReady(result, (joined) => {
           this.#ack(conn, frame.id, { group: frame.group, joined });
+        }, (err: unknown) => {
+          if (isLimitExceeded(err)) this.#error(conn, ErrorCode.LimitExceeded, err.message, frame.id);
+          else this.#log.error({ err }, 'routing a client message failed');
         });
         return;
       }

@@ -27,8 +27,14 @@ export interface ClusterFactory {
   setDown?(down: boolean): Promise<void> | void;
 }
 
+/**
+ * Group caps of every node under the contract: small, so the cap case reaches them in a
+ * few calls; above what the other cases need (a group of one member per node).
+ */
+export const CONTRACT_LIMITS = { maxGroupsPerUid: 4, maxMembersPerGroup: 4 };
+
 async function inProcess(broker: Broker | undefined): Promise<ContractNode> {
-  const started = await startServer(broker === undefined ? {} : { broker });
+  const started = await startServer(broker === undefined ? CONTRACT_LIMITS : { broker, ...CONTRACT_LIMITS });
   return {
     url: started.url,
     api: `http://127.0.0.1:${started.server.address().api?.port ?? 0}`,
@@ -246,6 +252,50 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       }
       expect(await api(last(), 'POST', '/v1/push', { uid: 'pager', data: 'still served' })).toEqual({ online: 1, connections: 1 });
       expect(await bystander.next()).toBe('still served');
+    });
+
+    it('caps groups per uid and members per group on every node, for the API and v1 joins, and frees them on leave', async () => {
+      const call = async (node: number, method: string, path: string): Promise<{ status: number; body: unknown }> => {
+        const res = await fetch(`${apis[node] ?? ''}${path}`, { method });
+        return { status: res.status, body: await res.json() };
+      };
+      const limitExceeded = { error: { code: 'limit_exceeded' } };
+      const joiner = await v1(last(), 'joiner');
+      for (let g = 1; g <= CONTRACT_LIMITS.maxGroupsPerUid; g++) {
+        expect(await call(g % nodes.length, 'PUT', `/v1/groups/g${g}/members/joiner`)).toEqual({
+          status: 200,
+          body: { group: `g${g}`, uid: 'joiner', added: true },
+        });
+      }
+      for (let i = 0; i < nodes.length; i++) {
+        expect(await call(i, 'PUT', '/v1/groups/one-too-many/members/joiner')).toMatchObject({ status: 409, body: limitExceeded });
+        // A membership it already has is never refused.
+        expect(await call(i, 'PUT', '/v1/groups/g1/members/joiner')).toMatchObject({ status: 200, body: { added: false } });
+      }
+      joiner.sendJson({ type: 'join', id: 7, group: 'by-client' });
+      expect(await joiner.nextJson()).toMatchObject({ type: 'error', code: 'limit_exceeded', id: 7 });
+      joiner.sendJson({ type: 'leave', id: 8, group: 'g1' });
+      expect(await joiner.nextJson()).toEqual({ type: 'ack', id: 8, result: { group: 'g1', left: true } });
+      joiner.sendJson({ type: 'join', id: 9, group: 'by-client' });
+      expect(await joiner.nextJson()).toEqual({ type: 'ack', id: 9, result: { group: 'by-client', joined: true } });
+
+      // Joins to one group from every node at once: the cap holds exactly.
+      const racers = Array.from({ length: 10 }, (_, i) => `racer${i}`);
+      const results = await Promise.all(racers.map((uid, i) => call(i % nodes.length, 'PUT', `/v1/groups/crowd/members/${uid}`)));
+      expect(results.filter((r) => r.status === 200)).toHaveLength(CONTRACT_LIMITS.maxMembersPerGroup);
+      expect(results.filter((r) => r.status === 409)).toHaveLength(racers.length - CONTRACT_LIMITS.maxMembersPerGroup);
+      for (let i = 0; i < nodes.length; i++) {
+        expect((await call(i, 'GET', '/v1/groups/crowd')).body).toMatchObject({ members: CONTRACT_LIMITS.maxMembersPerGroup });
+      }
+
+      // Dropping every membership of a uid frees its slots.
+      expect(await call(0, 'DELETE', '/v1/users/joiner/groups')).toEqual({ status: 200, body: { uid: 'joiner', left: 4 } });
+      expect(await call(0, 'DELETE', '/v1/users/joiner/groups')).toEqual({ status: 200, body: { uid: 'joiner', left: 0 } });
+      expect((await call(last(), 'GET', '/v1/groups/g2')).body).toMatchObject({ members: 0 });
+      expect(await call(last(), 'PUT', '/v1/groups/one-too-many/members/joiner')).toMatchObject({ status: 200, body: { added: true } });
+      // The connection that was refused is still served.
+      expect(await api(0, 'POST', '/v1/push', { uid: 'joiner', data: 'still here' })).toEqual({ online: 1, connections: 1 });
+      expect(await joiner.nextJson()).toMatchObject({ type: 'message', data: 'still here' });
     });
 
     it('forgets a uid on every node once its last connection closes', async () => {

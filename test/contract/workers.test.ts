@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { MemoryCluster, servePrimary } from '../../src/broker/ipc.js';
 import { vi } from 'vitest';
-import { brokerContract, type ContractNode } from './broker-contract.js';
+import { brokerContract, CONTRACT_LIMITS, type ContractNode } from './broker-contract.js';
 import { silentLogger } from '../../src/core/types.js';
 
 // Each test forks three workers that load the sources through tsx: seconds on a loaded
@@ -25,7 +25,7 @@ cluster.setupPrimary({
 let round = 0;
 
 async function startWorker(host: string, shared: MemoryCluster): Promise<ContractNode> {
-  const worker: Worker = cluster.fork({ UIDPUSH_TEST_HOST: host });
+  const worker: Worker = cluster.fork({ UIDPUSH_TEST_HOST: host, UIDPUSH_TEST_OPTIONS: JSON.stringify(CONTRACT_LIMITS) });
   const stopRelay = servePrimary(shared, worker, silentLogger);
   const exited = once(worker, 'exit');
   const ready = await Promise.race([

@@ -6,6 +6,8 @@ import { createIpcBroker } from '../../src/broker/ipc.js';
 import { createServer } from '../../src/index.js';
 
 const host = process.env.UIDPUSH_TEST_HOST ?? '127.0.0.1';
-const server = createServer({ host, port: 0, apiHost: host, apiPort: 0, shutdownGrace: 200, broker: createIpcBroker() });
+// Extra options as JSON (the contract's group caps).
+const extra = JSON.parse(process.env.UIDPUSH_TEST_OPTIONS ?? '{}') as Record<string, unknown>;
+const server = createServer({ host, port: 0, apiHost: host, apiPort: 0, shutdownGrace: 200, ...extra, broker: createIpcBroker() });
 const { port, api } = await server.listen();
 process.send?.({ harness: 'listening', url: `ws://${host}:${port}`, api: `http://${host}:${api?.port ?? 0}` });
