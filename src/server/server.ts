@@ -18,6 +18,7 @@ import { Metrics } from '../metrics/metrics.js';
 import type { Broker } from '../broker/broker.js';
 import { createRedisBroker } from '../broker/redis.js';
 import { ClusterNode } from './cluster.js';
+import { fileLimitWarning, openFileLimit } from './file-limit.js';
 import { Registry } from '../registry/registry.js';
 import type { Connection, ConnectionInfo } from '../transport/connection.js';
 import { WsTransport } from '../transport/ws-transport.js';
@@ -421,6 +422,12 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
           : 'token auth is off: any local client may log in as any uid (protected mode keeps this to loopback)',
       );
     }
+    const fileLimit = openFileLimit();
+    const capsWarning = fileLimitWarning(fileLimit, {
+      ...(this.#api === undefined ? {} : { api: this.options.apiMaxConnections }),
+      ...(this.#inner === undefined ? {} : { inner: this.options.innerMaxConnections }),
+    });
+    if (capsWarning !== undefined) this.#log.warn({ fileLimit }, capsWarning);
     if (this.#api !== undefined && this.options.apiKey === undefined) {
       this.#log.warn({ api: address.api }, 'server API has no key: anyone on this machine may push');
     }

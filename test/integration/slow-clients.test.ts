@@ -1,5 +1,8 @@
+import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { createConnection, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { testBed, type Started } from '../helpers/clients.js';
 
@@ -382,5 +385,42 @@ describe('inner port limits', () => {
     const again = await raw(port, '{"uid":"bob","n":1}\n');
     await again.saw('ok\n');
     expect(await bob.next()).toBe('{"uid":"bob","n":1}');
+  });
+});
+
+describe('connection caps and the file limit', () => {
+  /** The log lines of `uidpush serve` under `ulimit -n 1024`, up to the last start-up warning. */
+  async function startupLog(flags: string): Promise<{ msg: string; fileLimit?: number }[]> {
+    const main = join(import.meta.dirname, '../../src/cli/main.ts');
+    const child = spawn('bash', [
+      '-c',
+      `ulimit -n 1024 && exec "${process.execPath}" --import tsx "${main}" serve --port 0 --api-port 0 ${flags}`,
+    ]);
+    const entries: { msg: string; fileLimit?: number }[] = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        createInterface({ input: child.stdout }).on('line', (line) => {
+          const entry = JSON.parse(line) as { msg: string };
+          entries.push(entry);
+          // The last line listen() logs.
+          if (entry.msg.startsWith('server API has no key')) resolve();
+        });
+        child.once('exit', (code) => {
+          reject(new Error(`exited with ${String(code)}`));
+        });
+      });
+    } finally {
+      child.kill('SIGKILL');
+    }
+    return entries;
+  }
+
+  it('warns at start when the API and inner-port caps may take over half of the file limit', { timeout: 60_000 }, async () => {
+    const log = await startupLog('--inner-port 0');
+    expect(log).toContainEqual(
+      expect.objectContaining({ fileLimit: 1024, msg: expect.stringContaining('may hold 1256 connections') as unknown }),
+    );
+    const fits = await startupLog('--api-max-connections 400');
+    expect(fits.map((e) => e.msg)).not.toContainEqual(expect.stringContaining('file limit'));
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { sweepInterval, throttled } from '../../src/api/connection-limits.js';
+import { fileLimitWarning, parseOpenFileLimit } from '../../src/server/file-limit.js';
 import { resolveServerOptions } from '../../src/server/options.js';
 
 describe('sweepInterval', () => {
@@ -50,5 +51,27 @@ describe('connection limit options', () => {
     expect(() => resolveServerOptions({ apiHeadersTimeout: 5000, apiRequestTimeout: 4000 })).toThrow(
       /apiHeadersTimeout: apiHeadersTimeout must not be longer than apiRequestTimeout/,
     );
+  });
+});
+
+describe('file limit', () => {
+  const limits = [
+    'Limit                     Soft Limit           Hard Limit           Units',
+    'Max processes             63432                63432                processes',
+    'Max open files            1024                 524288               files',
+  ].join('\n');
+
+  it('reads the soft limit on open files from /proc/self/limits', () => {
+    expect(parseOpenFileLimit(limits)).toBe(1024);
+    expect(parseOpenFileLimit(limits.replace('1024 ', 'unlimited '))).toBeUndefined();
+    expect(parseOpenFileLimit('')).toBeUndefined();
+  });
+
+  it('warns when the API and inner-port caps may take over half of the file limit', () => {
+    expect(fileLimitWarning(1024, { api: 1000 })).toMatch(/hold 1000 connections, more than half of this process's file limit \(1024\)/);
+    expect(fileLimitWarning(1024, { api: 256, inner: 256 })).toBeUndefined();
+    expect(fileLimitWarning(1024, { api: 256, inner: 257 })).toMatch(/hold 513 connections/);
+    expect(fileLimitWarning(20_000, { api: 1000, inner: 256 })).toBeUndefined();
+    expect(fileLimitWarning(undefined, { api: 1000 })).toBeUndefined();
   });
 });
