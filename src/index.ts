@@ -23,13 +23,14 @@ export { Hub, type HubStats, type SlowConsumerPolicy } from './delivery/hub.js';
 export type {
   PushService,
   PushResult,
+  BroadcastResult,
   UidPage,
   ServiceStats,
   DropReason,
 } from './core/service.js';
 export type { ConnectionInfo } from './transport/connection.js';
 export { CloseCode, mayReconnect } from './core/close-codes.js';
-export { ErrorCode, ProgramErrorCode, UidpushError } from './core/errors.js';
+export { ErrorCode, ProgramErrorCode, UidpushError, UnavailableError } from './core/errors.js';
 export type { Uid, Payload, Logger } from './core/types.js';
 export { loginReply, errorLine, BROADCAST_UID } from './protocol/seed-text.js';
 export { checkName, checkUid, checkGroup, type NameKind } from './core/names.js';

@@ -6,7 +6,7 @@ import Fastify, {
   type RouteShorthandOptions,
 } from 'fastify';
 import { fitsCloseReason } from '../core/close-codes.js';
-import { ErrorCode, ProgramErrorCode, UidpushError } from '../core/errors.js';
+import { ErrorCode, ProgramErrorCode, UidpushError, UnavailableError } from '../core/errors.js';
 import { exceedsJsonDepth } from '../core/json-depth.js';
 import { isLimitExceeded } from '../core/limits.js';
 import { checkName, type NameKind } from '../core/names.js';
@@ -151,8 +151,13 @@ export function createApi(options: ApiOptions): FastifyInstance {
     );
   });
 
-  app.setErrorHandler((error: FastifyError | ApiError | UidpushError, request, reply) => {
+  app.setErrorHandler((error: FastifyError | ApiError | UidpushError | UnavailableError, request, reply) => {
     if (error instanceof ApiError) return sendError(reply, error.status, error.code, error.message);
+    // The broker failed or did not answer within brokerTimeout; nothing was delivered.
+    if (error instanceof UnavailableError) {
+      reply.header('retry-after', '1');
+      return sendError(reply, 503, ErrorCode.Unavailable, error.message);
+    }
     if (error instanceof UidpushError && error.code === ProgramErrorCode.InvalidArgument) {
       return sendError(reply, 400, ErrorCode.BadRequest, error.message);
     }
@@ -265,10 +270,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
   resource('/v1/broadcast', {
     POST: {
       schema: { body: dataBodySchema },
-      handler: async (request) => {
-        const body = request.body as { data: JsonValue };
-        return { connections: await service.broadcast(body.data) };
-      },
+      handler: (request) => service.broadcast((request.body as { data: JsonValue }).data),
     },
   });
 

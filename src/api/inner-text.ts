@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { ErrorCode } from '../core/errors.js';
+import { ErrorCode, UnavailableError } from '../core/errors.js';
 import { exceedsJsonDepth } from '../core/json-depth.js';
 import { checkUid } from '../core/names.js';
 import type { PushService } from '../core/service.js';
@@ -189,6 +189,11 @@ export class InnerTextServer {
     }
     const result = this.#options.service.pushToUids([uid], text);
     const reply = (r: { online: number }): string => (r.online > 0 ? 'ok\n' : 'fail\n');
-    return result instanceof Promise ? result.then(reply, () => `error ${ErrorCode.Internal}\n`) : reply(result);
+    const failed = (err: unknown): string => {
+      if (err instanceof UnavailableError) return `error ${ErrorCode.Unavailable}\n`;
+      this.#options.logger.error({ err }, 'inner text port: push failed');
+      return `error ${ErrorCode.Internal}\n`;
+    };
+    return result instanceof Promise ? result.then(reply, failed) : reply(result);
   }
 }

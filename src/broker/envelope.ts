@@ -7,14 +7,24 @@ import type { Group, JsonValue, Uid } from '../core/types.js';
  * ignored by the receiver, so nodes can be upgraded one at a time.
  */
 export type Envelope =
-  | { t: 'push'; uid: Uid; data: JsonValue; from: Uid | null }
-  | { t: 'publish'; group: Group; data: JsonValue; from: Uid | null }
-  | { t: 'broadcast'; data: JsonValue; from: Uid | null }
+  | ({ t: 'push'; uid: Uid; data: JsonValue; from: Uid | null } & Expiring)
+  | ({ t: 'publish'; group: Group; data: JsonValue; from: Uid | null } & Expiring)
+  | ({ t: 'broadcast'; data: JsonValue; from: Uid | null } & Expiring)
   | { t: 'kick'; uid: Uid; reason: string }
   /** A token cut-off, on the broadcast channel: every node must know it, not only the uid's. */
   | { t: 'revoke'; uid: Uid; before: number; until: number }
   | { t: 'join'; group: Group; uid: Uid }
   | { t: 'leave'; group: Group; uid: Uid };
+
+/**
+ * A push carries when it stops being worth delivering: `exp`, the sender's clock in ms since
+ * the epoch, plus its broker timeout. A receiving node drops a push whose `exp` has passed,
+ * so a push that waited in a stalled broker is never delivered late (node clocks must be
+ * NTP-synced). Optional: envelopes without it (older nodes) are delivered whatever their age.
+ */
+export interface Expiring {
+  exp?: number;
+}
 
 /** The format version this build writes and reads. */
 export const ENVELOPE_VERSION = 1;
@@ -36,9 +46,16 @@ export function encodeEnvelope(node: string, env: Envelope): string {
  * and spliced into each uid's envelope, not once per uid. The same JSON as
  * {@link encodeEnvelope} gives for each.
  */
-export function encodePushes(node: string, uids: readonly Uid[], data: JsonValue, from: Uid | null): [uid: Uid, envelope: string][] {
+export function encodePushes(
+  node: string,
+  uids: readonly Uid[],
+  data: JsonValue,
+  from: Uid | null,
+  exp?: number,
+): [uid: Uid, envelope: string][] {
   const head = `{"v":${String(ENVELOPE_VERSION)},"node":${JSON.stringify(node)},"t":"push","uid":`;
-  const tail = `,"data":${JSON.stringify(data)},"from":${JSON.stringify(from)}}`;
+  const expiry = exp === undefined ? '' : `,"exp":${String(exp)}`;
+  const tail = `,"data":${JSON.stringify(data)},"from":${JSON.stringify(from)}${expiry}}`;
   return uids.map((uid) => [uid, head + JSON.stringify(uid) + tail]);
 }
 
@@ -64,16 +81,17 @@ export function decodeEnvelope(text: string): Decoded {
   // Checked by hand, not by a schema library: this runs once per message a node receives.
   const data = e.data !== undefined;
   const from = e.from === undefined || e.from === null || typeof e.from === 'string';
+  const exp = e.exp === undefined || (typeof e.exp === 'number' && Number.isFinite(e.exp));
   let fits: boolean;
   switch (e.t) {
     case 'push':
-      fits = nonEmpty(e.uid) && data && from;
+      fits = nonEmpty(e.uid) && data && from && exp;
       break;
     case 'publish':
-      fits = nonEmpty(e.group) && data && from;
+      fits = nonEmpty(e.group) && data && from && exp;
       break;
     case 'broadcast':
-      fits = data && from;
+      fits = data && from && exp;
       break;
     case 'kick':
       fits = nonEmpty(e.uid) && typeof e.reason === 'string' && fitsCloseReason(e.reason);

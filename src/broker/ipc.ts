@@ -1,5 +1,7 @@
 import type { Worker } from 'node:cluster';
+import { UnavailableError } from '../core/errors.js';
 import type { Logger } from '../core/types.js';
+import { Deadlines } from './bounds.js';
 import type { Broker, ClusterStore } from './broker.js';
 import { MemoryCluster } from './memory.js';
 
@@ -115,15 +117,34 @@ export function servePrimary(cluster: MemoryCluster, worker: Worker, log: Logger
   return () => broker.close();
 }
 
+/** Options of {@link createIpcBroker}. */
+export interface IpcBrokerOptions {
+  /**
+   * Ms a request to the primary may wait; then it fails with an UnavailableError, and the
+   * worker reads not ready until the primary answers again.
+   * @defaultValue 2000
+   */
+  timeout?: number;
+}
+
 /** In a worker: the broker that talks to the primary. */
-export function createIpcBroker(): Broker {
-  return new IpcBroker();
+export function createIpcBroker(options: IpcBrokerOptions = {}): Broker {
+  return new IpcBroker(options.timeout ?? 2000);
+}
+
+interface Waiter {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  cancel: () => void;
 }
 
 class IpcBroker implements Broker {
   readonly nodeId = `worker-${process.env.NODE_UNIQUE_ID ?? process.pid}`;
   readonly store: ClusterStore;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  readonly #pending = new Map<number, Waiter>();
+  readonly #deadlines: Deadlines;
+  /** A request expired and the primary has answered nothing since. */
+  #unanswered = false;
   #nextId = 1;
   #onMessage: ((channel: string, message: string) => void) | undefined;
   readonly #outbox = new Outbox<ToPrimary>((msg) => {
@@ -136,20 +157,29 @@ class IpcBroker implements Broker {
     if (msg.uidpush === 'msg') {
       this.#onMessage?.(msg.channel, msg.message);
     } else {
+      this.#unanswered = false;
       const waiter = this.#pending.get(msg.id);
       this.#pending.delete(msg.id);
+      waiter?.cancel();
       if (msg.error !== undefined) waiter?.reject(new Error(msg.error));
       else waiter?.resolve(msg.result);
     }
   };
 
-  constructor() {
+  constructor(timeout: number) {
+    this.#deadlines = new Deadlines(timeout);
     const request =
       <T>(op: StoreOp) =>
       (...args: unknown[]): Promise<T> =>
         new Promise<T>((resolve, reject) => {
           const id = this.#nextId++;
-          this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+          // A primary that stops answering must not leave requests waiting forever.
+          const cancel = this.#deadlines.add(() => {
+            if (!this.#pending.delete(id)) return;
+            this.#unanswered = true;
+            reject(new UnavailableError(`${op}: the primary did not answer within ${String(timeout)} ms`));
+          });
+          this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, cancel });
           this.#send({ uidpush: 'req', id, op, args });
         });
     this.store = {
@@ -190,11 +220,12 @@ class IpcBroker implements Broker {
   }
 
   isReady(): boolean {
-    return process.connected;
+    return process.connected && !this.#unanswered;
   }
 
   close(): Promise<void> {
     process.off('message', this.#listener);
+    this.#deadlines.close();
     for (const waiter of this.#pending.values()) waiter.reject(new Error('closed'));
     this.#pending.clear();
     return Promise.resolve();

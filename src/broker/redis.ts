@@ -19,6 +19,13 @@ export interface RedisBrokerOptions {
    * @defaultValue 'uidpush'
    */
   namespace?: string;
+  /**
+   * How long Redis may take to answer, in ms: a probe is sent every second (or every half
+   * of this, if shorter), and while one has waited longer than this the broker is not
+   * ready (`/readyz` answers 503) and the outage is logged.
+   * @defaultValue 2000
+   */
+  timeout?: number;
 }
 
 function keys(ns: string) {
@@ -141,7 +148,8 @@ function clientFor(url: string, reconnectStrategy: (retries: number) => number):
  *
  * When Redis goes away, publishes fail (the caller logs them and still delivers locally),
  * `isReady()` is false, and the client reconnects with backoff; on reconnect the node
- * resubscribes and writes its presence again.
+ * resubscribes and writes its presence again. A Redis that stays connected but stops
+ * answering makes `isReady()` false within `timeout` (a probe every second).
  */
 export function createRedisBroker(url: string, log: Logger, options: RedisBrokerOptions = {}): Broker {
   return new RedisBroker(url, log, options);
@@ -172,11 +180,16 @@ class RedisBroker implements Broker {
   #closed = false;
   #wasDown = false;
   #live: { at: number; nodes: Promise<string[]> } | undefined;
+  readonly #timeout: number;
+  #probeTimer: NodeJS.Timeout | undefined;
+  /** When the probe that Redis has not answered yet was sent. */
+  #probeSentAt: number | undefined;
 
   constructor(url: string, log: Logger, options: RedisBrokerOptions) {
     this.nodeId = options.nodeId ?? randomUUID();
     this.#log = log;
     this.#ttl = options.presenceTtl ?? 15_000;
+    this.#timeout = options.timeout ?? 2000;
     this.#key = keys(options.namespace ?? 'uidpush');
     const reconnectStrategy = (retries: number): number =>
       // Full jitter, capped at 2 s: a restarted Redis is not hit by every node at once.
@@ -206,6 +219,10 @@ class RedisBroker implements Broker {
       this.#heartbeat();
     }, Math.max(100, Math.floor(this.#ttl / 3)));
     this.#timer.unref();
+    this.#probeTimer = setInterval(() => {
+      this.#probe();
+    }, Math.max(50, Math.min(1000, Math.floor(this.#timeout / 2))));
+    this.#probeTimer.unref();
   }
 
   async publish(channel: string, message: string): Promise<void> {
@@ -228,23 +245,63 @@ class RedisBroker implements Broker {
   }
 
   isReady(): boolean {
-    return this.#pub.isReady && this.#sub.isReady;
+    return this.#pub.isReady && this.#sub.isReady && !this.#probeOverdue();
+  }
+
+  #probeOverdue(): boolean {
+    return this.#probeSentAt !== undefined && Date.now() - this.#probeSentAt > this.#timeout;
+  }
+
+  /**
+   * A connected Redis that stops answering (frozen, overloaded, a network that drops
+   * packets) fails no command and closes no socket: only a round trip that takes too long
+   * tells. One probe at a time; a frozen Redis answers it when it thaws.
+   */
+  #probe(): void {
+    if (this.#probeSentAt !== undefined) {
+      if (this.#probeOverdue()) this.#markDown(new Error(`no answer within ${String(this.#timeout)} ms`), 'probe');
+      return;
+    }
+    if (!this.#pub.isReady) return;
+    this.#probeSentAt = Date.now();
+    // A keyed command: a Redis Cluster client has no keyless PING to route.
+    this.#pub.exists(this.#key.node(this.nodeId)).then(
+      () => {
+        this.#probeSentAt = undefined;
+      },
+      (err: unknown) => {
+        this.#probeSentAt = undefined;
+        this.#markDown(err, 'probe');
+      },
+    );
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
+    clearInterval(this.#probeTimer);
     try {
-      if (this.#pub.isReady) {
+      if (this.isReady()) {
         // A clean leave: no need to wait for the presence to expire.
         // One key per command: in a Redis Cluster the keys live in different slots.
-        await Promise.all([
+        const leave = Promise.all([
           this.#pub.del(this.#key.node(this.nodeId)),
           this.#pub.del(this.#key.presence(this.nodeId)),
           this.#pub.del(this.#key.uids(this.nodeId)),
           this.#pub.sRem(this.#key.nodes, this.nodeId),
         ]);
+        // A Redis that stops answering now must not hold the shutdown: the presence then
+        // expires on its own.
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            reject(new Error(`no answer within ${String(this.#timeout)} ms`));
+          }, this.#timeout);
+        });
+        await Promise.race([leave, late]).finally(() => {
+          clearTimeout(timer);
+        });
       }
     } catch (err) {
       this.#log.debug({ err }, 'redis: clean leave failed');

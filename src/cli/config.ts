@@ -53,6 +53,8 @@ const OPTION_KINDS = {
   redis: 'string',
   redisNamespace: 'string',
   presenceTtl: 'number',
+  brokerTimeout: 'number',
+  brokerMaxPendingBytes: 'number',
 } as const satisfies Record<keyof ResolvedServerOptions, 'string' | 'number' | 'port-or-off' | 'boolean' | 'list'>;
 
 type OptionKey = keyof typeof OPTION_KINDS;

@@ -81,7 +81,7 @@ async function serve(args: string[]): Promise<number> {
   const logger = pino({ name: 'uidpush', level: config.logLevel });
   if (config.workers > 0 && cluster.isPrimary) return runPrimary(config.workers, config.server.shutdownGrace, logger);
   // A worker joins its siblings through the primary, unless a Redis joins every node.
-  const broker = cluster.isWorker && config.server.redis === undefined ? createIpcBroker() : undefined;
+  const broker = cluster.isWorker && config.server.redis === undefined ? createIpcBroker({ timeout: config.server.brokerTimeout }) : undefined;
   const server = createServer({ ...config.server, logger, ...(broker === undefined ? {} : { broker }) });
   // Handlers go in before listening, so a signal that follows the 'listening' line at once
   // is already a graceful shutdown.

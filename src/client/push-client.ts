@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../core/errors.js';
-import type { GroupInfo, PushResult, ServiceStats, UidPage } from '../core/service.js';
+import type { BroadcastResult, GroupInfo, PushResult, ServiceStats, UidPage } from '../core/service.js';
 import type { Group, Uid } from '../core/types.js';
 
 /** Options of {@link PushClient}. */
@@ -107,7 +107,7 @@ export class PushClient {
   }
 
   /** Pushes `data` to every logged-in connection. */
-  broadcast(data: unknown): Promise<{ connections: number }> {
+  broadcast(data: unknown): Promise<BroadcastResult> {
     return this.#call('POST', '/v1/broadcast', { data }, false);
   }
 

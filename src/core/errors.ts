@@ -29,6 +29,11 @@ export const ErrorCode = {
   RequestTimeout: 'request_timeout',
   /** A bug on the server side; bad input never yields it. */
   Internal: 'internal',
+  /**
+   * The cluster's broker (Redis, the workers' primary) did not answer within the broker
+   * timeout, failed, or has too much waiting toward it: nothing was delivered; safe to retry.
+   */
+  Unavailable: 'unavailable',
 } as const;
 
 /** One of the client-visible error codes of {@link ErrorCode}. */
@@ -64,5 +69,17 @@ export class UidpushError extends Error {
     super(message, options);
     this.name = 'UidpushError';
     this.code = code;
+  }
+}
+
+/**
+ * A broker failure as the callers of the cluster see it: the broker failed, did not answer
+ * within the broker timeout, or refused more work. Client-facing code answers it with
+ * {@link ErrorCode.Unavailable} (HTTP 503); any other error is a bug (`internal`).
+ */
+export class UnavailableError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'UnavailableError';
   }
 }

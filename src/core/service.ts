@@ -26,6 +26,22 @@ export interface ServiceStats {
   upgradesRefused: Record<UpgradeRefusal, number>;
   /** Seconds since the server was created. */
   uptimeSeconds: number;
+  /** What waits for the cluster's broker, and what its bounds did; only in a cluster. */
+  broker?: BrokerStats;
+}
+
+/** The broker bounds of a cluster node (docs/operations.md, "During a Redis outage"). */
+export interface BrokerStats {
+  /** Bytes of publishes handed to the broker and not yet answered. */
+  pendingBytes: number;
+  /** Publishes handed to the broker and not yet answered. */
+  pendingPublishes: number;
+  /** Pushes not published: the broker was down, or over `brokerMaxPendingBytes` or `brokerTimeout`. */
+  refusedPushes: number;
+  /** Pushes from other nodes dropped on arrival: older than the sender's `brokerTimeout`. */
+  stalePushes: number;
+  /** Pushes answered with this node's deliveries only (`degraded: true`). */
+  degradedPushes: number;
 }
 
 /**
@@ -47,6 +63,19 @@ export interface PushResult {
   online: number;
   /** Connections written to. */
   connections: number;
+  /**
+   * Set when the cluster's broker could not be reached: the counts are this node's own
+   * deliveries, and clients of other nodes did not get the message (see docs/operations.md).
+   */
+  degraded?: true;
+}
+
+/** The result of a broadcast. */
+export interface BroadcastResult {
+  /** Connections written to. */
+  connections: number;
+  /** As in {@link PushResult.degraded}: only this node's connections got it. */
+  degraded?: true;
 }
 
 /**
@@ -86,7 +115,7 @@ export interface UidPage {
  */
 export interface PushService {
   pushToUids(uids: readonly Uid[], data: Data): Sync<PushResult>;
-  broadcast(data: Data): Sync<number>;
+  broadcast(data: Data): Sync<BroadcastResult>;
   publish(group: Group, data: Data): Sync<PushResult>;
   /**
    * Adds `uid` to `group`; false if it already was a member.

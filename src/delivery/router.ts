@@ -1,11 +1,13 @@
-import type { PushResult, Sync } from '../core/service.js';
+import type { BroadcastResult, PushResult, Sync } from '../core/service.js';
 import type { Data, Group, Uid } from '../core/types.js';
 import type { Hub, Recipient } from './hub.js';
 
 /**
  * Where a client's push goes. Alone, a node delivers through its hub; in a cluster, the
  * cluster node publishes to the others first, then delivers through the same hub. Results
- * may come later (a cluster asks its store); delivery itself starts at the call.
+ * may come later (a cluster asks its store); delivery itself starts at the call. A cluster
+ * whose broker is unavailable answers with `degraded: true` (delivered here only) or
+ * rejects with an UnavailableError (delivered to no one).
  */
 export interface Router {
   /**
@@ -14,7 +16,7 @@ export interface Router {
    *   seed protocol, which sends no acknowledgement, never asks.
    */
   sendToUid(uid: Uid, data: Data, from: Uid | null, wholeCluster: boolean): Sync<PushResult>;
-  broadcast(data: Data, from: Uid | null, wholeCluster: boolean): Sync<number>;
+  broadcast(data: Data, from: Uid | null, wholeCluster: boolean): Sync<BroadcastResult>;
   publish(group: Group, data: Data, from: Uid | null, wholeCluster: boolean): Sync<PushResult>;
   join(group: Group, uid: Uid): Sync<boolean>;
   leave(group: Group, uid: Uid): Sync<boolean>;
@@ -27,7 +29,7 @@ export function localRouter<C extends Recipient>(hub: Hub<C>): Router {
       const connections = hub.sendToUid(uid, data, from);
       return { online: connections > 0 ? 1 : 0, connections };
     },
-    broadcast: (data, from) => hub.broadcast(data, from),
+    broadcast: (data, from) => ({ connections: hub.broadcast(data, from) }),
     publish: (group, data, from) => hub.publish(group, data, from),
     join: (group, uid) => hub.join(group, uid),
     leave: (group, uid) => hub.leave(group, uid),

@@ -92,6 +92,24 @@ export class Metrics {
         for (const [reason, n] of Object.entries(refused)) this.inc({ reason }, n);
       },
     });
+    // Zero outside a cluster: the series exist everywhere, so dashboards need no special case.
+    gauge('uidpush_broker_pending_bytes', 'Bytes of publishes handed to the broker and not yet answered.', (s) => s.broker?.pendingBytes ?? 0);
+    gauge('uidpush_broker_pending_publishes', 'Publishes handed to the broker and not yet answered.', (s) => s.broker?.pendingPublishes ?? 0);
+    counter(
+      'uidpush_broker_refused_pushes_total',
+      'Pushes not published: the broker was down, or over brokerMaxPendingBytes or brokerTimeout.',
+      (s) => s.broker?.refusedPushes ?? 0,
+    );
+    counter(
+      'uidpush_broker_stale_pushes_total',
+      'Pushes from other nodes dropped on arrival, older than the sender\'s brokerTimeout.',
+      (s) => s.broker?.stalePushes ?? 0,
+    );
+    counter(
+      'uidpush_broker_degraded_pushes_total',
+      'Pushes answered with this node\'s deliveries only (degraded: true).',
+      (s) => s.broker?.degradedPushes ?? 0,
+    );
     new Counter({
       name: 'uidpush_dropped_total',
       help: 'Messages not delivered, by reason.',

@@ -1,13 +1,30 @@
+import { boundedStore, Deadlines, InFlight } from '../broker/bounds.js';
 import { channel, decodeEnvelope, encodeEnvelope, encodePushes, type Envelope } from '../broker/envelope.js';
-import type { Broker } from '../broker/broker.js';
+import type { Broker, ClusterStore } from '../broker/broker.js';
 import type { TokenCutoffs } from '../auth/cutoffs.js';
 import { uidOfCursor } from '../broker/uid-order.js';
 import { joined, type GroupLimits } from '../core/limits.js';
-import type { GroupInfo, PushResult, Sync, TokenRevocation, UidPage } from '../core/service.js';
+import { UnavailableError } from '../core/errors.js';
+import type { BroadcastResult, BrokerStats, GroupInfo, PushResult, Sync, TokenRevocation, UidPage } from '../core/service.js';
 import type { Data, Group, JsonValue, Logger, Uid } from '../core/types.js';
 import type { Hub } from '../delivery/hub.js';
 import type { Router } from '../delivery/router.js';
 import type { Connection } from '../transport/connection.js';
+
+/** What a node lets wait for its broker. */
+export interface ClusterBounds {
+  /**
+   * Ms a store call or a publish may wait for the broker; also how old a push may be when
+   * another node receives it, and how long the oldest publish may stay unanswered before
+   * new ones are refused.
+   */
+  timeout: number;
+  /** Bytes of publishes that may wait for the broker at once; more are refused. */
+  maxPendingBytes: number;
+}
+
+/** Log lines about the same trouble at most this often. */
+const NOTICE_QUIET_MS = 1000;
 
 /**
  * How often a node rereads every token cut-off from the store: a node that missed a
@@ -21,11 +38,23 @@ export const CUTOFF_RELOAD_MS = 10_000;
  * served even while the broker is down. The node subscribes to a uid's channel while the
  * uid has a connection here, and to a group's channel while one of its members does, so a
  * targeted push only reaches the nodes that need it.
+ *
+ * What waits for the broker is bounded (docs/operations.md, "During a Redis outage"): every
+ * store call answers within `timeout` or fails with an {@link UnavailableError}; publishes
+ * in flight are capped in bytes and age, and past either a push is not published (it is
+ * still delivered locally); each push carries an expiry, and one received after it is
+ * dropped, never delivered late. A push that reached no one because the broker could not
+ * take it fails with an UnavailableError (safe to retry); one delivered here but not
+ * published answers this node's counts with `degraded: true` (a retry would deliver twice).
  */
 export class ClusterNode implements Router {
   readonly #hub: Hub<Connection>;
   readonly #broker: Broker;
+  readonly #store: ClusterStore;
   readonly #log: Logger;
+  readonly #timeout: number;
+  readonly #deadlines: Deadlines;
+  readonly #inFlight: InFlight;
   /** Uids with a connection here (their channel is subscribed). */
   readonly #localUids = new Set<Uid>();
   /** Local members per group (the group's channel is subscribed while > 0). */
@@ -33,16 +62,32 @@ export class ClusterNode implements Router {
   /** The token cut-offs the verifier reads on every login: kept here, fed by the store and broadcasts. */
   readonly #cutoffs: TokenCutoffs;
   #reload: NodeJS.Timeout | undefined;
+  readonly #stats = { refusedPushes: 0, stalePushes: 0, degradedPushes: 0 };
+  /** When each kind of trouble was last logged, and how often it happened since. */
+  readonly #notices = new Map<string, { at: number; count: number }>();
 
   readonly #limits: GroupLimits;
 
   /** @param limits - caps on joins, enforced by the broker's store for the whole cluster. */
-  constructor(hub: Hub<Connection>, broker: Broker, log: Logger, cutoffs: TokenCutoffs, limits: GroupLimits) {
+  constructor(hub: Hub<Connection>, broker: Broker, log: Logger, cutoffs: TokenCutoffs, limits: GroupLimits, bounds: ClusterBounds) {
     this.#hub = hub;
     this.#broker = broker;
     this.#log = log;
     this.#cutoffs = cutoffs;
     this.#limits = limits;
+    this.#timeout = bounds.timeout;
+    this.#deadlines = new Deadlines(bounds.timeout);
+    this.#inFlight = new InFlight(bounds.maxPendingBytes, bounds.timeout);
+    this.#store = boundedStore(broker.store, this.#deadlines);
+  }
+
+  /** What waits for the broker now, and what its bounds refused or dropped so far. */
+  get stats(): BrokerStats {
+    return {
+      pendingBytes: this.#inFlight.bytes,
+      pendingPublishes: this.#inFlight.count,
+      ...this.#stats,
+    };
   }
 
   get nodeId(): string {
@@ -66,26 +111,28 @@ export class ClusterNode implements Router {
 
   async #loadCutoffs(): Promise<void> {
     this.#cutoffs.prune();
-    for (const { uid, before, until } of await this.#broker.store.revocations()) this.#cutoffs.add(uid, { before, until });
+    for (const { uid, before, until } of await this.#store.revocations()) this.#cutoffs.add(uid, { before, until });
   }
 
+  /** The broker answers, and nothing has waited for it longer than the timeout. */
   isReady(): boolean {
-    return this.#broker.isReady();
+    return this.#broker.isReady() && this.#inFlight.oldestAge() <= this.#timeout;
   }
 
   close(): Promise<void> {
     clearInterval(this.#reload);
+    this.#deadlines.close();
     return this.#broker.close();
   }
 
   /** The registry's hook: a uid's connection count here changed. */
   onCount(uid: Uid, connections: number): void {
-    this.#broker.store.setLocal(uid, connections);
+    this.#store.setLocal(uid, connections);
     if (connections > 0 && !this.#localUids.has(uid)) {
       this.#localUids.add(uid);
       this.#broker.subscribe(channel.uid(uid));
       // Membership lives in the store; take this uid's groups for local delivery.
-      this.#broker.store.groupsOf(uid).then(
+      this.#store.groupsOf(uid).then(
         (groups) => {
           if (!this.#localUids.has(uid)) return;
           for (const group of groups) this.#joinLocal(group, uid);
@@ -109,41 +156,50 @@ export class ClusterNode implements Router {
   /** Publishes to each uid's channel, delivers locally, and answers from the store. */
   pushToUids(uids: readonly Uid[], data: Data, from: Uid | null = null, wholeCluster = true): Sync<PushResult> {
     const unique = [...new Set(uids)];
-    for (const [uid, envelope] of encodePushes(this.#broker.nodeId, unique, toJson(data), from)) {
-      this.#send(channel.uid(uid), envelope);
-    }
+    const envelopes = encodePushes(this.#broker.nodeId, unique, toJson(data), from, this.#expiry());
+    let bytes = 0;
+    for (const [, envelope] of envelopes) bytes += envelope.length;
+    const sent = this.#admits(bytes) ? envelopes.map(([uid, envelope]) => this.#send(channel.uid(uid), envelope)) : undefined;
     const local = this.#hub.sendToUids(unique, data, from);
+    if (sent === undefined) return this.#unsent(local, local.connections);
     if (!wholeCluster) return local;
-    return this.#broker.store.connections(unique).then((counts) => ({
+    const counts = this.#store.connections(unique).then((counts) => ({
       online: counts.filter((n) => n > 0).length,
       connections: counts.reduce((a, n) => a + n, 0),
     }));
+    return this.#answer(sent, counts, local, local.connections);
   }
 
-  broadcast(data: Data, from: Uid | null = null, wholeCluster = true): Sync<number> {
-    this.#publish(channel.all, { t: 'broadcast', data: toJson(data), from });
-    const local = this.#hub.broadcast(data, from);
+  broadcast(data: Data, from: Uid | null = null, wholeCluster = true): Sync<BroadcastResult> {
+    const envelope = encodeEnvelope(this.#broker.nodeId, { t: 'broadcast', data: toJson(data), from, exp: this.#expiry() });
+    const sent = this.#admits(envelope.length) ? this.#send(channel.all, envelope) : undefined;
+    const local = { connections: this.#hub.broadcast(data, from) };
+    if (sent === undefined) return this.#unsent(local, local.connections);
     if (!wholeCluster) return local;
-    return this.#broker.store.connectionTotal();
+    const total = this.#store.connectionTotal().then((connections) => ({ connections }));
+    return this.#answer([sent], total, local, local.connections);
   }
 
   publish(group: Group, data: Data, from: Uid | null = null, wholeCluster = true): Sync<PushResult> {
-    this.#publish(channel.group(group), { t: 'publish', group, data: toJson(data), from });
+    const envelope = encodeEnvelope(this.#broker.nodeId, { t: 'publish', group, data: toJson(data), from, exp: this.#expiry() });
+    const sent = this.#admits(envelope.length) ? this.#send(channel.group(group), envelope) : undefined;
     const local = this.#hub.publish(group, data, from);
+    if (sent === undefined) return this.#unsent(local, local.connections);
     if (!wholeCluster) return local;
-    return this.groupInfo(group).then((info) => ({ online: info.online, connections: info.connections }));
+    const info = this.groupInfo(group).then((info) => ({ online: info.online, connections: info.connections }));
+    return this.#answer([sent], info, local, local.connections);
   }
 
   /** @throws UidpushError UIDPUSH_ERR_LIMIT_EXCEEDED when a cap refused the join. */
   async join(group: Group, uid: Uid): Promise<boolean> {
-    const added = joined(await this.#broker.store.addMember(group, uid, this.#limits), group, uid, this.#limits);
+    const added = joined(await this.#store.addMember(group, uid, this.#limits), group, uid, this.#limits);
     this.#publish(channel.uid(uid), { t: 'join', group, uid });
     if (this.#localUids.has(uid)) this.#joinLocal(group, uid);
     return added;
   }
 
   async leave(group: Group, uid: Uid): Promise<boolean> {
-    const removed = await this.#broker.store.removeMember(group, uid);
+    const removed = await this.#store.removeMember(group, uid);
     this.#publish(channel.uid(uid), { t: 'leave', group, uid });
     this.#leaveLocal(group, uid);
     return removed;
@@ -159,7 +215,7 @@ export class ClusterNode implements Router {
   // The rest of the PushService, answered from the store.
 
   async kick(uid: Uid, reason: string): Promise<number> {
-    const [connections = 0] = await this.#broker.store.connections([uid]);
+    const [connections = 0] = await this.#store.connections([uid]);
     this.#publish(channel.uid(uid), { t: 'kick', uid, reason });
     this.#hub.kick(uid, reason);
     return connections;
@@ -171,13 +227,13 @@ export class ClusterNode implements Router {
    * know it too: the kicked client may reconnect anywhere).
    */
   async revokeTokens(uid: Uid, revocation: TokenRevocation): Promise<void> {
-    await this.#broker.store.revoke({ uid, ...revocation });
+    await this.#store.revoke({ uid, ...revocation });
     this.#cutoffs.add(uid, revocation);
     this.#publish(channel.all, { t: 'revoke', uid, before: revocation.before, until: revocation.until });
   }
 
   async connectionsOf(uid: Uid): Promise<number> {
-    const [connections = 0] = await this.#broker.store.connections([uid]);
+    const [connections = 0] = await this.#store.connections([uid]);
     return connections;
   }
 
@@ -186,16 +242,21 @@ export class ClusterNode implements Router {
     // Checked here, before any broker: an error thrown in the primary of --workers
     // crosses IPC as text and would reach the API as a 500.
     if (cursor !== null) uidOfCursor(cursor);
-    return await this.#broker.store.listUids(cursor, limit);
+    return await this.#store.listUids(cursor, limit);
   }
 
   totals(): Promise<{ onlineUids: number; connections: number }> {
-    return this.#broker.store.totals();
+    return this.#store.totals();
   }
 
-  async groupInfo(group: Group): Promise<GroupInfo> {
-    const members = await this.#broker.store.members(group);
-    const counts = members.length === 0 ? [] : await this.#broker.store.connections(members);
+  /** Two reads in a row, under one deadline: the answer comes within the timeout. */
+  groupInfo(group: Group): Promise<GroupInfo> {
+    return this.#deadlines.race(() => this.#groupInfo(group), 'group read');
+  }
+
+  async #groupInfo(group: Group): Promise<GroupInfo> {
+    const members = await this.#store.members(group);
+    const counts = members.length === 0 ? [] : await this.#store.connections(members);
     return {
       group,
       members: members.length,
@@ -204,15 +265,84 @@ export class ClusterNode implements Router {
     };
   }
 
+  /** Control messages (kick, join, leave): small, and never refused. */
   #publish(name: string, env: Envelope): void {
-    this.#send(name, encodeEnvelope(this.#broker.nodeId, env));
+    // #send logs a failure; a control message has no caller waiting for it.
+    void this.#send(name, encodeEnvelope(this.#broker.nodeId, env));
   }
 
-  #send(name: string, message: string): void {
-    this.#broker.publish(name, message).catch((err: unknown) => {
+  /** Publishes, counted in flight until the broker answers; a failure is logged here. */
+  #send(name: string, message: string): Promise<void> {
+    const sent = this.#inFlight.track(message.length, this.#broker.publish(name, message));
+    sent.catch((err: unknown) => {
       // Local delivery goes on; the other nodes miss this one (at-most-once).
-      this.#log.warn({ err, channel: name }, 'cluster: publish failed');
+      this.#notice('publish failed', 'cluster: publish failed', { err, channel: name });
     });
+    return sent;
+  }
+
+  /** When a push published now stops being worth delivering (see Envelope's `exp`). */
+  #expiry(): number {
+    return Date.now() + this.#timeout;
+  }
+
+  /** Whether a push of `bytes` may be published: the broker is up and its bounds allow. */
+  #admits(bytes: number): boolean {
+    if (this.#broker.isReady() && this.#inFlight.admits(bytes)) return true;
+    this.#stats.refusedPushes++;
+    this.#notice('refused', 'cluster: broker unavailable or over its bounds; pushes reach this node\'s clients only', {
+      pendingBytes: this.#inFlight.bytes,
+      oldestMs: this.#inFlight.oldestAge(),
+    });
+    return false;
+  }
+
+  /** The answer to a push the broker did not take: what was delivered here, or a refusal. */
+  #unsent<T extends object>(local: T, delivered: number): Sync<T & { degraded?: true }> {
+    if (delivered > 0) {
+      this.#stats.degradedPushes++;
+      return { ...local, degraded: true };
+    }
+    return Promise.reject(new UnavailableError('the broker is unavailable; nothing was delivered'));
+  }
+
+  /**
+   * The whole cluster's answer once every publish and the store read succeed (each within
+   * the timeout); otherwise this node's own answer marked degraded, or a refusal when
+   * nothing was delivered here.
+   */
+  #answer<T extends object>(sent: Promise<void>[], read: Promise<T>, local: T, delivered: number): Promise<T & { degraded?: true }> {
+    const published = this.#deadlines.race(() => Promise.all(sent), 'publish');
+    return Promise.all([published, read]).then(
+      ([, whole]) => whole,
+      (err: unknown) => {
+        if (delivered === 0) throw err;
+        this.#stats.degradedPushes++;
+        return { ...local, degraded: true as const };
+      },
+    );
+  }
+
+  /** Logs trouble that repeats (every push during an outage) at most once a second. */
+  #notice(kind: string, msg: string, fields: Record<string, unknown>): void {
+    const now = Date.now();
+    const last = this.#notices.get(kind);
+    if (last !== undefined && now - last.at < NOTICE_QUIET_MS) {
+      last.count++;
+      return;
+    }
+    this.#notices.set(kind, { at: now, count: 0 });
+    this.#log.warn({ ...fields, since: last?.count ?? 0 }, msg);
+  }
+
+  /** Whether a received push has expired: it waited in the broker past the sender's timeout. */
+  #stale(exp: number | undefined): boolean {
+    if (exp === undefined || Date.now() <= exp) return false;
+    this.#stats.stalePushes++;
+    this.#notice('stale', 'cluster: dropped pushes older than the broker timeout (a stalled broker, or node clocks apart)', {
+      lateMs: Date.now() - exp,
+    });
+    return true;
   }
 
   #onMessage(text: string): void {
@@ -225,13 +355,13 @@ export class ClusterNode implements Router {
     const env = decoded.env;
     switch (env.t) {
       case 'push':
-        this.#hub.sendToUid(env.uid, env.data, env.from);
+        if (!this.#stale(env.exp)) this.#hub.sendToUid(env.uid, env.data, env.from);
         return;
       case 'publish':
-        this.#hub.publish(env.group, env.data, env.from);
+        if (!this.#stale(env.exp)) this.#hub.publish(env.group, env.data, env.from);
         return;
       case 'broadcast':
-        this.#hub.broadcast(env.data, env.from);
+        if (!this.#stale(env.exp)) this.#hub.broadcast(env.data, env.from);
         return;
       case 'kick':
         this.#hub.kick(env.uid, env.reason);

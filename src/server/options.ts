@@ -173,6 +173,25 @@ export const serverOptionsSchema = z
       .min(100)
       .max(30 * 24 * 3600 * 1000)
       .default(24 * 3600 * 1000),
+    /**
+     * How long a node waits for its broker (Redis, or the primary under `--workers`), in
+     * ms. A store read, a group change or a push asking for a cluster-wide answer that
+     * takes longer fails with `unavailable` (HTTP 503); `/readyz` answers 503 once Redis
+     * has not answered a probe for this long; publishes older than this stop new ones; and
+     * a push that reaches another node later than this is dropped there, not delivered late
+     * (node clocks must be NTP-synced).
+     */
+    brokerTimeout: ms(100).default(2000),
+    /**
+     * Bytes of publishes that may wait for the broker at once; past it, pushes are not
+     * published (see docs/operations.md). Protects the node's memory while Redis stalls.
+     */
+    brokerMaxPendingBytes: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .max(4 * 1024 * 1024 * 1024)
+      .default(64 * 1024 * 1024),
     /** Port of the inner text port on 127.0.0.1; null (the default) turns it off. */
     innerPort: z.number().int().min(0).max(65535).nullable().default(null),
     /**

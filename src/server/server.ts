@@ -8,7 +8,7 @@ import { InnerTextServer } from '../api/inner-text.js';
 import { TokenCutoffs } from '../auth/cutoffs.js';
 import { TokenVerifier } from '../auth/jwt.js';
 import { ProgramErrorCode, UidpushError, type ErrorCode } from '../core/errors.js';
-import type { GroupInfo, PushResult, PushService, ServiceStats, Sync, TokenRevocation, UidPage } from '../core/service.js';
+import type { BroadcastResult, GroupInfo, PushResult, PushService, ServiceStats, Sync, TokenRevocation, UidPage } from '../core/service.js';
 import { silentLogger, type Data, type Group, type Logger, type Uid } from '../core/types.js';
 import { isLoopback } from '../api/auth.js';
 import { originPolicy } from '../core/origins.js';
@@ -196,9 +196,13 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       broker ?? (this.options.redis === undefined ? undefined : createRedisBroker(this.options.redis, this.#log, {
             presenceTtl: this.options.presenceTtl,
             namespace: this.options.redisNamespace,
+            timeout: this.options.brokerTimeout,
           }));
     if (clusterBroker !== undefined) {
-      this.#cluster = new ClusterNode(this.hub, clusterBroker, this.#log, this.#cutoffs, groupLimits);
+      this.#cluster = new ClusterNode(this.hub, clusterBroker, this.#log, this.#cutoffs, groupLimits, {
+        timeout: this.options.brokerTimeout,
+        maxPendingBytes: this.options.brokerMaxPendingBytes,
+      });
       this.#transport.setRouter(this.#cluster);
     }
     this.metrics = new Metrics(() => this.#localStats());
@@ -247,8 +251,8 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
   }
 
   /** Pushes to every logged-in connection; see {@link Hub.broadcast}. */
-  broadcast(data: Data): Sync<number> {
-    return this.#cluster?.broadcast(data) ?? this.hub.broadcast(data);
+  broadcast(data: Data): Sync<BroadcastResult> {
+    return this.#cluster?.broadcast(data) ?? { connections: this.hub.broadcast(data) };
   }
 
   /** Pushes to every member of `group`; see {@link Hub.publish}. */
@@ -325,7 +329,10 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     return cluster.revokeTokens(uid, revocation).then(() => revocation);
   }
 
-  /** Whether the server accepts clients: listening, not shutting down, broker reachable. */
+  /**
+   * Whether the server accepts clients: listening, not shutting down, and its broker
+   * reachable and answering within `brokerTimeout`.
+   */
   ready(): boolean {
     return this.#state === 'listening' && (this.#cluster?.isReady() ?? true);
   }
@@ -366,6 +373,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       closeGraceTerminations: transport.closeGraceTerminations,
       upgradesRefused: transport.upgradesRefused,
       uptimeSeconds: Math.floor((Date.now() - this.#createdAt) / 1000),
+      ...(this.#cluster === undefined ? {} : { broker: this.#cluster.stats }),
     };
   }
 

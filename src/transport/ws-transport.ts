@@ -4,7 +4,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { TokenError, type Identity, type TokenVerifier } from '../auth/jwt.js';
 import { canBroadcast, canJoin, canPublish, canSend, type Grants, type Right } from '../auth/rights.js';
 import { CloseCode } from '../core/close-codes.js';
-import { ErrorCode } from '../core/errors.js';
+import { ErrorCode, UnavailableError } from '../core/errors.js';
 import { isLimitExceeded } from '../core/limits.js';
 import { checkName, checkUid, type NameKind } from '../core/names.js';
 import type { OriginCheck } from '../core/origins.js';
@@ -492,8 +492,8 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to broadcast');
           return;
         }
-        this.#routed(conn, undefined, this.#router.broadcast(command.message, from, false), (written) => {
-          this.#events.message(conn, from, 'broadcast', undefined, command.message, written);
+        this.#routed(conn, undefined, this.#router.broadcast(command.message, from, false), (r) => {
+          this.#events.message(conn, from, 'broadcast', undefined, command.message, r.connections);
         });
         return;
       }
@@ -541,7 +541,7 @@ export class WsTransport implements ConnectionOwner {
         }
         this.#routed(conn, frame.id, this.#router.sendToUid(frame.to, frame.data, from, frame.id !== undefined), (r) => {
           this.#events.message(conn, from, 'uid', frame.to, frame.data, r.connections);
-          this.#ack(conn, frame.id, { online: r.online > 0, connections: r.connections });
+          this.#ack(conn, frame.id, degraded(r, { online: r.online > 0, connections: r.connections }));
         });
         return;
       }
@@ -553,7 +553,7 @@ export class WsTransport implements ConnectionOwner {
         }
         this.#routed(conn, frame.id, this.#router.publish(frame.group, frame.data, from, frame.id !== undefined), (r) => {
           this.#events.message(conn, from, 'group', frame.group, frame.data, r.connections);
-          this.#ack(conn, frame.id, { online: r.online, connections: r.connections });
+          this.#ack(conn, frame.id, degraded(r, { online: r.online, connections: r.connections }));
         });
         return;
       }
@@ -562,9 +562,9 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to broadcast', frame.id);
           return;
         }
-        this.#routed(conn, frame.id, this.#router.broadcast(frame.data, from, frame.id !== undefined), (written) => {
-          this.#events.message(conn, from, 'broadcast', undefined, frame.data, written);
-          this.#ack(conn, frame.id, { connections: written });
+        this.#routed(conn, frame.id, this.#router.broadcast(frame.data, from, frame.id !== undefined), (r) => {
+          this.#events.message(conn, from, 'broadcast', undefined, frame.data, r.connections);
+          this.#ack(conn, frame.id, degraded(r, { connections: r.connections }));
         });
         return;
       }
@@ -585,11 +585,8 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.LimitExceeded, err.message, frame.id);
           return;
         }
-        whenReady(result, (joined) => {
+        this.#routed(conn, frame.id, result, (joined) => {
           this.#ack(conn, frame.id, { group: frame.group, joined });
-        }, (err: unknown) => {
-          if (isLimitExceeded(err)) this.#error(conn, ErrorCode.LimitExceeded, err.message, frame.id);
-          else this.#log.error({ err }, 'routing a client message failed');
         });
         return;
       }
@@ -715,9 +712,12 @@ export class WsTransport implements ConnectionOwner {
   // Replies.
 
   /**
-   * Runs `then` with a routed result when it is ready; a failure is logged, not thrown.
-   * A `then` that runs later, outside the frame's guard, gets a guard of its own: a throw
-   * in a promise callback would be an unhandled rejection, which ends the process.
+   * Runs `then` with a routed result when it is ready. A failure is answered, with the
+   * request's id: `unavailable` when the cluster's broker failed or did not answer in time
+   * (nothing was delivered), `limit_exceeded` for a cap's refusal, `internal` for anything
+   * else (a bug, logged). A `then` that
+   * runs later, outside the frame's guard, gets a guard of its own: a throw in a promise
+   * callback would be an unhandled rejection, which ends the process.
    */
   #routed<T>(conn: Connection, id: RequestId, result: Sync<T>, then: (value: T) => void): void {
     const guarded =
@@ -731,7 +731,16 @@ export class WsTransport implements ConnectionOwner {
           }
         : then;
     whenReady(result, guarded, (err: unknown) => {
-      this.#log.error({ err }, 'routing a client message failed');
+      if (conn.readyState !== Connection.OPEN) return;
+      if (err instanceof UnavailableError) {
+        this.#error(conn, ErrorCode.Unavailable, err.message, id);
+        return;
+      }
+      if (isLimitExceeded(err)) {
+        this.#error(conn, ErrorCode.LimitExceeded, err.message, id);
+        return;
+      }
+      this.#internal(conn, err, id, 'routing a client message');
     });
   }
 
@@ -852,6 +861,15 @@ function handshakeOrigin(req: IncomingMessage): string | undefined {
 }
 
 /** Answers a handshake with an HTTP error and closes the socket; ws never sees it. */
+/** An ack's fields, with `degraded: true` when only this node's clients got the message. */
+function degraded(
+  r: { degraded?: true },
+  fields: Record<string, string | number | boolean | null>,
+): Record<string, string | number | boolean | null> {
+  if (r.degraded === true) fields.degraded = true;
+  return fields;
+}
+
 /** A token offered at the handshake: `?token=` or `Authorization: Bearer`. */
 function handshakeToken(req: IncomingMessage): string | undefined {
   const header = req.headers.authorization;

@@ -170,3 +170,44 @@ export async function startRedisSentinel(): Promise<RedisSentinelHandle> {
     },
   };
 }
+
+/** One redis-server started by {@link startRedisServer}. */
+export interface RedisServerHandle {
+  url: string;
+  /** SIGSTOP: connections stay open, nothing is answered. */
+  freeze(): void;
+  /** SIGCONT: answers everything it was sent meanwhile. */
+  thaw(): void;
+  /** SIGKILL. */
+  stop(): void;
+}
+
+/**
+ * A redis-server of this process's own on a free loopback port, so a test may freeze or
+ * kill it by its PID (never the shared one on 6379). Resolves once it answers PING.
+ */
+export async function startRedisServer(): Promise<RedisServerHandle> {
+  const port = await freePort();
+  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  const stop = (): void => {
+    if (server.exitCode === null && server.signalCode === null) {
+      // A stopped process must be continued to act on anything but SIGKILL; send both.
+      server.kill('SIGCONT');
+      server.kill('SIGKILL');
+    }
+  };
+  try {
+    await until(() => cli(port, 'ping').trim() === 'PONG', 'redis-server to start');
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return {
+    url: `redis://127.0.0.1:${String(port)}`,
+    freeze: () => server.kill('SIGSTOP'),
+    thaw: () => server.kill('SIGCONT'),
+    stop,
+  };
+}

@@ -43,6 +43,8 @@ describe('cluster envelopes', () => {
       ['{"v":1,"node":"n","t":"push","uid":"u","data":1,"from":7}', 'malformed push'],
       ['{"v":1,"node":"n","t":"publish","group":"","data":1}', 'malformed publish'],
       ['{"v":1,"node":"n","t":"broadcast"}', 'malformed broadcast'],
+      ['{"v":1,"node":"n","t":"broadcast","data":1,"exp":"soon"}', 'malformed broadcast'],
+      ['{"v":1,"node":"n","t":"push","uid":"u","data":1,"exp":null}', 'malformed push'],
       ['{"v":1,"node":"n","t":"kick","uid":"u"}', 'malformed kick'],
       [`{"v":1,"node":"n","t":"kick","uid":"u","reason":"${'x'.repeat(124)}"}`, 'malformed kick'],
       ['{"v":1,"node":"n","t":"revoke","uid":"u","before":1}', 'malformed revoke'],
@@ -59,5 +61,12 @@ describe('cluster envelopes', () => {
       node: 'n',
       env: { v: 1, node: 'n', t: 'push', uid: 'u', data: 'x', from: null },
     });
+  });
+
+  it('carries the expiry of a push, spliced or not, as the same JSON', () => {
+    const [one] = encodePushes('n1', ['u'], { a: 1 }, null, 1234);
+    expect(JSON.parse(one?.[1] ?? '')).toEqual(JSON.parse(encodeEnvelope('n1', { t: 'push', uid: 'u', data: { a: 1 }, from: null, exp: 1234 })));
+    expect(decodeEnvelope(one?.[1] ?? '')).toMatchObject({ ok: true, env: { t: 'push', exp: 1234 } });
+    expect(JSON.parse(encodePushes('n1', ['u'], 'd', null)[0]?.[1] ?? '')).not.toHaveProperty('exp');
   });
 });

@@ -1,0 +1,170 @@
+import { describe, expect, it } from 'vitest';
+import { boundedStore, Deadlines, InFlight } from '../../src/broker/bounds.js';
+import type { ClusterStore } from '../../src/broker/broker.js';
+import { ProgramErrorCode, UidpushError, UnavailableError } from '../../src/core/errors.js';
+
+/** A clock the test moves by hand. */
+function clock(): { now: () => number; advance: (ms: number) => void } {
+  let t = 1_000_000;
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms;
+    },
+  };
+}
+
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: Error) => void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+describe('Deadlines', () => {
+  it('answers with the result when it comes in time', async () => {
+    const c = clock();
+    const deadlines = new Deadlines(2000, c.now);
+    const d = deferred<number>();
+    const raced = deadlines.race(() => d.promise, 'read');
+    c.advance(1999);
+    deadlines.sweep();
+    d.resolve(7);
+    await expect(raced).resolves.toBe(7);
+    deadlines.close();
+  });
+
+  it('rejects with UnavailableError once the timeout passes, and drops the late result', async () => {
+    const c = clock();
+    const deadlines = new Deadlines(2000, c.now);
+    const d = deferred<number>();
+    let expired = 0;
+    const raced = deadlines.race(() => d.promise, 'read', () => {
+      expired++;
+    });
+    c.advance(2001);
+    deadlines.sweep();
+    await expect(raced).rejects.toThrow(UnavailableError);
+    await expect(raced).rejects.toThrow('read: the broker did not answer within 2000 ms');
+    d.resolve(7);
+    d.reject(new Error('and a late failure'));
+    await Promise.resolve();
+    expect(expired).toBe(1);
+    expect(deadlines.size).toBe(0);
+    deadlines.close();
+  });
+
+  it('turns a failure of the call into UnavailableError, but passes the caller\'s own mistakes through', async () => {
+    const deadlines = new Deadlines(2000);
+    await expect(deadlines.race(() => Promise.reject(new Error('ECONNRESET')), 'read')).rejects.toMatchObject({
+      name: 'UnavailableError',
+      cause: { message: 'ECONNRESET' },
+    });
+    const mistake = new UidpushError(ProgramErrorCode.InvalidArgument, 'bad cursor');
+    await expect(deadlines.race(() => Promise.reject(mistake), 'read')).rejects.toBe(mistake);
+    // A call that throws at once is answered the same way, never thrown at the caller.
+    await expect(
+      deadlines.race(() => {
+        throw new Error('sync');
+      }, 'read'),
+    ).rejects.toThrow(UnavailableError);
+    deadlines.close();
+  });
+
+  it('expires deadlines in the order they were set, each once', () => {
+    const c = clock();
+    const deadlines = new Deadlines(100, c.now);
+    const fired: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      deadlines.add(() => fired.push(i));
+      c.advance(10);
+    }
+    const cancel = deadlines.add(() => fired.push(99));
+    cancel();
+    c.advance(75); // the first is due (at 100), the second not yet (at 110)
+    deadlines.sweep();
+    expect(fired).toEqual([0]);
+    c.advance(100);
+    deadlines.sweep();
+    deadlines.sweep();
+    expect(fired).toEqual([0, 1, 2]);
+    deadlines.close();
+  });
+});
+
+describe('InFlight', () => {
+  it('refuses past the byte bound until the broker answers', async () => {
+    const inFlight = new InFlight(100, 2000);
+    const first = deferred<undefined>();
+    expect(inFlight.admits(60)).toBe(true);
+    void inFlight.track(60, first.promise);
+    expect(inFlight.admits(40)).toBe(true);
+    expect(inFlight.admits(41)).toBe(false);
+    first.resolve(undefined);
+    await first.promise;
+    await Promise.resolve();
+    expect(inFlight.bytes).toBe(0);
+    expect(inFlight.admits(100)).toBe(true);
+  });
+
+  it('refuses once the oldest publish in flight is older than the age bound, failed or answered ones aside', async () => {
+    const c = clock();
+    const inFlight = new InFlight(1_000_000, 2000, c.now);
+    const oldest = deferred<undefined>();
+    const newer = deferred<undefined>();
+    void inFlight.track(10, oldest.promise).catch(() => undefined);
+    c.advance(1500);
+    void inFlight.track(10, newer.promise);
+    c.advance(501);
+    expect(inFlight.oldestAge()).toBe(2001);
+    expect(inFlight.admits(1)).toBe(false);
+    oldest.reject(new Error('connection lost'));
+    await oldest.promise.catch(() => undefined);
+    await Promise.resolve();
+    expect(inFlight.count).toBe(1);
+    expect(inFlight.oldestAge()).toBe(501);
+    expect(inFlight.admits(1)).toBe(true);
+  });
+});
+
+describe('boundedStore', () => {
+  it('bounds every read and write of a store that never answers', async () => {
+    const never = (): Promise<never> => new Promise<never>(() => undefined);
+    const store: ClusterStore = {
+      setLocal: () => undefined,
+      connections: never,
+      totals: never,
+      connectionTotal: never,
+      listUids: never,
+      addMember: never,
+      removeMember: never,
+      members: never,
+      groupsOf: never,
+      revoke: never,
+      revocations: never,
+    };
+    const deadlines = new Deadlines(50);
+    const bounded = boundedStore(store, deadlines);
+    const started = Date.now();
+    const calls = [
+      bounded.connections(['u']),
+      bounded.totals(),
+      bounded.connectionTotal(),
+      bounded.listUids(null, 10),
+      bounded.addMember('g', 'u', { maxGroupsPerUid: 10, maxMembersPerGroup: 10 }),
+      bounded.removeMember('g', 'u'),
+      bounded.members('g'),
+      bounded.groupsOf('u'),
+      bounded.revoke({ uid: 'u', before: 0, until: 1 }),
+      bounded.revocations(),
+    ];
+    const results = await Promise.allSettled(calls);
+    for (const r of results) expect(r).toMatchObject({ status: 'rejected', reason: { name: 'UnavailableError' } });
+    // 50 ms and at most one sweep period (100 ms) late, with room for a loaded box.
+    expect(Date.now() - started).toBeLessThan(1000);
+    deadlines.close();
+  });
+});
