@@ -1,7 +1,8 @@
 import type { Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { MemoryCluster, servePrimary } from '../../src/broker/ipc.js';
+import { createIpcBroker, MemoryCluster, servePrimary } from '../../src/broker/ipc.js';
+import { UnavailableError } from '../../src/core/errors.js';
 import { warningLog } from '../helpers/logs.js';
 
 /** The primary's side of one worker's IPC channel, without a process behind it. */
@@ -60,5 +61,18 @@ describe('the primary of --workers', () => {
     await flush();
     expect(two.sent).toContainEqual({ uidpush: 'res', id: 7, result: [{ uid: 'alice', before: 1000, until }] });
     for (const stop of stops) await stop();
+  });
+});
+
+describe('a worker\'s broker', () => {
+  it('fails a request the primary never answers with unavailable after its timeout, not never', async () => {
+    // Outside a worker nothing reaches a primary: exactly a primary that stops answering.
+    const broker = createIpcBroker({ timeout: 100 });
+    const started = Date.now();
+    await expect(broker.store.connections(['u'])).rejects.toThrow(UnavailableError);
+    await expect(broker.store.members('g')).rejects.toThrow('members: the primary did not answer within 100 ms');
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(broker.isReady()).toBe(false);
+    await broker.close();
   });
 });
