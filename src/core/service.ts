@@ -36,6 +36,8 @@ export interface BrokerStats {
   pendingBytes: number;
   /** Publishes handed to the broker and not yet answered. */
   pendingPublishes: number;
+  /** How long the oldest of them has waited, in ms (0: none waits). */
+  oldestPendingMs: number;
   /** Pushes not published: the broker was down, or over `brokerMaxPendingBytes` or `brokerTimeout`. */
   refusedPushes: number;
   /** Pushes from other nodes dropped on arrival: older than the sender's `brokerTimeout`. */

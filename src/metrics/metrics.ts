@@ -95,6 +95,11 @@ export class Metrics {
     // Zero outside a cluster: the series exist everywhere, so dashboards need no special case.
     gauge('uidpush_broker_pending_bytes', 'Bytes of publishes handed to the broker and not yet answered.', (s) => s.broker?.pendingBytes ?? 0);
     gauge('uidpush_broker_pending_publishes', 'Publishes handed to the broker and not yet answered.', (s) => s.broker?.pendingPublishes ?? 0);
+    gauge(
+      'uidpush_broker_oldest_pending_seconds',
+      'How long the oldest publish waiting for the broker has waited.',
+      (s) => (s.broker?.oldestPendingMs ?? 0) / 1000,
+    );
     counter(
       'uidpush_broker_refused_pushes_total',
       'Pushes not published: the broker was down, or over brokerMaxPendingBytes or brokerTimeout.',

@@ -86,6 +86,7 @@ export class ClusterNode implements Router {
     return {
       pendingBytes: this.#inFlight.bytes,
       pendingPublishes: this.#inFlight.count,
+      oldestPendingMs: this.#inFlight.oldestAge(),
       ...this.#stats,
     };
   }
