@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { createConnection } from 'node:net';
+import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, connectV1, eventually, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
 import { startRedisServer, type RedisServerHandle } from '../helpers/redis-servers.js';
@@ -194,7 +197,7 @@ describe('a frozen Redis (SIGSTOP)', { timeout: 60_000 }, () => {
 
 describe('a killed Redis', { timeout: 60_000 }, () => {
   it('an API push to a uid of this node is delivered and answered 200 degraded; one to no one here is 503', async () => {
-    const [a] = await cluster();
+    const [a] = await cluster({ innerPort: 0 });
     const local = await seed(a, 'local');
     redis?.stop();
     await eventually(async () => {
@@ -213,5 +216,15 @@ describe('a killed Redis', { timeout: 60_000 }, () => {
     expect(await local.next()).toMatch(/^error: unavailable /);
     local.send('local:to myself');
     expect(await local.next()).toBe('to myself');
+    // The inner text port: delivered here is ok, delivered to no one is unavailable.
+    const socket = createConnection({ host: '127.0.0.1', port: a.server.address().inner?.port ?? 0 });
+    await once(socket, 'connect');
+    const lines = createInterface({ input: socket })[Symbol.asyncIterator]();
+    socket.write('{"uid":"local","text":"inner"}\n');
+    expect((await lines.next()).value).toBe('ok');
+    expect(await local.next()).toBe('{"uid":"local","text":"inner"}');
+    socket.write('{"uid":"remote"}\n');
+    expect((await lines.next()).value).toBe('error unavailable');
+    socket.destroy();
   });
 });
