@@ -860,7 +860,6 @@ function handshakeOrigin(req: IncomingMessage): string | undefined {
   return Array.isArray(origin) ? origin.join(', ') : origin;
 }
 
-/** Answers a handshake with an HTTP error and closes the socket; ws never sees it. */
 /** An ack's fields, with `degraded: true` when only this node's clients got the message. */
 function degraded(
   r: { degraded?: true },
