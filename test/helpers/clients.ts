@@ -28,6 +28,8 @@ export class TestClient {
   readonly received: string[] = [];
   closeCode: number | undefined;
   closeReason = '';
+  /** The welcome frame, once a test bed authenticated this uidpush.v1 client. */
+  welcome: Record<string, unknown> | undefined;
   readonly #waiters: (() => void)[] = [];
   #taken = 0;
 
@@ -163,32 +165,66 @@ export async function waitFor(predicate: () => boolean, timeoutMs = 3000): Promi
   }
 }
 
-/**
- * What one test file starts: a server (`setup`) and clients (`client`), all ended by
- * `cleanup()` in afterEach.
- */
-export function testBed(): {
+/** What a test bed closes at cleanup: a client, an inner-port client, or a raw socket. */
+export type Closable = { close(): void } | { destroy(): unknown };
+
+/** What one test file starts, all ended by `cleanup()` in afterEach. */
+export interface TestBed {
+  /** Starts the server of this test. */
   setup: (options?: ServerOptions) => Promise<Started>;
+  /** The server `setup` started; throws if none is running. */
+  started: () => Started;
+  /** A seed client on `url`; given a uid, logged in as it. */
   client: (url: string, uid?: string, options?: ClientOptions) => Promise<TestClient>;
+  /** A uidpush.v1 client on `url`; given a uid, authenticated as it, its welcome in `welcome`. */
+  v1: (url: string, uid?: string, options?: ClientOptions) => Promise<TestClient>;
+  /** Closes (or destroys) `x` at cleanup. */
+  track: <T extends Closable>(x: T) => T;
   cleanup: () => Promise<void>;
-} {
-  let started: Started | undefined;
-  const open: TestClient[] = [];
+}
+
+/** A test bed: one server, and the clients and raw sockets of its test. */
+export function testBed(): TestBed {
+  let current: Started | undefined;
+  const open: Closable[] = [];
+  const track = <T extends Closable>(x: T): T => {
+    open.push(x);
+    return x;
+  };
   return {
     setup: async (options = {}) => {
-      started = await startServer(options);
-      return started;
+      current = await startServer(options);
+      return current;
+    },
+    started: () => {
+      if (current === undefined) throw new Error('no server started');
+      return current;
     },
     client: async (url, uid, options) => {
-      const c = await connect(url, options);
-      open.push(c);
+      const c = track(await connect(url, options));
       if (uid !== undefined) await c.login(uid);
       return c;
     },
+    v1: async (url, uid, options) => {
+      const c = track(await connectV1(url, options));
+      if (uid !== undefined) {
+        c.sendJson({ type: 'auth', uid });
+        const welcome = await c.nextJson();
+        if (welcome.type !== 'welcome' || welcome.uid !== uid) {
+          throw new Error(`unexpected auth reply: ${JSON.stringify(welcome)}`);
+        }
+        c.welcome = welcome;
+      }
+      return c;
+    },
+    track,
     cleanup: async () => {
-      for (const c of open.splice(0)) c.close();
-      await started?.stop();
-      started = undefined;
+      for (const x of open.splice(0)) {
+        if ('close' in x) x.close();
+        else x.destroy();
+      }
+      await current?.stop();
+      current = undefined;
     },
   };
 }

@@ -1,8 +1,6 @@
-import { createConnection, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ServerOptions } from '../../src/index.js';
-import { connect, connectV1, startServer, type Started, type TestClient } from '../helpers/clients.js';
+import { testBed, type TestClient } from '../helpers/clients.js';
+import { innerClient, type InnerClient } from '../helpers/inner.js';
 import { hs256, SECRET } from '../helpers/tokens.js';
 
 // Issue 9, items 1 and 8: client JSON that nests without bound, invalid request ids, and
@@ -13,60 +11,21 @@ const nested = (levels: number): string => '['.repeat(levels) + ']'.repeat(level
 const ATTACK = `{"type":"broadcast","data":${nested(1400)}}`;
 const DEEP_ERROR = { type: 'error', code: 'bad_request', message: 'data nested deeper than 32 levels' };
 
-let started: Started | undefined;
-const clients: TestClient[] = [];
-const sockets: Socket[] = [];
+const bed = testBed();
+afterEach(bed.cleanup);
 
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const s of sockets.splice(0)) s.destroy();
-  await started?.stop();
-  started = undefined;
-});
-
-async function setup(options: ServerOptions = {}): Promise<Started> {
-  started = await startServer(options);
-  return started;
-}
-async function v1(uid?: string): Promise<TestClient> {
-  const c = await connectV1(started?.url ?? '');
-  clients.push(c);
-  if (uid !== undefined) {
-    c.sendJson({ type: 'auth', uid });
-    expect(await c.nextJson()).toMatchObject({ type: 'welcome', uid });
-  }
-  return c;
-}
-async function seed(uid: string): Promise<TestClient> {
-  const c = await connect(started?.url ?? '');
-  clients.push(c);
-  return c.login(uid);
-}
+const setup = bed.setup;
+const v1 = (uid?: string): Promise<TestClient> => bed.v1(bed.started().url, uid);
+const seed = (uid: string): Promise<TestClient> => bed.client(bed.started().url, uid);
 function apiUrl(): string {
-  return `http://127.0.0.1:${started?.server.address().api?.port ?? 0}`;
+  return `http://127.0.0.1:${bed.started().server.address().api?.port ?? 0}`;
 }
 async function post(path: string, body: string): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`${apiUrl()}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
   return { status: res.status, body: await res.json() };
 }
-/** A raw TCP client of the inner port that reads answers line by line. */
-async function inner(): Promise<{ send(text: string): void; answer(): Promise<string> }> {
-  const socket = createConnection({ host: '127.0.0.1', port: started?.server.address().inner?.port ?? 0 });
-  sockets.push(socket);
-  await new Promise((resolve) => socket.once('connect', resolve));
-  const lines: string[] = [];
-  const waiters: (() => void)[] = [];
-  createInterface({ input: socket }).on('line', (line) => {
-    lines.push(line);
-    for (const w of waiters.splice(0)) w();
-  });
-  return {
-    send: (text) => socket.write(text),
-    answer: async () => {
-      while (lines.length === 0) await new Promise<void>((resolve) => waiters.push(resolve));
-      return lines.shift() as string;
-    },
-  };
+async function inner(): Promise<InnerClient> {
+  return bed.track(await innerClient(bed.started().server.address().inner?.port ?? 0));
 }
 
 describe('nesting limit on uidpush.v1 frames', () => {
@@ -97,8 +56,7 @@ describe('nesting limit on uidpush.v1 frames', () => {
 
   it('answers it with bad_request when auth is on, before the auth frame and after it', async () => {
     await setup({ jwtSecret: SECRET });
-    const bystander = await connect(started?.url ?? '');
-    clients.push(bystander);
+    const bystander = await bed.client(bed.started().url);
     bystander.send(await hs256({ sub: 'bystander' }));
     expect(await bystander.next()).toBe('login success, your uid is bystander');
     const attacker = await v1();

@@ -1,47 +1,22 @@
-import { createConnection, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { connect, startServer, type Started, type TestClient } from '../helpers/clients.js';
+import { startServer, testBed, type Started, type TestClient } from '../helpers/clients.js';
+import { innerClient, type InnerClient } from '../helpers/inner.js';
 
+const bed = testBed();
 let started: Started;
-const clients: TestClient[] = [];
-const sockets: Socket[] = [];
 
-async function client(uid: string): Promise<TestClient> {
-  const c = await connect(started.url);
-  clients.push(c);
-  return c.login(uid);
+function client(uid: string): Promise<TestClient> {
+  return bed.client(started.url, uid);
 }
 
-/** A raw TCP client of the inner port that reads answers line by line. */
-async function inner(): Promise<{ send(text: string): void; answer(): Promise<string> }> {
-  const port = started.server.address().inner?.port ?? 0;
-  const socket = createConnection({ host: '127.0.0.1', port });
-  sockets.push(socket);
-  await new Promise((resolve) => socket.once('connect', resolve));
-  const lines: string[] = [];
-  const waiters: (() => void)[] = [];
-  createInterface({ input: socket }).on('line', (line) => {
-    lines.push(line);
-    for (const w of waiters.splice(0)) w();
-  });
-  return {
-    send: (text) => socket.write(text),
-    answer: async () => {
-      while (lines.length === 0) await new Promise<void>((resolve) => waiters.push(resolve));
-      return lines.shift() as string;
-    },
-  };
+async function inner(): Promise<InnerClient> {
+  return bed.track(await innerClient(started.server.address().inner?.port ?? 0));
 }
 
 beforeEach(async () => {
-  started = await startServer({ innerPort: 0, apiBodyLimit: 2048 });
+  started = await bed.setup({ innerPort: 0, apiBodyLimit: 2048 });
 });
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const s of sockets.splice(0)) s.destroy();
-  await started.stop();
-});
+afterEach(bed.cleanup);
 
 describe('inner text port', () => {
   it('listens on loopback only, and only when turned on', async () => {

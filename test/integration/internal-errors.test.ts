@@ -1,8 +1,7 @@
-import { createConnection, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryCluster, type Logger, type ServerOptions, type UidpushServer } from '../../src/index.js';
-import { connect, connectV1, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
+import { testBed, waitFor, type TestClient } from '../helpers/clients.js';
+import { innerClient } from '../helpers/inner.js';
 import { hs256, SECRET } from '../helpers/tokens.js';
 
 // Issue 9, item 1: no exception while handling one connection's frame, one API request or
@@ -14,17 +13,10 @@ interface Logged {
   fields: Record<string, unknown>;
 }
 
-let started: Started | undefined;
+const bed = testBed();
 let errors: Logged[] = [];
-const clients: TestClient[] = [];
-const sockets: Socket[] = [];
 
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const s of sockets.splice(0)) s.destroy();
-  await started?.stop();
-  started = undefined;
-});
+afterEach(bed.cleanup);
 
 async function setup(options: ServerOptions = {}): Promise<UidpushServer> {
   errors = [];
@@ -36,28 +28,19 @@ async function setup(options: ServerOptions = {}): Promise<UidpushServer> {
       errors.push({ msg: msg ?? '', fields: fields as Record<string, unknown> });
     },
   };
-  started = await startServer({ ...options, logger });
-  return started.server;
+  return (await bed.setup({ ...options, logger })).server;
 }
-async function seed(uid: string): Promise<TestClient> {
-  const c = await connect(started?.url ?? '');
-  clients.push(c);
-  return c.login(uid);
-}
+const seed = (uid: string): Promise<TestClient> => bed.client(bed.started().url, uid);
 async function v1(uid: string): Promise<{ c: TestClient; id: number }> {
-  const c = await connectV1(started?.url ?? '');
-  clients.push(c);
-  c.sendJson({ type: 'auth', uid });
-  const welcome = await c.nextJson();
-  expect(welcome).toMatchObject({ type: 'welcome', uid });
-  return { c, id: welcome.connectionId as number };
+  const c = await bed.v1(bed.started().url, uid);
+  return { c, id: c.welcome?.connectionId as number };
 }
 async function internalErrors(server: UidpushServer, where: string): Promise<number> {
   const metric = await server.metrics.registry.getSingleMetric('uidpush_internal_errors_total')?.get();
   return metric?.values.find((v) => v.labels.where === where)?.value ?? Number.NaN;
 }
 function api(path: string, body?: string): Promise<Response> {
-  const url = `http://127.0.0.1:${started?.server.address().api?.port ?? 0}${path}`;
+  const url = `http://127.0.0.1:${bed.started().server.address().api?.port ?? 0}${path}`;
   return fetch(url, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body });
 }
 
@@ -132,14 +115,12 @@ describe('last-resort guard on WebSocket connections', () => {
     server.on('login', (_conn, uid) => {
       if (uid.startsWith('bad')) throw new Error('login listener bug');
     });
-    const viaFrame = await connectV1(started?.url ?? '');
-    clients.push(viaFrame);
+    const viaFrame = await bed.v1(bed.started().url);
     viaFrame.sendJson({ type: 'auth', id: 'a', token: await hs256({ sub: 'bad-frame' }) });
     expect(await viaFrame.nextJson()).toMatchObject({ type: 'welcome', uid: 'bad-frame', id: 'a' });
     expect(await viaFrame.nextJson()).toEqual({ type: 'error', code: 'internal', message: 'internal error', id: 'a' });
     // The handshake token is checked in a promise too.
-    const viaHandshake = await connect(`${started?.url ?? ''}/?token=${await hs256({ sub: 'bad-handshake' })}`);
-    clients.push(viaHandshake);
+    const viaHandshake = await bed.client(`${bed.started().url}/?token=${await hs256({ sub: 'bad-handshake' })}`);
     expect(await viaHandshake.next()).toBe('login success, your uid is bad-handshake');
     expect(await viaHandshake.next()).toBe('error: internal internal error');
     expect(await internalErrors(server, 'ws')).toBe(2);
@@ -196,12 +177,10 @@ describe('last-resort guard on the inner text port', () => {
       if ([...uids].includes('bad')) throw new Error('push bug');
       return sendToUids(uids, data);
     };
-    const socket = createConnection({ host: '127.0.0.1', port: server.address().inner?.port ?? 0 });
-    sockets.push(socket);
-    const answers = createInterface({ input: socket })[Symbol.asyncIterator]();
-    socket.write('{"uid":"bad"}\n{"uid":"bystander","n":1}\n');
-    expect((await answers.next()).value).toBe('error internal');
-    expect((await answers.next()).value).toBe('ok');
+    const port = bed.track(await innerClient(server.address().inner?.port ?? 0));
+    port.send('{"uid":"bad"}\n{"uid":"bystander","n":1}\n');
+    expect(await port.answer()).toBe('error internal');
+    expect(await port.answer()).toBe('ok');
     expect(await bystander.next()).toBe('{"uid":"bystander","n":1}');
     expect(await internalErrors(server, 'inner')).toBe(1);
     expect(errors[0]?.msg).toBe('inner text port: handling a line failed; answered internal');

@@ -1,31 +1,14 @@
-import { createConnection, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connect, connectV1, startServer, type Started, type TestClient } from '../helpers/clients.js';
+import { testBed, type Started, type TestClient } from '../helpers/clients.js';
+import { innerClient } from '../helpers/inner.js';
 import { hs256, SECRET } from '../helpers/tokens.js';
 
-let started: Started | undefined;
-const clients: TestClient[] = [];
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const s of sockets.splice(0)) s.destroy();
-  await started?.stop();
-  started = undefined;
-});
+const bed = testBed();
+afterEach(bed.cleanup);
 
-async function setup(options: Parameters<typeof startServer>[0] = {}): Promise<Started> {
-  started = await startServer(options);
-  return started;
-}
-function track<T extends TestClient>(c: T): T {
-  clients.push(c);
-  return c;
-}
+const setup = bed.setup;
 /** A seed client logged in as `uid` (auth off). */
-async function seed(url: string, uid: string): Promise<TestClient> {
-  return track(await connect(url)).login(uid);
-}
+const seed = (url: string, uid: string): Promise<TestClient> => bed.client(url, uid);
 function apiOf(s: Started): string {
   return `http://127.0.0.1:${s.server.address().api?.port ?? 0}`;
 }
@@ -56,7 +39,7 @@ describe('one set of name rules at every entry point', () => {
   it.each(SEED_HOSTILE)('seed login: refuses %s, keeps the connection, serves a bystander', async (_n, uid, rule) => {
     const s = await setup();
     const bystander = await seed(s.url, 'bystander');
-    const c = track(await connect(s.url));
+    const c = await bed.client(s.url);
     c.send(uid);
     const reply = await c.next();
     expect(reply).toMatch(/^error: bad_request uid /);
@@ -77,7 +60,7 @@ describe('one set of name rules at every entry point', () => {
   it.each(HOSTILE)('v1 auth frame: refuses uid with %s', async (_n, uid, rule) => {
     const s = await setup();
     const bystander = await seed(s.url, 'bystander');
-    const c = track(await connectV1(s.url));
+    const c = await bed.v1(s.url);
     // JSON.stringify escapes a lone surrogate, so it reaches the server as valid UTF-8.
     c.sendJson({ type: 'auth', id: 1, uid });
     const error = await c.nextJson();
@@ -89,7 +72,7 @@ describe('one set of name rules at every entry point', () => {
 
   it('v1 frames: refuses a hostile send target and group names, naming the field', async () => {
     const s = await setup();
-    const c = track(await connectV1(s.url));
+    const c = await bed.v1(s.url);
     c.sendJson({ type: 'auth', uid: 'alice' });
     await c.nextJson();
     const cases: [Record<string, unknown>, RegExp][] = [
@@ -114,9 +97,9 @@ describe('one set of name rules at every entry point', () => {
   it.each(HOSTILE)('token sub: refuses %s with unauthorized and close 4502', async (_n, sub, rule) => {
     const s = await setup({ jwtSecret: SECRET });
     const bystanderToken = await hs256({ sub: 'bystander' });
-    const bystander = track(await connect(`${s.url}/?token=${bystanderToken}`));
+    const bystander = await bed.client(`${s.url}/?token=${bystanderToken}`);
     expect(await bystander.next()).toBe('login success, your uid is bystander');
-    const c = track(await connectV1(s.url));
+    const c = await bed.v1(s.url);
     c.sendJson({ type: 'auth', id: 'a', token: await hs256({ sub }) });
     const error = await c.nextJson();
     expect(error).toMatchObject({ type: 'error', code: 'unauthorized', id: 'a' });
@@ -130,14 +113,14 @@ describe('one set of name rules at every entry point', () => {
 
   it('token sub: refuses a hostile sub in the handshake too', async () => {
     const s = await setup({ jwtSecret: SECRET });
-    const c = track(await connect(`${s.url}/?token=${await hs256({ sub: 'a:b' })}`));
+    const c = await bed.client(`${s.url}/?token=${await hs256({ sub: 'a:b' })}`);
     expect(await c.next()).toBe("error: unauthorized invalid sub: uid must not contain ':'");
     expect(await c.closed()).toBe(4502);
   });
 
   it('token groups: refuses a groups claim holding a name no frame could use', async () => {
     const s = await setup({ jwtSecret: SECRET });
-    const c = track(await connectV1(s.url));
+    const c = await bed.v1(s.url);
     c.sendJson({ type: 'auth', id: 'a', token: await hs256({ sub: 'alice', groups: ['news', 'bad\u202e'] }) });
     expect(await c.nextJson()).toMatchObject({ code: 'unauthorized', message: 'invalid groups claim' });
     expect(await c.closed()).toBe(4502);
@@ -185,24 +168,13 @@ describe('one set of name rules at every entry point', () => {
   it('inner port: answers a hostile uid with error bad_request and keeps the connection', async () => {
     const s = await setup({ innerPort: 0 });
     const bystander = await seed(s.url, 'bystander');
-    const socket = createConnection({ host: '127.0.0.1', port: s.server.address().inner?.port ?? 0 });
-    sockets.push(socket);
-    const lines: string[] = [];
-    const waiters: (() => void)[] = [];
-    createInterface({ input: socket }).on('line', (line) => {
-      lines.push(line);
-      for (const w of waiters.splice(0)) w();
-    });
-    const answer = async (): Promise<string> => {
-      while (lines.length === 0) await new Promise<void>((resolve) => waiters.push(resolve));
-      return lines.shift() as string;
-    };
+    const port = bed.track(await innerClient(s.server.address().inner?.port ?? 0));
     for (const [, uid] of HOSTILE) {
-      socket.write(`${JSON.stringify({ uid, text: 'x' })}\n`);
-      expect(await answer()).toBe('error bad_request');
+      port.send(`${JSON.stringify({ uid, text: 'x' })}\n`);
+      expect(await port.answer()).toBe('error bad_request');
     }
-    socket.write(`${JSON.stringify({ uid: 'bystander', text: 'hi' })}\n`);
-    expect(await answer()).toBe('ok');
+    port.send(`${JSON.stringify({ uid: 'bystander', text: 'hi' })}\n`);
+    expect(await port.answer()).toBe('ok');
     expect(JSON.parse(await bystander.next())).toEqual({ uid: 'bystander', text: 'hi' });
   });
 });

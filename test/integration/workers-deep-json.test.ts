@@ -1,55 +1,21 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, connectV1, eventually, type TestClient } from '../helpers/clients.js';
+import { workersBed, type Workers } from '../helpers/workers.js';
 
 // Issue 9, item 1, under `--workers 2`: ten 2.8 KB frames of 1,400 nested arrays killed
 // both workers and disconnected all 40 bystanders.
 
-const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 const ATTACK = `{"type":"broadcast","data":${'['.repeat(1400)}${']'.repeat(1400)}}`;
-const children: ChildProcess[] = [];
+const bed = workersBed();
 const clients: TestClient[] = [];
 
 afterEach(() => {
   for (const c of clients.splice(0)) c.close();
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  bed.cleanup();
 });
 
-interface LogLine {
-  msg: string;
-  pid: number;
-  port?: number;
-  api?: { port: number };
-}
-
 /** `uidpush serve --workers 2`; resolves once both workers listen. */
-function twoWorkers(): Promise<{ ws: string; api: string; pids: number[]; lines: LogLine[] }> {
-  const primary = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--workers', '2', '--port', '0', '--api-port', '0'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(primary);
-  const lines: LogLine[] = [];
-  return new Promise((resolve, reject) => {
-    createInterface({ input: primary.stdout as NodeJS.ReadableStream }).on('line', (text) => {
-      const line = JSON.parse(text) as LogLine;
-      lines.push(line);
-      const listening = lines.filter((l) => l.msg === 'listening');
-      if (line.msg === 'listening' && listening.length === 2) {
-        resolve({
-          ws: `ws://127.0.0.1:${line.port ?? 0}`,
-          api: `http://127.0.0.1:${line.api?.port ?? 0}`,
-          pids: listening.map((l) => l.pid),
-          lines,
-        });
-      }
-    });
-    primary.once('exit', (code) => {
-      reject(new Error(`primary exited with ${String(code)}`));
-    });
-  });
-}
+const twoWorkers = (): Promise<Workers> => bed.start(2);
 
 const alive = (pid: number): boolean => {
   try {

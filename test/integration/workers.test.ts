@@ -1,59 +1,21 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, eventually, type TestClient } from '../helpers/clients.js';
+import { workersBed } from '../helpers/workers.js';
 
-const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
-const children: ChildProcess[] = [];
+const bed = workersBed();
 const clients: TestClient[] = [];
 
 afterEach(() => {
   for (const c of clients.splice(0)) c.close();
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  bed.cleanup();
 });
 
-interface LogLine {
-  msg: string;
-  pid: number;
-  port?: number;
-  api?: { port: number };
-}
-
 /** `uidpush serve --workers n`; resolves once every worker listens. */
-function workers(n: number): Promise<{ primary: ChildProcess; ws: string; api: string; pids: number[]; lines: LogLine[] }> {
-  const primary = spawn(
-    process.execPath,
-    ['--import', 'tsx', MAIN, 'serve', '--workers', String(n), '--port', '0', '--api-port', '0'],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  children.push(primary);
-  const lines: LogLine[] = [];
-  return new Promise((resolve, reject) => {
-    createInterface({ input: primary.stdout as NodeJS.ReadableStream }).on('line', (text) => {
-      const line = JSON.parse(text) as LogLine;
-      lines.push(line);
-      const listening = lines.filter((l) => l.msg === 'listening');
-      if (line.msg === 'listening' && listening.length === n) {
-        resolve({
-          primary,
-          ws: `ws://127.0.0.1:${line.port ?? 0}`,
-          api: `http://127.0.0.1:${line.api?.port ?? 0}`,
-          pids: listening.map((l) => l.pid),
-          lines,
-        });
-      }
-    });
-    primary.once('exit', (code) => {
-      reject(new Error(`primary exited with ${String(code)}`));
-    });
-  });
-}
+const workers = bed.start;
 
 async function json(url: string, init?: RequestInit): Promise<unknown> {
   return (await fetch(url, init)).json();
 }
-
 
 describe('uidpush serve --workers', { timeout: 60_000 }, () => {
   it('shares the port among workers and delivers across them through the primary', async () => {
