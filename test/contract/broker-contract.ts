@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/index.js';
-import { connect, connectV1, startServer, type TestClient } from '../helpers/clients.js';
+import { connect, connectV1, startServer, untilReached, type TestClient } from '../helpers/clients.js';
 
 /** One node of a cluster under test, wherever it runs. */
 export interface ContractNode {
@@ -157,7 +157,10 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       const members = await Promise.all(nodes.map((_, i) => v1(i, `m${i}`)));
       const outsider = await seed(0, 'outsider');
       for (let i = 0; i < nodes.length; i++) await api(last() - i, 'PUT', `/v1/groups/crew/members/m${i}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await untilReached(
+        (probe) => api(last(), 'POST', '/v1/groups/crew/push', { data: probe }),
+        members.map((m) => async (ms) => (await m.nextJson(ms)).data as string),
+      );
       expect(await api(0, 'GET', '/v1/groups/crew')).toEqual({ group: 'crew', members: nodes.length, online: nodes.length, connections: nodes.length });
       expect(await api(last(), 'POST', '/v1/groups/crew/push', { data: 'crew only' })).toEqual({ online: nodes.length, connections: nodes.length });
       for (const m of members) expect(await m.nextJson()).toMatchObject({ scope: 'group', to: 'crew', data: 'crew only' });
@@ -171,7 +174,8 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       await presence('mover', 0);
       m = await seed(last(), 'mover');
       await presence('mover', 1);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      const mover = m;
+      await untilReached((probe) => api(0, 'POST', '/v1/groups/club/push', { data: probe }), [(ms) => mover.next(ms)]);
       await api(0, 'POST', '/v1/groups/club/push', { data: 'welcome back' });
       expect(await m.next()).toBe('welcome back');
     });

@@ -228,3 +228,36 @@ export function testBed(): TestBed {
     },
   };
 }
+
+/**
+ * Waits until a push made by `push(probe)` reaches every reader, pushing a new probe until
+ * one reaches them all, and consumes the probes. For what settles asynchronously in a
+ * cluster, such as the group-channel subscription of a remote node after a join: the
+ * event waited for is delivery itself, not time.
+ *
+ * @param readers one per client: its next message's data, waiting up to the given ms
+ *   (throwing when none comes).
+ */
+export async function untilReached(
+  push: (probe: string) => Promise<unknown>,
+  readers: readonly ((timeoutMs: number) => Promise<string>)[],
+  timeoutMs = 5000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let k = 0; ; k++) {
+    const probe = `probe ${k}`;
+    await push(probe);
+    let all = true;
+    for (const read of readers) {
+      // A reader reached by an earlier probe reads through it to this one; channel order
+      // holds, so once each has this probe, no probe is left to arrive.
+      try {
+        while ((await read(250)) !== probe);
+      } catch {
+        all = false;
+      }
+    }
+    if (all) return;
+    if (Date.now() > deadline) throw new Error(`no probe reached every reader within ${timeoutMs} ms`);
+  }
+}

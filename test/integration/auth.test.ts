@@ -127,11 +127,17 @@ describe('token auth (HS256)', () => {
 
   it('keeps a connection whose token is refreshed before expiry', async () => {
     const { url, server } = await setup({ heartbeatInterval: 50, idleTimeout: 5000 });
-    const [c] = await v1Auth(url, await hs256({ sub: 'long', exp: now() + 1 }));
+    const exp = now() + 1;
+    const [c] = await v1Auth(url, await hs256({ sub: 'long', exp }));
+    // The same expiry, not refreshed: its 4003 is the moment the first one would have closed.
+    const [control] = await v1Auth(url, await hs256({ sub: 'control', exp }));
     const later = now() + 3600;
     c.sendJson({ type: 'auth', id: 'r', token: await hs256({ sub: 'long', exp: later }) });
     expect(await c.nextJson()).toEqual({ type: 'ack', id: 'r', result: { refreshed: true, expiresAt: later * 1000 } });
-    await new Promise((resolve) => setTimeout(resolve, 2200));
+    expect(await control.closed(4000)).toBe(4003);
+    // A round trip after it: a close sent in the same tick would have arrived first.
+    c.sendJson({ type: 'ping', id: 'after' });
+    expect(await c.nextJson()).toEqual({ type: 'pong', id: 'after' });
     expect(c.closeCode).toBeUndefined();
     expect(server.hub.isOnline('long')).toBe(true);
   });

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connect, eventually, type TestClient } from '../helpers/clients.js';
+import { connect, eventually, untilReached, type TestClient } from '../helpers/clients.js';
 import { freePort } from '../helpers/redis-servers.js';
 
 const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
@@ -78,7 +78,10 @@ describe('3 uidpush nodes on one Redis', { timeout: 60_000 }, () => {
     expect(await alice.next()).toBe('from B');
     expect(await aliceOnC.next()).toBe('from B');
     await api(c, 'PUT', '/v1/groups/g/members/alice');
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await untilReached((probe) => api(b, 'POST', '/v1/groups/g/push', { data: probe }), [
+      (ms) => alice.next(ms),
+      (ms) => aliceOnC.next(ms),
+    ]);
     await api(b, 'POST', '/v1/groups/g/push', { data: 'group from B' });
     expect(await alice.next()).toBe('group from B');
     expect(await aliceOnC.next()).toBe('group from B');
