@@ -4,7 +4,7 @@ import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import { testBed, type Started } from '../helpers/clients.js';
+import { testBed, type Started, type TestClient } from '../helpers/clients.js';
 
 const KEY = 'slow-clients-test-key-0123456789';
 const bed = testBed();
@@ -20,6 +20,23 @@ interface Raw {
   saw: (text: string) => Promise<void>;
   /** Writes one byte every `everyMs` until the socket closes: a trickling attacker. */
   trickle: (byte: string, everyMs: number) => void;
+}
+
+/** Connections over a cap: each closed at once (well under a second), with no answer. */
+async function closedUnanswered(extra: readonly Raw[]): Promise<void> {
+  for (const e of extra) {
+    expect(await e.closed).toBeLessThan(1000);
+    expect(e.received()).toBe('');
+  }
+}
+
+/** The WebSocket port still takes new clients and delivers between them; returns the receiver. */
+async function webSocketStillServed(url: string): Promise<TestClient> {
+  const bob = await bed.client(url, 'bob');
+  const alice = await bed.client(url, 'alice');
+  alice.send('bob:still served');
+  expect(await bob.next()).toBe('still served');
+  return bob;
 }
 
 async function raw(port: number, text = ''): Promise<Raw> {
@@ -211,15 +228,9 @@ describe('server API connection cap', () => {
       slow.push(r);
     }
     const extra = await Promise.all(Array.from({ length: 10 }, () => raw(port, 'GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n')));
-    for (const e of extra) {
-      expect(await e.closed).toBeLessThan(1000);
-      expect(e.received()).toBe('');
-    }
+    await closedUnanswered(extra);
 
-    const bob = await bed.client(started.url, 'bob');
-    const alice = await bed.client(started.url, 'alice');
-    alice.send('bob:still served');
-    expect(await bob.next()).toBe('still served');
+    const bob = await webSocketStillServed(started.url);
 
     for (const r of slow) {
       expect(await r.closed).toBeLessThan(requestTimeout + 250 + 1000);
@@ -371,15 +382,9 @@ describe('inner port limits', () => {
       held.push(r);
     }
     const extra = await Promise.all(Array.from({ length: 5 }, () => raw(port, '{"uid":"bob"}\n')));
-    for (const e of extra) {
-      expect(await e.closed).toBeLessThan(1000);
-      expect(e.received()).toBe('');
-    }
+    await closedUnanswered(extra);
 
-    const bob = await bed.client(started.url, 'bob');
-    const alice = await bed.client(started.url, 'alice');
-    alice.send('bob:still served');
-    expect(await bob.next()).toBe('still served');
+    const bob = await webSocketStillServed(started.url);
 
     for (const r of held) expect(await r.closed).toBeLessThan(1000 + 250 + 1000);
     const again = await raw(port, '{"uid":"bob","n":1}\n');
