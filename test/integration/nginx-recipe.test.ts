@@ -35,13 +35,11 @@ interface Node {
 }
 
 interface Bed {
-  dir: string;
   /** The certificate the recipe made, which clients are told to trust. */
   ca: Buffer;
   secret: string;
   apiKey: string;
   nodes: Node[];
-  nginx: ChildProcess;
   /** nginx's TLS port (the recipe's 443) and its private API port (the recipe's 1235). */
   tls: number;
   api: string;
@@ -49,6 +47,7 @@ interface Bed {
 
 const children: ChildProcess[] = [];
 const clients: TestClient[] = [];
+const dirs: string[] = [];
 
 /** Runs the doc's `uidpush serve` line with `uidpush` on PATH, and waits for 'listening'. */
 function startNode(line: string, env: NodeJS.ProcessEnv): Promise<Node> {
@@ -62,7 +61,12 @@ function startNode(line: string, env: NodeJS.ProcessEnv): Promise<Node> {
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     lines.on('line', (text) => {
-      const entry = JSON.parse(text) as { msg: string; port: number; api: { port: number } };
+      let entry: { msg?: string; port: number; api: { port: number } };
+      try {
+        entry = JSON.parse(text) as typeof entry;
+      } catch {
+        return; // not a log line
+      }
       if (entry.msg === 'listening') resolve({ child, ws: entry.port, api: `http://127.0.0.1:${entry.api.port}` });
     });
     child.once('exit', (code) => {
@@ -75,6 +79,7 @@ function startNode(line: string, env: NodeJS.ProcessEnv): Promise<Node> {
 async function startRecipe(): Promise<Bed> {
   if (!hasNginx) throw new Error('nginx is not installed (CI=true): .ci/run installs it with apt-get install nginx');
   const dir = await mkdtemp(join(tmpdir(), 'uidpush-nginx-'));
+  dirs.push(dir);
 
   const cert = commands((await recipe(DOC, 'certificate')).text);
   const certPath = join(dir, 'uidpush.crt');
@@ -143,7 +148,7 @@ async function startRecipe(): Promise<Bed> {
   if (check.status !== 0) throw new Error(`nginx -t failed:\n${check.stderr}`);
   const nginx = spawn('nginx', ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { stdio: 'ignore' });
   children.push(nginx);
-  const bed: Bed = { dir, ca: await readFile(certPath), secret, apiKey, nodes, nginx, tls, api: `http://127.0.0.1:${apiProxy}` };
+  const bed: Bed = { ca: await readFile(certPath), secret, apiKey, nodes, tls, api: `http://127.0.0.1:${apiProxy}` };
   // nginx prints nothing once it listens: the first answer over TLS is the event.
   let settled = false;
   const died = new Promise<never>((_, reject) => {
@@ -205,7 +210,7 @@ async function connectionsOn(bed: Bed, n: Node): Promise<number> {
   return Number(line?.[1]);
 }
 
-async function stop(bed: Bed | undefined): Promise<void> {
+async function stop(): Promise<void> {
   for (const c of clients.splice(0)) c.close();
   for (const child of children.splice(0)) {
     if (child.exitCode !== null || child.signalCode !== null) continue;
@@ -213,7 +218,7 @@ async function stop(bed: Bed | undefined): Promise<void> {
     child.kill('SIGKILL');
     await exited;
   }
-  if (bed !== undefined) await rm(bed.dir, { recursive: true, force: true });
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 }
 
 describe.skipIf(!hasNginx && !inCi)('the nginx recipe of docs/operations.md', { timeout: 60_000 }, () => {
@@ -235,7 +240,7 @@ describe.skipIf(!hasNginx && !inCi)('the nginx recipe of docs/operations.md', { 
       await Promise.all(open.map((c) => c.closed()));
     });
     afterAll(async () => {
-      await stop(bed);
+      await stop();
       bed = undefined;
     });
 
@@ -295,7 +300,7 @@ describe.skipIf(!hasNginx && !inCi)('the nginx recipe of docs/operations.md', { 
 
   describe('with a node down', () => {
     afterAll(async () => {
-      await stop(bed);
+      await stop();
       bed = undefined;
     });
 
