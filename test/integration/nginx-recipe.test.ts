@@ -1,7 +1,7 @@
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import type { ConnectionOptions } from 'node:tls';
@@ -12,14 +12,13 @@ import type { ClientOptions } from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, TestClient } from '../helpers/clients.js';
 import { freePort } from '../helpers/redis-servers.js';
-import { commands, recipe, substitute } from '../helpers/recipes.js';
+import { commands, recipe, substitute, uidpushOnPath } from '../helpers/recipes.js';
 import { hs256 } from '../helpers/tokens.js';
 
 // "Three nodes behind nginx" in docs/operations.md, run as written: its blocks are read from
 // the doc at test time and only the example addresses, ports and paths are replaced.
 
 const ROOT = join(import.meta.dirname, '../..');
-const MAIN = join(ROOT, 'src/cli/main.ts');
 const DOC = 'docs/operations.md';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const HOSTNAME = 'push.example.com';
@@ -88,11 +87,6 @@ async function startRecipe(): Promise<Bed> {
     await run('sh', ['-c', substitute(line, [['/etc/ssl/certs/uidpush.crt', certPath], ['/etc/ssl/private/uidpush.key', keyPath]])]);
   }
 
-  // `uidpush` on PATH is this checkout's CLI, from source.
-  const bin = join(dir, 'bin');
-  await mkdir(bin);
-  await writeFile(join(bin, 'uidpush'), `#!/bin/sh\nexec "${process.execPath}" --import tsx "${MAIN}" "$@"\n`);
-  await chmod(join(bin, 'uidpush'), 0o755);
   const nodeLines = commands((await recipe(DOC, 'nodes')).text);
   const exported = nodeLines.find((l) => l.startsWith('export '));
   const serve = nodeLines.find((l) => l.startsWith('uidpush serve '));
@@ -104,7 +98,7 @@ async function startRecipe(): Promise<Bed> {
   const apiKey = randomBytes(32).toString('hex');
   const env = {
     ...process.env,
-    PATH: `${bin}:${process.env.PATH ?? ''}`,
+    PATH: await uidpushOnPath(dir),
     NODE: '127.0.0.1',
     UIDPUSH_JWT_SECRET: secret,
     UIDPUSH_API_KEY: apiKey,
