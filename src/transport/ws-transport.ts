@@ -13,7 +13,7 @@ import type { Data, Logger, Uid } from '../core/types.js';
 import { encodeTextFrame, PING_FRAME } from '../delivery/frame.js';
 import type { Hub } from '../delivery/hub.js';
 import { whenReady, type Router } from '../delivery/router.js';
-import { Codec, negotiate } from '../protocol/codec.js';
+import { Codec, JSON_V1_SUBPROTOCOL, negotiate } from '../protocol/codec.js';
 import {
   ackFrame,
   errorFrame,
@@ -174,7 +174,8 @@ export class WsTransport implements ConnectionOwner {
       perMessageDeflate: false,
       // The logged-in limit; each connection starts at the pre-login one (#accept).
       maxPayload: options.maxMessageSize,
-      // uidpush.v1 when offered; otherwise no subprotocol: the seed text protocol.
+      // uidpush.v1 when offered (handleUpgrade refused a handshake offering only others);
+      // no header: the seed text protocol.
       handleProtocols: (offered) => negotiate(offered).subprotocol ?? false,
     });
     this.#heartbeat = new Heartbeat<Connection>(
@@ -221,6 +222,11 @@ export class WsTransport implements ConnectionOwner {
     if (this.#options.checkOrigin?.(handshakeOrigin(req)) === false) {
       this.#log.debug({ origin: handshakeOrigin(req) }, 'handshake refused: origin not allowed');
       refuseUpgrade(socket, 403, 'uidpush: origin not allowed');
+      return;
+    }
+    if (!offersOurSubprotocol(req.headers['sec-websocket-protocol'])) {
+      this.#log.debug({ offered: req.headers['sec-websocket-protocol'] }, 'handshake refused: no supported subprotocol');
+      refuseUpgrade(socket, 400, UNSUPPORTED_SUBPROTOCOL);
       return;
     }
     const ip = req.socket.remoteAddress;
@@ -853,6 +859,21 @@ export class WsTransport implements ConnectionOwner {
   }
 }
 
+/** The body of the 400 to a handshake that offers subprotocols, none of them ours. */
+const UNSUPPORTED_SUBPROTOCOL =
+  `uidpush: no supported subprotocol offered; offer ${JSON_V1_SUBPROTOCOL} (JSON frames), or none (the seed text protocol)`;
+
+/**
+ * Whether a handshake may go on as far as subprotocols go: it offers none (the seed
+ * protocol), or ours among others. A client that offers only others must, by RFC 6455
+ * 4.1, fail a 101 that names none of them (browsers do, as a bare 1006), so it is told
+ * 400 and why instead; names are compared exactly, as the RFC's tokens are.
+ */
+function offersOurSubprotocol(header: string | undefined): boolean {
+  if (header === undefined) return true;
+  return header.split(',').some((name) => name.trim() === JSON_V1_SUBPROTOCOL);
+}
+
 /** The page origin a browser sent (`Sec-WebSocket-Origin` in protocol version 8). */
 function handshakeOrigin(req: IncomingMessage): string | undefined {
   const origin = req.headers.origin ?? req.headers['sec-websocket-origin'];
@@ -898,7 +919,7 @@ function onError(this: WebSocket, err: Error): void {
   if (this instanceof Connection) this.owner?.onError(this, err);
 }
 
-const STATUS_TEXT = { 403: 'Forbidden', 429: 'Too Many Requests', 503: 'Service Unavailable' } as const;
+const STATUS_TEXT = { 400: 'Bad Request', 403: 'Forbidden', 429: 'Too Many Requests', 503: 'Service Unavailable' } as const;
 
 /**
  * Answers an upgrade with an HTTP error and closes the socket: ended, then destroyed once
@@ -909,8 +930,8 @@ function refuseUpgrade(socket: Duplex, status: keyof typeof STATUS_TEXT, text: s
   socket.on('error', destroySocket);
   socket.once('finish', destroySocket);
   const body = `${text}\n`;
-  // A refused origin will not become acceptable by waiting; a cap or a rate might.
-  const retry = status === 403 ? '' : `Retry-After: ${RETRY_AFTER_S}\r\n`;
+  // A refused origin or subprotocol will not become acceptable by waiting; a cap or a rate might.
+  const retry = status === 429 || status === 503 ? `Retry-After: ${RETRY_AFTER_S}\r\n` : '';
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n${retry}Connection: close\r\n` +
       `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import type { ServerOptions } from '../../src/index.js';
 import { connect, connectV1, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
 
@@ -33,6 +34,30 @@ afterEach(async () => {
   await started.stop();
 });
 
+/** The HTTP answer to a handshake offering `protocols`: 101 and the subprotocol, or the refusal. */
+async function handshake(protocols: string[]): Promise<{ status: number; protocol?: string; retryAfter?: string; body?: string }> {
+  const ws = new WebSocket(started.url, protocols);
+  return new Promise((resolve, reject) => {
+    ws.once('upgrade', (res) => {
+      const protocol = res.headers['sec-websocket-protocol'];
+      ws.once('open', () => {
+        ws.close();
+        resolve({ status: res.statusCode ?? 0, ...(protocol === undefined ? {} : { protocol }) });
+      });
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.once('end', () => {
+        const retryAfter = res.headers['retry-after'];
+        resolve({ status: res.statusCode ?? 0, body, ...(retryAfter === undefined ? {} : { retryAfter }) });
+      });
+    });
+    ws.once('error', reject);
+  });
+}
+
 describe('subprotocol negotiation', () => {
   it('speaks uidpush.v1 to a client that offers it, and the seed protocol otherwise', async () => {
     const json = await v1();
@@ -40,6 +65,25 @@ describe('subprotocol negotiation', () => {
     const text = await connect(started.url);
     clients.push(text);
     expect(text.ws.protocol).toBe('');
+  });
+
+  it('answers 101 with uidpush.v1 to a client offering it among others, and 101 without a subprotocol to one offering none', async () => {
+    expect(await handshake(['foo', 'uidpush.v1'])).toEqual({ status: 101, protocol: 'uidpush.v1' });
+    expect(await handshake([])).toEqual({ status: 101 });
+  });
+
+  it('refuses with 400, naming what it speaks, a handshake offering only subprotocols it does not speak', async () => {
+    for (const offered of [['foo'], ['foo', 'uidpush.v2'], ['UIDPUSH.V1']]) {
+      expect(await handshake(offered)).toEqual({
+        status: 400,
+        body: 'uidpush: no supported subprotocol offered; offer uidpush.v1 (JSON frames), or none (the seed text protocol)\n',
+      });
+    }
+    // Refused before anything was made: no connection is open, and the next client is served.
+    expect(started.server.openConnections).toBe(0);
+    const alice = await seed('alice');
+    alice.send('alice:still served');
+    expect(await alice.next()).toBe('still served');
   });
 });
 
