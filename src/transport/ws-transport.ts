@@ -270,6 +270,9 @@ export class WsTransport implements ConnectionOwner {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       this.handleUpgrade(req, socket, head);
     });
+    // Without a listener node answers what its parser refuses with a bare status line;
+    // these say what was wrong, in the text/plain of every other refusal of this port.
+    server.on('clientError', answerClientError);
   }
 
   write(conn: Connection, frame: Buffer): boolean {
@@ -919,7 +922,14 @@ function onError(this: WebSocket, err: Error): void {
   if (this instanceof Connection) this.owner?.onError(this, err);
 }
 
-const STATUS_TEXT = { 400: 'Bad Request', 403: 'Forbidden', 429: 'Too Many Requests', 503: 'Service Unavailable' } as const;
+const STATUS_TEXT = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  408: 'Request Timeout',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  503: 'Service Unavailable',
+} as const;
 
 /**
  * Answers an upgrade with an HTTP error and closes the socket: ended, then destroyed once
@@ -936,6 +946,21 @@ function refuseUpgrade(socket: Duplex, status: keyof typeof STATUS_TEXT, text: s
     `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n${retry}Connection: close\r\n` +
       `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
+}
+
+/**
+ * Answers an error node raises before a request reaches the port's handlers: headers over
+ * node's limit (16 KiB by default), a handshake not complete within `loginTimeout`, or
+ * anything its HTTP parser refuses.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  if (error.code === 'HPE_HEADER_OVERFLOW') refuseUpgrade(socket, 431, 'uidpush: request headers too large');
+  else if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') refuseUpgrade(socket, 408, 'uidpush: handshake not received within loginTimeout');
+  else refuseUpgrade(socket, 400, 'uidpush: malformed HTTP request');
 }
 function destroySocket(this: Duplex): void {
   this.destroy();

@@ -311,6 +311,7 @@ describe('a socket half-closed during the handshake', () => {
     // The sweep runs every quarter of the timeout; allow it and a loaded box.
     expect(closedAt - start).toBeGreaterThanOrEqual(250);
     expect(closedAt - start).toBeLessThan(3000);
+    expect(r.received().toString('latin1')).toMatch(/^HTTP\/1.1 408 Request Timeout\r\n[^]*\r\n\r\nuidpush: handshake not received within loginTimeout\n$/);
     server.hub.sendToUid('bystander', 'still served');
     expect(await bystander.next()).toBe('still served');
   });

@@ -192,16 +192,39 @@ describe('server API timeouts', () => {
   });
 });
 
+const refusedByNode = [
+  ['headers over 16 KiB', `GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'too_large'],
+  ['many headers, 20 KB in all', `GET /healthz HTTP/1.1\r\n${'x-h: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n'.repeat(360)}\r\n`, 431, 'too_large'],
+  ['a garbage request line', 'NOT HTTP AT ALL\r\n\r\n', 400, 'bad_request'],
+  ['a bad header line', 'GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n', 400, 'bad_request'],
+] as const;
+
 describe('HTTP the API server refuses before a route', () => {
-  it.each([
-    ['headers over 16 KiB', `GET /healthz HTTP/1.1\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'too_large'],
-    ['malformed HTTP', 'NOT HTTP AT ALL\r\n\r\n', 400, 'bad_request'],
-  ])('answers %s with the JSON error body and closes', async (_name, text, status, code) => {
+  it.each(refusedByNode)('answers %s with the JSON error body and closes; a bystander request is served', async (_name, text, status, code) => {
     const started = await bed.setup({ apiKey: KEY });
     const c = await raw(apiPort(started), text);
     await c.closed;
-    expect(c.received()).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
-    expect(errorBody(c.received())).toMatchObject({ error: { code } });
+    expect(c.received()).toMatch(new RegExp(`^HTTP/1\\.1 ${status} [^\r]+\r\n`));
+    expect(c.received()).toMatch(/\r\ncontent-type: application\/json; charset=utf-8\r\n/);
+    expect(errorBody(c.received())).toEqual({ error: { code, message: expect.any(String) as string } });
+    const bystander = await fetch(`http://127.0.0.1:${apiPort(started)}/v1/stats`, { headers: { authorization: `Bearer ${KEY}` } });
+    expect(bystander.status).toBe(200);
+    expect(await bystander.json()).toMatchObject({ onlineUids: 0 });
+  });
+});
+
+describe('HTTP the WebSocket port refuses before an upgrade', () => {
+  it.each([
+    [refusedByNode[0], 'uidpush: request headers too large'],
+    [refusedByNode[2], 'uidpush: malformed HTTP request'],
+  ])('answers %j with a plain-text reason and closes; WebSocket clients are still served', async ([, text, status], reason) => {
+    const started = await bed.setup();
+    const c = await raw(Number(new URL(started.url).port), text);
+    await c.closed;
+    expect(c.received()).toMatch(new RegExp(`^HTTP/1\\.1 ${status} [^\r]+\r\n`));
+    expect(c.received()).toMatch(/\r\nContent-Type: text\/plain; charset=utf-8\r\n/);
+    expect(c.received().slice(c.received().indexOf('\r\n\r\n') + 4)).toBe(`${reason}\n`);
+    await webSocketStillServed(started.url);
   });
 });
 
