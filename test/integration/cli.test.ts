@@ -51,16 +51,16 @@ afterEach(() => {
 });
 
 describe('uidpush serve', { timeout: 60_000 }, () => {
-  it('serves the seed protocol on 127.0.0.1:1234 by default', async () => {
-    const child = cli(['serve']);
-    expect(await listening(child)).toMatchObject({
-      host: '127.0.0.1',
-      port: 1234,
-      api: { host: '127.0.0.1', port: 1235 },
-    });
-    const health = await fetch('http://127.0.0.1:1235/healthz');
+  // Free ports, not the defaults (1234, 1235: checked in 'serve configuration'), so that
+  // the suite runs beside an `npm start`.
+  it('serves the seed protocol and the API on 127.0.0.1, on the ports of --port and --api-port', async () => {
+    const child = cli(['serve', '--port', '0', '--api-port', '0']);
+    const where = await listening(child) as { host: string; port: number; api?: { host: string; port: number } };
+    expect(where).toMatchObject({ host: '127.0.0.1', api: { host: '127.0.0.1' } });
+    expect(where.port).toBeGreaterThan(0);
+    const health = await fetch(`http://127.0.0.1:${where.api?.port ?? 0}/healthz`);
     expect(await health.json()).toEqual({ status: 'ok' });
-    const alice = await connect('ws://127.0.0.1:1234');
+    const alice = await connect(`ws://127.0.0.1:${where.port}`);
     clients.push(alice);
     await alice.login('alice');
     alice.send('alice:over the CLI');
@@ -143,6 +143,8 @@ describe('serve configuration', () => {
     expect(config.server).toMatchObject({
       host: '127.0.0.1',
       port: 1234,
+      apiHost: '127.0.0.1',
+      apiPort: 1235,
       maxMessageSize: 1048576,
       maxPreLoginMessageSize: 16384,
       maxPendingConnections: 10000,
