@@ -36,6 +36,7 @@ or UIDPUSH_API_URL; --api-key or UIDPUSH_API_KEY; --timeout <ms>):
   stats                               counters of the server
   group add <group> <uid>             make a uid a member of a group
   group remove <group> <uid>          remove a uid from a group
+  group leave-all <uid>               remove a uid from every group it belongs to
   group push <group> <message> [--json]  push to every connection of every member
   group show <group>                  members, online members, connections
 
@@ -157,7 +158,8 @@ export async function runApiCommand(command: string, args: string[], env: NodeJS
         else if (sub === 'remove' && positionals.length === 3) print(await client.removeFromGroup(group, uid));
         else if (sub === 'push' && positionals.length === 3) print(await client.pushToGroup(group, data(positionals[2])));
         else if (sub === 'show' && positionals.length === 2) print(await client.group(group));
-        else throw new CliError(`group: expected add|remove <group> <uid>, push <group> <message> or show <group>\n\n${API_USAGE}`, 2);
+        else if (sub === 'leave-all' && positionals.length === 2) print(await client.removeFromAllGroups(positionals[1] ?? ''));
+        else throw new CliError(`group: expected add|remove <group> <uid>, push <group> <message>, show <group> or leave-all <uid>\n\n${API_USAGE}`, 2);
         return;
       }
       default:

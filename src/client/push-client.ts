@@ -166,6 +166,14 @@ export class PushClient {
     return this.#call('DELETE', `/v1/groups/${encodeURIComponent(group)}/members/${encodeURIComponent(uid)}`, undefined, true);
   }
 
+  /**
+   * Removes `uid` from every group it belongs to, on every node (a deleted account);
+   * `left` counts them. Retried like a read: a second removal changes nothing.
+   */
+  removeFromAllGroups(uid: Uid): Promise<{ uid: Uid; left: number }> {
+    return this.#call('DELETE', `/v1/users/${encodeURIComponent(uid)}/groups`, undefined, true);
+  }
+
   /** Pushes `data` to every connection of every member of `group`. */
   pushToGroup(group: Group, data: unknown): Promise<PushResult> {
     return this.#call('POST', `/v1/groups/${encodeURIComponent(group)}/push`, { data }, false);

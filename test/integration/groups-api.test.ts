@@ -92,7 +92,7 @@ describe('group routes', () => {
 const cli = runCli;
 
 describe('CLI group and token commands', { timeout: 60_000 }, () => {
-  it('group add, show, push, remove', async () => {
+  it('group add, show, push, remove, leave-all', async () => {
     const a = await seed('a');
     const env = { UIDPUSH_API_URL: api, UIDPUSH_API_KEY: KEY };
     expect(JSON.parse((await cli(['group', 'add', 'ops', 'a'], env)).stdout)).toEqual({ group: 'ops', uid: 'a', added: true });
@@ -100,6 +100,9 @@ describe('CLI group and token commands', { timeout: 60_000 }, () => {
     expect(JSON.parse((await cli(['group', 'push', 'ops', 'deploy done'], env)).stdout)).toEqual({ online: 1, connections: 1 });
     expect(await a.next()).toBe('deploy done');
     expect(JSON.parse((await cli(['group', 'remove', 'ops', 'a'], env)).stdout)).toMatchObject({ removed: true });
+    await cli(['group', 'add', 'ops', 'a'], env);
+    await cli(['group', 'add', 'dev', 'a'], env);
+    expect(JSON.parse((await cli(['group', 'leave-all', 'a'], env)).stdout)).toEqual({ uid: 'a', left: 2 });
     expect((await cli(['group', 'frobnicate'], env)).code).toBe(2);
   });
 

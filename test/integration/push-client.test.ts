@@ -70,6 +70,21 @@ describe('PushClient', () => {
     expect(a.closeReason).toBe('bye');
   });
 
+  it('removes a uid from every group at once, on its own groups only', async () => {
+    const a = await ws('a');
+    for (const group of ['g1', 'g2', 'g3']) await client.addToGroup(group, 'a');
+    await client.addToGroup('g1', 'b');
+    expect(await client.removeFromAllGroups('a')).toEqual({ uid: 'a', left: 3 });
+    expect(await client.group('g1')).toMatchObject({ members: 1, online: 0 });
+    expect(await client.group('g2')).toMatchObject({ members: 0 });
+    expect(await client.pushToGroup('g2', 'to no one')).toEqual({ online: 0, connections: 0 });
+    expect(await client.removeFromAllGroups('a')).toEqual({ uid: 'a', left: 0 });
+    await expect(client.removeFromAllGroups('all')).rejects.toMatchObject({ code: 'bad_request', status: 400 });
+    // Still connected, and still reachable by uid.
+    await client.push('a', 'direct');
+    expect(await a.next()).toBe('direct');
+  });
+
   it('rejects with the API error code and status', async () => {
     const wrong = new PushClient({ url: apiUrl, apiKey: 'not-the-key-0123456789' });
     await expect(wrong.push('a', 'x')).rejects.toMatchObject({ name: 'PushApiError', code: 'unauthorized', status: 401 });
