@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CloseCode, ErrorCode, ProgramErrorCode } from '../../src/index.js';
+import { createApi } from '../../src/api/http.js';
+import { PushClient } from '../../src/client/index.js';
+import { CloseCode, createServer, ErrorCode, ProgramErrorCode } from '../../src/index.js';
 
 const root = join(import.meta.dirname, '../..');
 
@@ -62,3 +64,70 @@ describe('docs/protocol.md', () => {
 });
 
 const API_ONLY = new Set(['not_found', 'method_not_allowed', 'unsupported_media_type', 'request_timeout', 'internal']);
+
+/**
+ * The routes the server API registers, as `METHOD /path` with `{param}`s: the API of a
+ * real server (its defaults), listening on a free port; paths and methods read from
+ * fastify's route table, and a method kept where it is served (the others of each path
+ * answer 405, which a request to each tells).
+ */
+async function apiRoutes(): Promise<string[]> {
+  const server = createServer({ port: 0, apiPort: null });
+  const o = server.options;
+  const app = createApi({
+    service: server,
+    metrics: server.metrics,
+    apiKey: undefined,
+    maxUids: o.apiMaxUids,
+    maxUidLength: o.maxUidLength,
+    maxJsonDepth: o.maxJsonDepth,
+    bodyLimit: o.apiBodyLimit,
+    limits: { headersTimeout: 1000, requestTimeout: 1000, keepAliveTimeout: 1000, maxConnections: 10 },
+    logger: { debug() {}, info() {}, warn() {}, error() {} },
+  });
+  try {
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const base = `http://127.0.0.1:${String((app.server.address() as { port: number }).port)}`;
+    // One line per path segment, indented four characters per level under its parent.
+    const stack: string[] = [];
+    const routes: string[] = [];
+    for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
+      const m = /^([│ ]*)[├└]── (\S+) \(([^)]+)\)$/.exec(line);
+      if (m === null) continue;
+      const depth = (m[1] ?? '').length / 4;
+      stack.length = depth;
+      stack.push(m[2] ?? '');
+      const url = stack.join('');
+      for (const method of (m[3] ?? '').split(', ')) {
+        if (method === 'HEAD' || method === 'OPTIONS') continue;
+        const path = url.replace(/:(\w+)/g, (_all, name: string) => (name === 'group' ? 'news' : 'alice'));
+        const res = await fetch(base + path, { method });
+        await res.arrayBuffer();
+        if (res.status !== 405) routes.push(`${method} ${url.replace(/:(\w+)/g, '{$1}')}`);
+      }
+    }
+    return routes;
+  } finally {
+    await app.close();
+  }
+}
+
+describe('docs/http-api.md', () => {
+  it('has a section for every route the server API registers, and none for a route it does not', async () => {
+    const doc = await readFile(join(root, 'docs/http-api.md'), 'utf8');
+    const routes = await apiRoutes();
+    expect(routes).toContain('DELETE /v1/users/{uid}/groups');
+    expect(routes).toContain('PUT /v1/groups/{group}/members/{uid}');
+    const headings = doc.split('\n').filter((l) => l.startsWith('### '));
+    const documented = new Set(headings.flatMap((h) => [...h.matchAll(/`([A-Z]+ \/[^`?]*)[`?]/g)].map((m) => m[1])));
+    for (const route of routes) expect(documented, `no section for ${route}`).toContain(route);
+    for (const route of documented) expect(routes, `a section for ${String(route)}, which is not a route`).toContain(route);
+  });
+
+  it('lists every public method of PushClient', async () => {
+    const doc = await readFile(join(root, 'docs/http-api.md'), 'utf8');
+    const methods = Object.getOwnPropertyNames(PushClient.prototype).filter((name) => name !== 'constructor');
+    expect(methods).toContain('removeFromAllGroups');
+    for (const name of methods) expect(doc, `PushClient.${name} is not in the method table`).toMatch(new RegExp(`^\\| \`${name}\\(`, 'm'));
+  });
+});
