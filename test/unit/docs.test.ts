@@ -131,3 +131,70 @@ describe('docs/http-api.md', () => {
     for (const name of methods) expect(doc, `PushClient.${name} is not in the method table`).toMatch(new RegExp(`^\\| \`${name}\\(`, 'm'));
   });
 });
+
+/** The folders of src/, and each one's .ts files (paths below the folder). */
+async function srcFolders(): Promise<Map<string, string[]>> {
+  const { readdir } = await import('node:fs/promises');
+  const folders = new Map<string, string[]>();
+  for (const entry of await readdir(join(root, 'src'), { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    const files = (await readdir(join(root, 'src', entry.name), { recursive: true })).filter((f) => f.endsWith('.ts'));
+    folders.set(entry.name, files);
+  }
+  return folders;
+}
+
+/** What eslint.config.js lets each folder import: `layer('<dir>', [<allowed>])`. */
+async function allowedImports(): Promise<Map<string, string[]>> {
+  const config = await readFile(join(root, 'eslint.config.js'), 'utf8');
+  const allowed = new Map<string, string[]>();
+  for (const [, dir, list] of config.matchAll(/layer\('(\w+)', \[([^\]]*)\]\)/g)) {
+    allowed.set(dir ?? '', [...(list ?? '').matchAll(/'(\w+)'/g)].map((m) => m[1] ?? ''));
+  }
+  return allowed;
+}
+
+describe('docs/architecture.md and the README Layout', () => {
+  it('describe every folder and file of src/, with the imports eslint.config.js allows', async () => {
+    const doc = await readFile(join(root, 'docs/architecture.md'), 'utf8');
+    const folders = await srcFolders();
+    const allowed = await allowedImports();
+    expect(folders.size).toBeGreaterThan(10);
+    expect([...allowed.keys()].sort(), 'every folder has a layer rule in eslint.config.js').toEqual([...folders.keys()].sort());
+    for (const [folder, files] of folders) {
+      const row = doc.split('\n').find((l) => l.startsWith(`| \`src/${folder}\` |`));
+      expect(row, `no row for src/${folder}`).toBeDefined();
+      const [, mayImport = '', described = ''] = (row ?? '').split(' | ');
+      for (const file of files) expect(described, `src/${folder}/${file} is not described`).toContain(`\`${file}\``);
+      const others = [...folders.keys()].filter((f) => f !== folder);
+      const except = /^all but (.*)$/.exec(mayImport);
+      const documented =
+        mayImport === 'nothing'
+          ? []
+          : mayImport === 'all'
+            ? others
+            : except !== null
+              ? others.filter((f) => !(except[1] ?? '').includes(`\`${f}\``))
+              : [...mayImport.matchAll(/`(\w+)`/g)].map((m) => m[1] ?? '');
+      expect(documented.sort(), `src/${folder}'s imports`).toEqual([...(allowed.get(folder) ?? [])].sort());
+      // The arrows: `<folder> <- <every folder allowed to import it>`.
+      const importers = others.filter((f) => allowed.get(f)?.includes(folder) === true);
+      const arrow = new RegExp(`^${folder} +<- +(.*)$`, 'm').exec(doc);
+      if (importers.length === 0) {
+        expect(arrow, `${folder} is imported by no folder, yet has an arrow`).toBeNull();
+        continue;
+      }
+      const listed = arrow?.[1] === 'every other folder' ? others : (arrow?.[1] ?? '').split(', ');
+      expect(listed.sort(), `the arrow into ${folder}`).toEqual(importers.sort());
+    }
+  });
+
+  it('the README Layout names every folder of src/', async () => {
+    const readme = await readFile(join(root, 'README.md'), 'utf8');
+    const start = readme.indexOf('## Layout\n');
+    expect(start).toBeGreaterThan(-1);
+    const end = readme.indexOf('\n## ', start + 1);
+    const layout = readme.slice(start, end === -1 ? undefined : end);
+    for (const folder of (await srcFolders()).keys()) expect(layout, `src/${folder}`).toContain(`\`src/${folder}\``);
+  });
+});
