@@ -232,7 +232,8 @@ export function createApi(options: ApiOptions): FastifyInstance {
   );
   resource('/metrics', {
     GET: {
-      handler: async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+      // Under --workers, the whole group's (Metrics.exposition); 503 if a worker is silent.
+      handler: async (_req, reply) => reply.type(metrics.contentType).send(await metrics.exposition()),
     },
   });
 

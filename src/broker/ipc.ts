@@ -16,10 +16,16 @@ type ToPrimary =
   | { uidpush: 'pub'; channel: string; message: string }
   | { uidpush: 'sub' | 'unsub'; channel: string }
   | { uidpush: 'local'; uid: string; connections: number }
-  | { uidpush: 'req'; id: number; op: StoreOp; args: unknown[] };
+  | { uidpush: 'req'; id: number; op: StoreOp; args: unknown[] }
+  // The process group (see createWorkerGroup): join it, ask for every report, answer one.
+  | { uidpush: 'member' }
+  | { uidpush: 'gather'; id: number }
+  | { uidpush: 'reported'; id: number; report: unknown };
 type ToWorker =
   | { uidpush: 'msg'; channel: string; message: string }
-  | { uidpush: 'res'; id: number; result?: unknown; error?: string };
+  | { uidpush: 'res'; id: number; result?: unknown; error?: string }
+  | { uidpush: 'report'; id: number }
+  | { uidpush: 'gathered'; id: number; result?: GroupReport; error?: string };
 /** What one event-loop turn queued, sent as one IPC message: one write, one parse. */
 interface Batch<T> {
   uidpush: 'batch';
@@ -60,8 +66,114 @@ function unbatch<T>(msg: T | Batch<T>, handle: (msg: T) => void): void {
 }
 type StoreOp = Exclude<keyof ClusterStore, 'setLocal'>;
 
+/** One process's answer to a {@link ProcessGroup.gather}. */
+export interface WorkerReport {
+  /** The node:cluster worker id. */
+  worker: number;
+  pid: number;
+  /** What the worker's `join` callback returned. */
+  report: unknown;
+}
+
+/** Every worker's report at one moment, and the group's presence. */
+export interface GroupReport {
+  /** One per worker that has joined, in worker id order. */
+  workers: WorkerReport[];
+  /** Distinct uids with a connection on any worker: a uid on two workers counts once. */
+  onlineUids: number;
+  /** Logged-in connections over every worker. */
+  connections: number;
+}
+
+/** A worker, as the primary's group knows it. */
+interface Member {
+  readonly id: number;
+  readonly pid: number;
+  readonly send: (msg: ToWorker) => void;
+  joined: boolean;
+}
+
+/** A gather under way: who has not answered yet, and what those who did said. */
+interface Gather {
+  readonly waiting: Set<Member>;
+  readonly reports: WorkerReport[];
+  /** Called after each change; settles once nobody is waiting. */
+  readonly check: () => void;
+}
+
+/**
+ * The primary's side of the process group: the workers relayed over one MemoryCluster are
+ * one group, so the group lives with that cluster and needs no separate handle.
+ */
+class PrimaryGroup {
+  readonly members = new Set<Member>();
+  readonly #gathers = new Map<number, Gather>();
+  #nextId = 1;
+
+  /**
+   * Asks every joined worker for its report and answers once all have, or rejects after
+   * `timeout` ms: a partial sum would make counters go down, so there is none.
+   */
+  gather(totals: () => Promise<{ onlineUids: number; connections: number }>, timeout: number): Promise<GroupReport> {
+    const id = this.#nextId++;
+    const members = [...this.members].filter((m) => m.joined);
+    return new Promise<GroupReport>((resolve, reject) => {
+      const waiting = new Set(members);
+      const reports: WorkerReport[] = [];
+      const timer = setTimeout(() => {
+        this.#gathers.delete(id);
+        const late = [...waiting].map((m) => m.id).join(', ');
+        reject(new UnavailableError(`workers ${late} did not report within ${String(timeout)} ms`));
+      }, timeout);
+      const check = (): void => {
+        if (waiting.size > 0 || !this.#gathers.delete(id)) return;
+        clearTimeout(timer);
+        reports.sort((a, b) => a.worker - b.worker);
+        totals().then((t) => {
+          resolve({ workers: reports, onlineUids: t.onlineUids, connections: t.connections });
+        }, reject);
+      };
+      this.#gathers.set(id, { waiting, reports, check });
+      for (const m of members) m.send({ uidpush: 'report', id });
+      check();
+    });
+  }
+
+  reported(member: Member, id: number, report: unknown): void {
+    const gather = this.#gathers.get(id);
+    if (gather?.waiting.delete(member) !== true) return;
+    gather.reports.push({ worker: member.id, pid: member.pid, report });
+    gather.check();
+  }
+
+  /** A worker that exits is waited for no longer: its share of the counts is gone with it. */
+  leave(member: Member): void {
+    this.members.delete(member);
+    for (const gather of this.#gathers.values()) {
+      if (gather.waiting.delete(member)) gather.check();
+    }
+  }
+}
+
+const primaryGroups = new WeakMap<MemoryCluster, PrimaryGroup>();
+
+/** Options of {@link servePrimary}. */
+export interface ServePrimaryOptions {
+  /**
+   * Ms the primary waits for every worker's report when one asks for the group's stats or
+   * metrics; past it, the ask fails (the worker answers 503).
+   * @defaultValue 2000
+   */
+  reportTimeout?: number;
+}
+
 /** In the primary: relays for `worker` until it exits; returns the cleanup to call then. */
-export function servePrimary(cluster: MemoryCluster, worker: Worker, log: Logger): () => Promise<void> {
+export function servePrimary(
+  cluster: MemoryCluster,
+  worker: Worker,
+  log: Logger,
+  options: ServePrimaryOptions = {},
+): () => Promise<void> {
   const broker = cluster.createBroker(`worker-${worker.id}`);
   const outbox = new Outbox<ToWorker>((msg) => {
     if (worker.isConnected()) worker.send(msg);
@@ -69,6 +181,14 @@ export function servePrimary(cluster: MemoryCluster, worker: Worker, log: Logger
   const send = (msg: ToWorker): void => {
     outbox.push(msg);
   };
+  let group = primaryGroups.get(cluster);
+  if (group === undefined) {
+    group = new PrimaryGroup();
+    primaryGroups.set(cluster, group);
+  }
+  const member: Member = { id: worker.id, pid: worker.process.pid ?? 0, send, joined: false };
+  group.members.add(member);
+  const reportTimeout = options.reportTimeout ?? 2000;
   void broker.start((channel, message) => {
     send({ uidpush: 'msg', channel, message });
   });
@@ -106,15 +226,35 @@ export function servePrimary(cluster: MemoryCluster, worker: Worker, log: Logger
         );
         return;
       }
+      case 'member':
+        member.joined = true;
+        return;
+      case 'gather':
+        ownGroup.gather(() => broker.store.totals(), reportTimeout).then(
+          (result) => {
+            send({ uidpush: 'gathered', id: msg.id, result });
+          },
+          (err: unknown) => {
+            send({ uidpush: 'gathered', id: msg.id, error: (err as Error).message });
+          },
+        );
+        return;
+      case 'reported':
+        ownGroup.reported(member, msg.id, msg.report);
+        return;
       default:
         log.warn({ worker: worker.id }, 'ipc: unknown message from a worker');
     }
   };
+  const ownGroup = group;
   worker.on('message', (msg: ToPrimary | Batch<ToPrimary>) => {
     unbatch(msg, handle);
   });
   // The worker's presence goes with it at once: its uids read offline immediately.
-  return () => broker.close();
+  return () => {
+    ownGroup.leave(member);
+    return broker.close();
+  };
 }
 
 /** Options of {@link createIpcBroker}. */
@@ -156,7 +296,7 @@ class IpcBroker implements Broker {
   readonly #receive = (msg: ToWorker): void => {
     if (msg.uidpush === 'msg') {
       this.#onMessage?.(msg.channel, msg.message);
-    } else {
+    } else if (msg.uidpush === 'res') {
       this.#unanswered = false;
       const waiter = this.#pending.get(msg.id);
       this.#pending.delete(msg.id);
@@ -233,6 +373,121 @@ class IpcBroker implements Broker {
 
   #send(msg: ToPrimary): void {
     this.#outbox.push(msg);
+  }
+}
+
+/**
+ * The workers of one primary seen as one server: what `GET /v1/stats` and `/metrics`
+ * answer under `--workers`, whichever worker takes the request. The primary asks every
+ * worker for its report and answers with all of them plus the group's presence (distinct
+ * uids), so a worker can sum counters that only grow and count uids once.
+ */
+export interface ProcessGroup {
+  /** Joins the group: from now on the primary's asks are answered with `report()`. */
+  join(report: () => unknown): void;
+  /**
+   * Every joined worker's report, this one's included.
+   * @throws UnavailableError when the primary or a worker does not answer in time.
+   */
+  gather(): Promise<GroupReport>;
+  /**
+   * Records this worker's connections of `uid` in the group's presence. A no-op when the
+   * IPC broker already records it (the group and the cluster are one then).
+   */
+  setLocal(uid: string, connections: number): void;
+  close(): void;
+}
+
+/** Options of {@link createWorkerGroup}. */
+export interface WorkerGroupOptions {
+  /**
+   * Ms a gather may wait for the primary.
+   * @defaultValue 5000 (more than the primary's own wait for the workers)
+   */
+  timeout?: number;
+  /**
+   * Report presence to the primary: true when the worker's broker is not the IPC one (each
+   * worker a Redis node), so the group still counts its distinct uids.
+   * @defaultValue false
+   */
+  presence?: boolean;
+}
+
+/** In a worker: its side of the process group of `--workers`. */
+export function createWorkerGroup(options: WorkerGroupOptions = {}): ProcessGroup {
+  return new WorkerGroup(options.timeout ?? 5000, options.presence ?? false);
+}
+
+class WorkerGroup implements ProcessGroup {
+  readonly #timeout: number;
+  readonly #presence: boolean;
+  readonly #pending = new Map<number, { resolve: (r: GroupReport) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  #nextId = 1;
+  #report: (() => unknown) | undefined;
+  readonly #outbox = new Outbox<ToPrimary>((msg) => {
+    if (process.connected) process.send?.(msg);
+  });
+  readonly #listener = (msg: ToWorker | Batch<ToWorker>): void => {
+    unbatch(msg, this.#receive);
+  };
+  readonly #receive = (msg: ToWorker): void => {
+    if (msg.uidpush === 'report') {
+      void this.#answer(msg.id);
+    } else if (msg.uidpush === 'gathered') {
+      const waiter = this.#pending.get(msg.id);
+      if (waiter === undefined) return;
+      this.#pending.delete(msg.id);
+      clearTimeout(waiter.timer);
+      if (msg.result === undefined) waiter.reject(new UnavailableError(msg.error ?? 'the primary could not gather the workers'));
+      else waiter.resolve(msg.result);
+    }
+  };
+
+  constructor(timeout: number, presence: boolean) {
+    this.#timeout = timeout;
+    this.#presence = presence;
+    process.on('message', this.#listener);
+  }
+
+  join(report: () => unknown): void {
+    this.#report = report;
+    this.#outbox.push({ uidpush: 'member' });
+  }
+
+  async #answer(id: number): Promise<void> {
+    // Always answer, so the primary never waits out its timeout for a worker that is here.
+    let report: unknown = null;
+    try {
+      report = await this.#report?.();
+    } catch {
+      // null: the asking worker reads it as a worker with nothing to report.
+    }
+    this.#outbox.push({ uidpush: 'reported', id, report });
+  }
+
+  gather(): Promise<GroupReport> {
+    if (!process.connected) return Promise.reject(new UnavailableError('no primary: not a node:cluster worker'));
+    return new Promise<GroupReport>((resolve, reject) => {
+      const id = this.#nextId++;
+      const timer = setTimeout(() => {
+        if (this.#pending.delete(id)) reject(new UnavailableError(`the primary did not answer within ${String(this.#timeout)} ms`));
+      }, this.#timeout);
+      this.#pending.set(id, { resolve, reject, timer });
+      this.#outbox.push({ uidpush: 'gather', id });
+    });
+  }
+
+  setLocal(uid: string, connections: number): void {
+    if (this.#presence) this.#outbox.push({ uidpush: 'local', uid, connections });
+  }
+
+  close(): void {
+    process.off('message', this.#listener);
+    for (const waiter of this.#pending.values()) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new Error('closed'));
+    }
+    this.#pending.clear();
   }
 }
 

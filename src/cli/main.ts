@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import { createIpcBroker, MemoryCluster, servePrimary } from '../broker/ipc.js';
+import { createIpcBroker, createWorkerGroup, MemoryCluster, servePrimary } from '../broker/ipc.js';
 import { pino } from 'pino';
 import { UidpushError } from '../core/errors.js';
 import type { Logger } from '../core/types.js';
@@ -82,7 +82,15 @@ async function serve(args: string[]): Promise<number> {
   if (config.workers > 0 && cluster.isPrimary) return runPrimary(config.workers, config.server.shutdownGrace, logger);
   // A worker joins its siblings through the primary, unless a Redis joins every node.
   const broker = cluster.isWorker && config.server.redis === undefined ? createIpcBroker({ timeout: config.server.brokerTimeout }) : undefined;
-  const server = createServer({ ...config.server, logger, ...(broker === undefined ? {} : { broker }) });
+  // Stats and metrics answer for every worker, whichever takes the request; on Redis the
+  // workers' presence also goes to the primary, which counts the group's distinct uids.
+  const group = cluster.isWorker ? createWorkerGroup({ presence: config.server.redis !== undefined }) : undefined;
+  const server = createServer({
+    ...config.server,
+    logger,
+    ...(broker === undefined ? {} : { broker }),
+    ...(group === undefined ? {} : { group }),
+  });
   // Handlers go in before listening, so a signal that follows the 'listening' line at once
   // is already a graceful shutdown.
   const stopped = new Promise<number>((resolve) => {

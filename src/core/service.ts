@@ -1,12 +1,21 @@
 import type { Data, Group, Uid } from './types.js';
 
-/** Counters and gauges of a running server, as `GET /v1/stats` and /metrics report them. */
+/**
+ * Counters and gauges of a running server, as `GET /v1/stats` and /metrics report them.
+ * `onlineUids` and `connections` are the whole cluster's (read from its store); every other
+ * figure is this server's: one process, or under `--workers` all its workers together,
+ * whichever worker answers (docs/http-api.md, "GET /v1/stats").
+ */
 export interface ServiceStats {
-  /** Uids with at least one logged-in connection. */
+  /** Uids with at least one logged-in connection anywhere in the cluster, each counted once. */
   onlineUids: number;
-  /** Logged-in connections. */
+  /** Logged-in connections anywhere in the cluster. */
   connections: number;
-  /** Open WebSocket connections, logged in or not. */
+  /** Uids with a logged-in connection on this server (a uid on two of its workers counts once). */
+  localOnlineUids: number;
+  /** Logged-in connections on this server. */
+  localConnections: number;
+  /** Open WebSocket connections on this server, logged in or not. */
   openConnections: number;
   /** Messages received from clients. */
   messagesIn: number;
@@ -16,7 +25,10 @@ export interface ServiceStats {
   messagesOut: number;
   /** Bytes written to clients. */
   bytesOut: number;
-  /** Messages not delivered, by reason. */
+  /**
+   * Messages not delivered, by reason. In a cluster a push is `offline` only when no node
+   * holds the uid, and it is counted once, by the node that took the push.
+   */
   dropped: Record<DropReason, number>;
   /** Connections closed by the heartbeat (dead peers) or the login timeout. */
   heartbeatCloses: number;
@@ -28,6 +40,24 @@ export interface ServiceStats {
   uptimeSeconds: number;
   /** What waits for the cluster's broker, and what its bounds did; only in a cluster. */
   broker?: BrokerStats;
+  /** Under `--workers`: each worker's own figures, in worker id order. */
+  workers?: WorkerStats[];
+}
+
+/** One worker's share of {@link ServiceStats} under `--workers`. */
+export interface WorkerStats {
+  /** The node:cluster worker id. */
+  worker: number;
+  pid: number;
+  /** Uids with a logged-in connection on this worker. */
+  onlineUids: number;
+  /** Logged-in connections on this worker. */
+  connections: number;
+  /** Open WebSocket connections on this worker, logged in or not. */
+  openConnections: number;
+  messagesIn: number;
+  messagesOut: number;
+  uptimeSeconds: number;
 }
 
 /** The broker bounds of a cluster node (docs/operations.md, "During a Redis outage"). */
@@ -47,7 +77,7 @@ export interface BrokerStats {
 }
 
 /**
- * Why a message was not delivered: `offline` (a push to a uid with no connection),
+ * Why a message was not delivered: `offline` (a push to a uid with no connection, on any node),
  * `slow_consumer` (the recipient's send buffer was full), or the error code a client's
  * message was refused with.
  */

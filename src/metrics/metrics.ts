@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
 import type { DropReason, ServiceStats } from '../core/service.js';
 
 const DROP_REASONS: readonly DropReason[] = [
@@ -16,20 +16,43 @@ const DROP_REASONS: readonly DropReason[] = [
 export type InternalErrorSite = 'ws' | 'api' | 'inner';
 const INTERNAL_ERROR_SITES: readonly InternalErrorSite[] = ['ws', 'api', 'inner'];
 
+const ONLINE_UIDS = 'uidpush_online_uids';
+const ONLINE_UIDS_HELP = 'Uids with at least one connection on this server (under --workers: on any of its workers, each counted once).';
+
+/**
+ * The processes that serve as one (the workers of `--workers`): their registries, each as
+ * `registry.getMetricsAsJSON()` gave it, and their distinct online uids.
+ */
+export interface MetricsGroup {
+  registries: unknown[][];
+  onlineUids: number;
+}
+
 /**
  * Prometheus metrics of one server, in their own registry (never prom-client's global one,
  * so two servers in one process do not collide). Counts are read from the server's stats
  * when scraped, so the delivery path pays nothing for them; only the API latency and the
  * (rare, off the hot path) internal errors are counted as they happen.
+ *
+ * Under `--workers` the exposition is the whole group's: every worker's registry, merged
+ * with prom-client's `AggregatorRegistry.aggregate` (counters and histograms summed, each
+ * gauge by its `aggregator`), and the online uids from the group's presence, since a uid
+ * on two workers is one uid. Nothing here reads a cluster's store: on a Redis node the
+ * figures are that node's.
  */
 export class Metrics {
-  /** The registry to expose, e.g. `await metrics.registry.metrics()`. */
+  /** This process's registry. {@link exposition} is what to serve. */
   readonly registry = new Registry();
   readonly #apiLatency: Histogram<'method' | 'route' | 'status'>;
   readonly #internalErrors: Counter<'where'>;
+  readonly #group: (() => Promise<MetricsGroup>) | undefined;
 
-  /** @param stats - read at each scrape. */
-  constructor(stats: () => ServiceStats) {
+  /**
+   * @param stats - this process's stats, read at each scrape.
+   * @param group - under `--workers`: gathers every worker's registry at each scrape.
+   */
+  constructor(stats: () => ServiceStats, group?: () => Promise<MetricsGroup>) {
+    this.#group = group;
     const registers = [this.registry];
     // One snapshot per scrape, shared by every metric's collect().
     let snapshot: ServiceStats | undefined;
@@ -42,11 +65,12 @@ export class Metrics {
       }
       return snapshot;
     };
-    const gauge = (name: string, help: string, value: (s: ServiceStats) => number): void => {
+    const gauge = (name: string, help: string, value: (s: ServiceStats) => number, aggregator: Aggregator = 'sum'): void => {
       new Gauge({
         name,
         help,
         registers,
+        aggregator,
         collect() {
           this.set(value(read()));
         },
@@ -64,9 +88,10 @@ export class Metrics {
         },
       });
     };
-    gauge('uidpush_connections', 'Logged-in WebSocket connections.', (s) => s.connections);
-    gauge('uidpush_open_connections', 'Open WebSocket connections, logged in or not.', (s) => s.openConnections);
-    gauge('uidpush_online_uids', 'Uids with at least one connection.', (s) => s.onlineUids);
+    gauge('uidpush_connections', 'Logged-in WebSocket connections on this server.', (s) => s.localConnections);
+    gauge('uidpush_open_connections', 'Open WebSocket connections on this server, logged in or not.', (s) => s.openConnections);
+    // A sum over workers would count a uid on two workers twice: the group's comes instead.
+    gauge(ONLINE_UIDS, ONLINE_UIDS_HELP, (s) => s.localOnlineUids, 'omit');
     counter('uidpush_messages_in_total', 'Messages received from clients.', (s) => s.messagesIn);
     counter('uidpush_bytes_in_total', 'Bytes received from clients in messages.', (s) => s.bytesIn);
     counter('uidpush_messages_out_total', 'Frames written to clients.', (s) => s.messagesOut);
@@ -99,6 +124,7 @@ export class Metrics {
       'uidpush_broker_oldest_pending_seconds',
       'How long the oldest publish waiting for the broker has waited.',
       (s) => (s.broker?.oldestPendingMs ?? 0) / 1000,
+      'max',
     );
     counter(
       'uidpush_broker_refused_pushes_total',
@@ -142,6 +168,25 @@ export class Metrics {
     // Every site from the start, at 0, so an alert on the rate sees the series exist.
     for (const where of INTERNAL_ERROR_SITES) this.#internalErrors.inc({ where }, 0);
     collectDefaultMetrics({ register: this.registry, prefix: 'uidpush_' });
+  }
+
+  /** The content type of {@link exposition}. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /**
+   * The Prometheus text to serve on /metrics: this process's, or under `--workers` the
+   * whole group's.
+   * @throws UnavailableError under `--workers` when a worker or the primary does not answer.
+   */
+  async exposition(): Promise<string> {
+    if (this.#group === undefined) return this.registry.metrics();
+    const group = await this.#group();
+    const merged = AggregatorRegistry.aggregate(group.registries);
+    const online = new Registry();
+    new Gauge({ name: ONLINE_UIDS, help: ONLINE_UIDS_HELP, registers: [online] }).set(group.onlineUids);
+    return `${await merged.metrics()}\n${await online.metrics()}`;
   }
 
   /** Counts one throw caught by a last-resort guard. */

@@ -63,6 +63,9 @@ export class ClusterNode implements Router {
   readonly #cutoffs: TokenCutoffs;
   #reload: NodeJS.Timeout | undefined;
   readonly #stats = { refusedPushes: 0, stalePushes: 0, degradedPushes: 0 };
+  #offlineDrops = 0;
+  /** Uids pushed to this turn without a connection here, and how often: checked in the store in one read. */
+  #offlineCheck = new Map<Uid, number>();
   /** When each kind of trouble was last logged, and how often it happened since. */
   readonly #notices = new Map<string, { at: number; count: number }>();
 
@@ -89,6 +92,15 @@ export class ClusterNode implements Router {
       oldestPendingMs: this.#inFlight.oldestAge(),
       ...this.#stats,
     };
+  }
+
+  /**
+   * Pushes taken by this node to a uid that no node held: the store said it had no
+   * connection, and none was here. A push this node only received from another is never
+   * counted, so the cluster counts each offline push once.
+   */
+  get offlineDrops(): number {
+    return this.#offlineDrops;
   }
 
   get nodeId(): string {
@@ -161,14 +173,52 @@ export class ClusterNode implements Router {
     let bytes = 0;
     for (const [, envelope] of envelopes) bytes += envelope.length;
     const sent = this.#admits(bytes) ? envelopes.map(([uid, envelope]) => this.#send(channel.uid(uid), envelope)) : undefined;
+    // Before delivering: a slow consumer closed on the way would look absent after.
+    const absent = unique.filter((uid) => !this.#hub.isOnline(uid));
     const local = this.#hub.sendToUids(unique, data, from);
+    // Unpublished, no node could have it; whether one held the uid is unknown, so no count.
     if (sent === undefined) return this.#unsent(local, local.connections);
-    if (!wholeCluster) return local;
-    const counts = this.#store.connections(unique).then((counts) => ({
-      online: counts.filter((n) => n > 0).length,
-      connections: counts.reduce((a, n) => a + n, 0),
-    }));
+    if (!wholeCluster) {
+      this.#checkOffline(absent);
+      return local;
+    }
+    const counts = this.#store.connections(unique).then((counts) => {
+      if (absent.length > 0) this.#countOffline(unique, counts, new Set(absent));
+      return { online: counts.filter((n) => n > 0).length, connections: counts.reduce((a, n) => a + n, 0) };
+    });
     return this.#answer(sent, counts, local, local.connections);
+  }
+
+  /** Counts the uids of `uids` that had no connection here (`absent`) nor in the store. */
+  #countOffline(uids: readonly Uid[], counts: readonly number[], absent: ReadonlySet<Uid>, times?: ReadonlyMap<Uid, number>): void {
+    uids.forEach((uid, i) => {
+      if (counts[i] === 0 && absent.has(uid)) this.#offlineDrops += times?.get(uid) ?? 1;
+    });
+  }
+
+  /**
+   * A push that asked for no cluster-wide answer (the seed protocol): its absent uids are
+   * read from the store in one call per event-loop turn, so a burst costs one read. If the
+   * read fails, nothing is counted: whether another node held the uid is unknown.
+   */
+  #checkOffline(absent: readonly Uid[]): void {
+    if (absent.length === 0) return;
+    const first = this.#offlineCheck.size === 0;
+    for (const uid of absent) this.#offlineCheck.set(uid, (this.#offlineCheck.get(uid) ?? 0) + 1);
+    if (!first) return;
+    setImmediate(() => {
+      const times = this.#offlineCheck;
+      this.#offlineCheck = new Map();
+      const uids = [...times.keys()];
+      this.#store.connections(uids).then(
+        (counts) => {
+          this.#countOffline(uids, counts, new Set(uids), times);
+        },
+        (err: unknown) => {
+          this.#notice('offline check', 'cluster: cannot read presence to count offline pushes', { err });
+        },
+      );
+    });
   }
 
   broadcast(data: Data, from: Uid | null = null, wholeCluster = true): Sync<BroadcastResult> {

@@ -17,7 +17,9 @@ import { localRouter } from '../delivery/router.js';
 import { Metrics } from '../metrics/metrics.js';
 import type { Broker } from '../broker/broker.js';
 import { createRedisBroker } from '../broker/redis.js';
+import type { ProcessGroup } from '../broker/ipc.js';
 import { ClusterNode } from './cluster.js';
+import { groupStats, workerReports, type WorkerReportBody } from './group-stats.js';
 import { fileLimitWarning, openFileLimit } from './file-limit.js';
 import { Registry } from '../registry/registry.js';
 import type { Connection, ConnectionInfo } from '../transport/connection.js';
@@ -39,6 +41,12 @@ export interface ServerOptions extends ServerOptionsInput {
    * the Redis broker that `redis` builds). Without one, the server is a cluster of one.
    */
   broker?: Broker;
+  /**
+   * The workers this server is one of (`uidpush serve --workers`, from
+   * `createWorkerGroup()` in a node:cluster worker): `GET /v1/stats` and /metrics then
+   * answer for every worker together, whichever takes the request.
+   */
+  group?: ProcessGroup;
 }
 
 /** A client's push, publish or broadcast, as reported by the `message` event. */
@@ -122,6 +130,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
   #state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
   #innerPort: number | undefined;
   #cluster: ClusterNode | undefined;
+  readonly #group: ProcessGroup | undefined;
   #closing: Promise<void> | undefined;
   /** Token cut-offs of kicks with `revokeTokens`, read by the verifier on every login. */
   readonly #cutoffs = new TokenCutoffs();
@@ -129,11 +138,13 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
   /** @internal use {@link createServer}. */
   constructor(options: ServerOptions = {}) {
     super();
-    const { logger, broker, ...rest } = options;
+    const { logger, broker, group, ...rest } = options;
     this.options = resolveServerOptions(rest);
     this.#log = logger ?? silentLogger;
+    this.#group = group;
     const registry = new Registry<Connection>((uid, connections) => {
       this.#cluster?.onCount(uid, connections);
+      group?.setLocal(uid, connections);
     });
     const groupLimits = { maxGroupsPerUid: this.options.maxGroupsPerUid, maxMembersPerGroup: this.options.maxMembersPerGroup };
     this.hub = new Hub<Connection>(registry, {
@@ -205,7 +216,19 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       });
       this.#transport.setRouter(this.#cluster);
     }
-    this.metrics = new Metrics(() => this.#localStats());
+    this.metrics = new Metrics(
+      () => this.#localStats(),
+      group === undefined
+        ? undefined
+        : async () => {
+            const gathered = await group.gather();
+            return { registries: workerReports(gathered).map((r) => r.body.metrics), onlineUids: gathered.onlineUids };
+          },
+    );
+    group?.join(async (): Promise<WorkerReportBody> => ({
+      stats: this.#localStats(),
+      metrics: await this.metrics.registry.getMetricsAsJSON(),
+    }));
     if (this.options.apiPort !== null) {
       this.#api = createApi({
         service: this,
@@ -342,28 +365,40 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     return this.#cluster?.nodeId;
   }
 
-  /** Counters and gauges, as `GET /v1/stats` reports them (cluster-wide online counts). */
+  /**
+   * Counters and gauges, as `GET /v1/stats` reports them: `onlineUids` and `connections`
+   * for the whole cluster, the rest for this server (under `--workers`, its whole group).
+   */
   stats(): Sync<ServiceStats> {
-    const local = this.#localStats();
     const cluster = this.#cluster;
+    const group = this.#group;
+    if (group !== undefined) {
+      return Promise.all([group.gather(), cluster?.totals()]).then(([gathered, totals]) => groupStats(gathered, totals));
+    }
+    const local = this.#localStats();
     if (cluster === undefined) return local;
     return cluster.totals().then((t) => ({ ...local, onlineUids: t.onlineUids, connections: t.connections }));
   }
 
-  /** This node's own counters. */
+  /** This process's own counters; `onlineUids` and `connections` are its local ones too. */
   #localStats(): ServiceStats {
     const hub = this.hub.stats;
     const transport = this.#transport.stats;
+    const onlineUids = this.hub.onlineCount;
+    const connections = this.hub.connectionCount;
     return {
-      onlineUids: this.hub.onlineCount,
-      connections: this.hub.connectionCount,
+      onlineUids,
+      connections,
+      localOnlineUids: onlineUids,
+      localConnections: connections,
       openConnections: this.#transport.openConnections,
       messagesIn: transport.messagesIn,
       bytesIn: transport.bytesIn,
       messagesOut: hub.framesWritten,
       bytesOut: hub.bytesWritten,
       dropped: {
-        offline: hub.offlineDrops,
+        // In a cluster a uid absent here may be online elsewhere: the cluster node counts.
+        offline: this.#cluster?.offlineDrops ?? hub.offlineDrops,
         slow_consumer: hub.framesDropped,
         bad_request: transport.refused.bad_request,
         too_large: transport.refused.too_large,
@@ -480,6 +515,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     this.#http.closeAllConnections();
     await httpClosed;
     await this.#cluster?.close();
+    this.#group?.close();
     this.#state = 'closed';
     this.#log.info({}, 'closed');
   }

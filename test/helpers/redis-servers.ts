@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createClient } from '@redis/client';
 import { mkdtemp } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -210,4 +211,17 @@ export async function startRedisServer(): Promise<RedisServerHandle> {
     thaw: () => server.kill('SIGCONT'),
     stop,
   };
+}
+
+/** Deletes what a test cluster left in the Redis at `url` under `namespace` (group sets have no expiry). */
+export async function dropNamespace(url: string, namespace: string): Promise<void> {
+  const client = createClient({ url });
+  await client.connect();
+  try {
+    for await (const keys of client.scanIterator({ MATCH: `${namespace}:*`, COUNT: 500 })) {
+      if (keys.length > 0) await client.del(keys);
+    }
+  } finally {
+    client.destroy();
+  }
 }
