@@ -3,12 +3,19 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { createIpcBroker, MemoryCluster, servePrimary } from '../../src/broker/ipc.js';
 import { UnavailableError } from '../../src/core/errors.js';
+import { waitFor } from '../helpers/clients.js';
 import { warningLog } from '../helpers/logs.js';
 
 /** The primary's side of one worker's IPC channel, without a process behind it. */
 class FakeWorker extends EventEmitter {
-  readonly id = 1;
   readonly sent: unknown[] = [];
+  readonly id: number;
+  readonly process: { pid: number };
+  constructor(id = 1) {
+    super();
+    this.id = id;
+    this.process = { pid: 4000 + id };
+  }
   isConnected(): boolean {
     return true;
   }
@@ -50,8 +57,8 @@ describe('the primary of --workers', () => {
   it('keeps the token cut-offs of every worker in its shared store', async () => {
     const { logger } = warningLog();
     const shared = new MemoryCluster();
-    const one = new FakeWorker();
-    const two = new FakeWorker();
+    const one = new FakeWorker(1);
+    const two = new FakeWorker(2);
     const stops = [servePrimary(shared, one as unknown as Worker, logger), servePrimary(shared, two as unknown as Worker, logger)];
     const until = Date.now() + 60_000;
     one.emit('message', { uidpush: 'req', id: 1, op: 'revoke', args: [{ uid: 'alice', before: 1000, until }] });
@@ -61,6 +68,90 @@ describe('the primary of --workers', () => {
     await flush();
     expect(two.sent).toContainEqual({ uidpush: 'res', id: 7, result: [{ uid: 'alice', before: 1000, until }] });
     for (const stop of stops) await stop();
+  });
+});
+
+/** Every message the primary sent `worker`, batches opened. */
+function received(worker: FakeWorker): Record<string, unknown>[] {
+  return worker.sent.flatMap((m) => {
+    const msg = m as { uidpush: string; list?: Record<string, unknown>[] };
+    return msg.uidpush === 'batch' ? (msg.list ?? []) : [msg];
+  });
+}
+
+describe('the process group of --workers, in the primary', () => {
+  it('answers a gather with every joined worker\'s report in worker order and the group\'s distinct uids', async () => {
+    const { logger } = warningLog();
+    const shared = new MemoryCluster();
+    const [one, two] = [new FakeWorker(1), new FakeWorker(2)];
+    const stops = [servePrimary(shared, one as unknown as Worker, logger), servePrimary(shared, two as unknown as Worker, logger)];
+    for (const w of [one, two]) w.emit('message', { uidpush: 'member' });
+    // alice on both workers: one uid, two connections.
+    one.emit('message', { uidpush: 'local', uid: 'alice', connections: 1 });
+    two.emit('message', { uidpush: 'local', uid: 'alice', connections: 1 });
+    two.emit('message', { uidpush: 'gather', id: 9 });
+    await flush();
+    const asks = (w: FakeWorker): Record<string, unknown>[] => received(w).filter((m) => m.uidpush === 'report');
+    expect(asks(one)).toHaveLength(1);
+    expect(asks(two)).toHaveLength(1);
+    two.emit('message', { uidpush: 'reported', id: asks(two)[0]?.id, report: 'two' });
+    one.emit('message', { uidpush: 'reported', id: asks(one)[0]?.id, report: 'one' });
+    await flush();
+    await flush();
+    expect(received(two).find((m) => m.uidpush === 'gathered')).toEqual({
+      uidpush: 'gathered',
+      id: 9,
+      result: {
+        workers: [
+          { worker: 1, pid: 4001, report: 'one' },
+          { worker: 2, pid: 4002, report: 'two' },
+        ],
+        onlineUids: 1,
+        connections: 2,
+      },
+    });
+    for (const stop of stops) await stop();
+  });
+
+  it('fails a gather a worker does not answer in time, rather than answer a partial sum', async () => {
+    const { logger } = warningLog();
+    const shared = new MemoryCluster();
+    const [one, two] = [new FakeWorker(1), new FakeWorker(2)];
+    const options = { reportTimeout: 100 };
+    const stops = [servePrimary(shared, one as unknown as Worker, logger, options), servePrimary(shared, two as unknown as Worker, logger, options)];
+    for (const w of [one, two]) w.emit('message', { uidpush: 'member' });
+    one.emit('message', { uidpush: 'gather', id: 1 });
+    await flush();
+    const ask = received(one).find((m) => m.uidpush === 'report');
+    one.emit('message', { uidpush: 'reported', id: ask?.id, report: 'one' });
+    // The event is the primary's answer; it comes once the timeout has passed.
+    await waitFor(() => received(one).some((m) => m.uidpush === 'gathered'));
+    expect(received(one).find((m) => m.uidpush === 'gathered')).toEqual({
+      uidpush: 'gathered',
+      id: 1,
+      error: 'workers 2 did not report within 100 ms',
+    });
+    for (const stop of stops) await stop();
+  });
+
+  it('answers without a worker that exits while the gather waits for it', async () => {
+    const { logger } = warningLog();
+    const shared = new MemoryCluster();
+    const [one, two] = [new FakeWorker(1), new FakeWorker(2)];
+    const stopOne = servePrimary(shared, one as unknown as Worker, logger);
+    const stopTwo = servePrimary(shared, two as unknown as Worker, logger);
+    for (const w of [one, two]) w.emit('message', { uidpush: 'member' });
+    one.emit('message', { uidpush: 'gather', id: 1 });
+    await flush();
+    const ask = received(one).find((m) => m.uidpush === 'report');
+    one.emit('message', { uidpush: 'reported', id: ask?.id, report: 'one' });
+    await stopTwo();
+    await flush();
+    await flush();
+    expect(received(one).find((m) => m.uidpush === 'gathered')).toMatchObject({
+      result: { workers: [{ worker: 1, pid: 4001, report: 'one' }] },
+    });
+    await stopOne();
   });
 });
 
