@@ -22,15 +22,15 @@ export interface Workers {
 }
 
 /** `uidpush serve --workers n`, started by `start` and killed by `cleanup()` in afterEach. */
-export function workersBed(): { start: (n: number) => Promise<Workers>; cleanup: () => void } {
+export function workersBed(): { start: (n: number, env?: NodeJS.ProcessEnv) => Promise<Workers>; cleanup: () => void } {
   const children: ChildProcess[] = [];
   return {
-    /** Resolves once every worker listens. */
-    start: (n) => {
+    /** Resolves once every worker listens; `env` adds `UIDPUSH_*` settings. */
+    start: (n, env = {}) => {
       const primary = spawn(
         process.execPath,
         ['--import', 'tsx', MAIN, 'serve', '--workers', String(n), '--port', '0', '--api-port', '0'],
-        { stdio: ['ignore', 'pipe', 'inherit'] },
+        { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } },
       );
       children.push(primary);
       const lines: LogLine[] = [];

@@ -1,16 +1,35 @@
+import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ServiceStats } from '../../src/index.js';
 import { connect, eventually, type TestClient } from '../helpers/clients.js';
+import { dropNamespace } from '../helpers/redis-servers.js';
 import { freshCall, freshJson, metricValue } from '../helpers/scrape.js';
 import { workersBed, type Workers } from '../helpers/workers.js';
 
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const bed = workersBed();
 const clients: TestClient[] = [];
+const namespaces: string[] = [];
 
-afterEach(() => {
+afterEach(async () => {
   for (const c of clients.splice(0)) c.close();
   bed.cleanup();
+  await Promise.all(namespaces.splice(0).map((ns) => dropNamespace(REDIS_URL, ns)));
 });
+
+/**
+ * Logs `uid` in again until it has a connection on each worker: the sum of the workers'
+ * own uid counts then exceeds the group's distinct count by one. Returns how many times.
+ */
+async function onBothWorkers(w: Workers, uid: string): Promise<number> {
+  for (let n = 1; n <= 8; n++) {
+    await login(w.ws, uid);
+    const s = await stats(w);
+    const perWorker = (s.workers ?? []).reduce((a, x) => a + x.onlineUids, 0);
+    if (perWorker === s.localOnlineUids + 1) return n;
+  }
+  throw new Error(`${uid} never reached both workers`);
+}
 
 async function login(ws: string, uid: string): Promise<TestClient> {
   const c = await connect(ws);
@@ -56,17 +75,7 @@ describe('uidpush serve --workers 2: stats and metrics', { timeout: 60_000 }, ()
     // node:cluster hands connections out round-robin: a few logins reach both workers.
     const users: TestClient[] = [];
     for (let i = 0; i < 6; i++) users.push(await login(w.ws, `u${i}`));
-    // One more uid, connected until it has a connection on each worker: the sum of the
-    // workers' own uid counts then exceeds the distinct count by one.
-    let twice = 0;
-    for (let n = 1; n <= 8; n++) {
-      await login(w.ws, 'both');
-      twice = n;
-      const s = await stats(w);
-      const perWorker = (s.workers ?? []).reduce((a, x) => a + x.onlineUids, 0);
-      if (perWorker === s.localOnlineUids + 1) break;
-    }
-    const sockets = 6 + twice;
+    const sockets = 6 + (await onBothWorkers(w, 'both'));
     const s = await stats(w);
     expect(s.workers?.map((x) => x.pid).sort()).toEqual([...w.pids].sort());
     for (const x of s.workers ?? []) expect(x.connections).toBeGreaterThan(0);
@@ -119,5 +128,26 @@ describe('uidpush serve --workers 2: stats and metrics', { timeout: 60_000 }, ()
       expect(await figures(w)).toMatchObject({ offline: K + 1, metricOffline: K + 1 });
     });
     expect(await figures(w)).toMatchObject({ offline: K + 1, metricOffline: K + 1 });
+  });
+
+  it('with --redis too: presence from Redis for the cluster, the group\'s own in local* and /metrics', async () => {
+    const namespace = `it-workers-${randomUUID()}`;
+    namespaces.push(namespace);
+    const w = await bed.start(2, { UIDPUSH_REDIS: REDIS_URL, UIDPUSH_REDIS_NAMESPACE: namespace });
+    for (let i = 0; i < 4; i++) await login(w.ws, `r${String(i)}`);
+    const sockets = 4 + (await onBothWorkers(w, 'both'));
+    await eventually(async () => {
+      expect(await stats(w)).toMatchObject({ onlineUids: 5, connections: sockets });
+    });
+    const first = await figures(w);
+    expect(first).toMatchObject({
+      onlineUids: 5,
+      connections: sockets,
+      localOnlineUids: 5,
+      localConnections: sockets,
+      metricOnlineUids: 5,
+      metricConnections: sockets,
+    });
+    for (let i = 0; i < 3; i++) expect(await figures(w)).toEqual(first);
   });
 });
