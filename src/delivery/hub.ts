@@ -65,7 +65,11 @@ export interface HubStats {
   framesDropped: number;
   /** Connections closed by the slow-consumer policy. */
   slowConsumersClosed: number;
-  /** Pushes to a uid that had no connection (dropped, as the seed does). */
+  /**
+   * Pushes to a uid that had no connection here (dropped, as the seed does). On a cluster
+   * node the uid may be online on another; the server's `dropped.offline` counts only
+   * pushes that no node could deliver.
+   */
   offlineDrops: number;
 }
 
