@@ -26,6 +26,7 @@ export type {
   BroadcastResult,
   UidPage,
   ServiceStats,
+  WorkerStats,
   DropReason,
 } from './core/service.js';
 export type { ConnectionInfo } from './transport/connection.js';

@@ -11,5 +11,5 @@ export {
   type PushClientErrorCode,
   type UserPresence,
 } from './push-client.js';
-export type { PushResult, BroadcastResult, UidPage, ServiceStats, DropReason, GroupInfo } from '../core/service.js';
+export type { PushResult, BroadcastResult, UidPage, ServiceStats, WorkerStats, DropReason, GroupInfo } from '../core/service.js';
 export { ErrorCode } from '../core/errors.js';
