@@ -176,7 +176,7 @@ export class ClusterNode implements Router {
     // Before delivering: a slow consumer closed on the way would look absent after.
     const absent = unique.filter((uid) => !this.#hub.isOnline(uid));
     const local = this.#hub.sendToUids(unique, data, from);
-    // Unpublished, no node could have it; whether one held the uid is unknown, so no count.
+    // Not published: whether another node held an absent uid is unknown, so no offline count.
     if (sent === undefined) return this.#unsent(local, local.connections);
     if (!wholeCluster) {
       this.#checkOffline(absent);
