@@ -29,7 +29,7 @@ export type {
   WorkerStats,
   DropReason,
 } from './core/service.js';
-export type { ConnectionInfo } from './transport/connection.js';
+export type { ConnectionInfo } from './transport/connection-info.js';
 export { CloseCode, mayReconnect } from './core/close-codes.js';
 export { ErrorCode, ProgramErrorCode, UidpushError, UnavailableError } from './core/errors.js';
 export type { Uid, Payload, Logger } from './core/types.js';

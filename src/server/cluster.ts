@@ -9,7 +9,7 @@ import type { BroadcastResult, BrokerStats, GroupInfo, PushResult, Sync, TokenRe
 import type { Data, Group, JsonValue, Logger, Uid } from '../core/types.js';
 import type { Hub } from '../delivery/hub.js';
 import type { Router } from '../delivery/router.js';
-import type { Connection } from '../transport/connection.js';
+import type { HubConnection } from '../transport/connection-info.js';
 
 /** What a node lets wait for its broker. */
 export interface ClusterBounds {
@@ -48,7 +48,7 @@ export const CUTOFF_RELOAD_MS = 10_000;
  * published answers this node's counts with `degraded: true` (a retry would deliver twice).
  */
 export class ClusterNode implements Router {
-  readonly #hub: Hub<Connection>;
+  readonly #hub: Hub<HubConnection>;
   readonly #broker: Broker;
   readonly #store: ClusterStore;
   readonly #log: Logger;
@@ -72,7 +72,7 @@ export class ClusterNode implements Router {
   readonly #limits: GroupLimits;
 
   /** @param limits - caps on joins, enforced by the broker's store for the whole cluster. */
-  constructor(hub: Hub<Connection>, broker: Broker, log: Logger, cutoffs: TokenCutoffs, limits: GroupLimits, bounds: ClusterBounds) {
+  constructor(hub: Hub<HubConnection>, broker: Broker, log: Logger, cutoffs: TokenCutoffs, limits: GroupLimits, bounds: ClusterBounds) {
     this.#hub = hub;
     this.#broker = broker;
     this.#log = log;

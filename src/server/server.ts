@@ -22,7 +22,8 @@ import { ClusterNode } from './cluster.js';
 import { groupStats, workerReports, type WorkerReportBody } from './group-stats.js';
 import { fileLimitWarning, openFileLimit } from './file-limit.js';
 import { Registry } from '../registry/registry.js';
-import type { Connection, ConnectionInfo } from '../transport/connection.js';
+import type { Connection } from '../transport/connection.js';
+import type { ConnectionInfo, HubConnection } from '../transport/connection-info.js';
 import { WsTransport } from '../transport/ws-transport.js';
 import {
   authEnabled,
@@ -116,7 +117,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
    * @example
    * server.hub.sendToUid('alice', 'hello'); // every connection of alice gets "hello"
    */
-  readonly hub: Hub<Connection>;
+  readonly hub: Hub<HubConnection>;
   /** The validated options in force. */
   readonly options: Readonly<ResolvedServerOptions>;
   /** Prometheus metrics of this server (also served on the API's /metrics). */
@@ -147,7 +148,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       group?.setLocal(uid, connections);
     });
     const groupLimits = { maxGroupsPerUid: this.options.maxGroupsPerUid, maxMembersPerGroup: this.options.maxMembersPerGroup };
-    this.hub = new Hub<Connection>(registry, {
+    this.hub = new Hub<HubConnection>(registry, {
       // In a cluster the store holds the caps; this hub only mirrors local members.
       groupLimits: broker === undefined && this.options.redis === undefined ? groupLimits : undefined,
       maxBufferedBytes: this.options.maxBufferedBytes,

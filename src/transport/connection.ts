@@ -5,31 +5,7 @@ import type { Payload, Uid } from '../core/types.js';
 import type { Recipient } from '../delivery/hub.js';
 import { encodeTextFrame } from '../delivery/frame.js';
 import { Codec } from '../protocol/codec.js';
-
-/**
- * A client connection as the embedding program sees it in events.
- */
-export interface ConnectionInfo {
-  /** A number unique to this connection within the process. */
-  readonly id: number;
-  /** The uid this connection logged in as; undefined before login. */
-  readonly uid: Uid | undefined;
-  /** The WebSocket subprotocol: `uidpush.v1`, or '' for the seed text protocol. */
-  readonly protocol: string;
-  /** The peer's IP address, as seen by the socket; undefined once the socket is gone. */
-  readonly remoteAddress: string | undefined;
-  /** When the connection was accepted, in ms since the epoch. */
-  readonly connectedAt: number;
-  /** Bytes waiting to be sent on this connection (ws's bufferedAmount). */
-  readonly bufferedBytes: number;
-  /**
-   * Pushes a text message to this one connection, under the same send-buffer cap as any
-   * push. Returns whether it was written.
-   */
-  push(payload: Payload): boolean;
-  /** Closes the connection with a close code and reason. */
-  close(code?: number, reason?: string): void;
-}
+import type { ConnectionInfo } from './connection-info.js';
 
 /**
  * The per-connection hooks the transport supplies. One object is shared by every

@@ -26,6 +26,7 @@ import {
 import { errorLine, loginReply, parseCommand } from '../protocol/seed-text.js';
 import type { Registry } from '../registry/registry.js';
 import { Connection, type ConnectionOwner } from './connection.js';
+import type { HubConnection } from './connection-info.js';
 import { ExpiryQueue } from './expiry.js';
 import { Heartbeat } from './heartbeat.js';
 import { setReceiveLimit } from './receive-limit.js';
@@ -108,7 +109,7 @@ const MAX_HELD = 32;
  */
 export class WsTransport implements ConnectionOwner {
   readonly #wss: WebSocketServer;
-  readonly #hub: Hub<Connection>;
+  readonly #hub: Hub<HubConnection>;
   #router: Router;
   readonly #registry: Registry<Connection>;
   readonly #options: TransportOptions;
@@ -149,7 +150,7 @@ export class WsTransport implements ConnectionOwner {
   };
 
   constructor(
-    hub: Hub<Connection>,
+    hub: Hub<HubConnection>,
     router: Router,
     registry: Registry<Connection>,
     options: TransportOptions,
