@@ -8,12 +8,14 @@ import type { Logger } from '../core/types.js';
 import { createServer } from '../server/server.js';
 import { API_COMMANDS, API_USAGE, CliError, runApiCommand } from './api-commands.js';
 import { loadServeConfig, optionsHelp, SERVE_FLAGS } from './config.js';
+import { packageVersion } from './version.js';
 
 const USAGE = `Usage: uidpush <command> [options]
 
   serve                               run the push server: the seed text protocol on
                                       ws://127.0.0.1:1234, the server API on 127.0.0.1:1235
                                       ('uidpush serve --help' for its options)
+  -v, --version                       print the version
 
 ${API_USAGE}`;
 
@@ -36,6 +38,10 @@ export async function main(argv: string[]): Promise<number> {
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined ? 2 : 0;
+  }
+  if (command === '--version' || command === '-v') {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
   }
   if (API_COMMANDS.has(command)) {
     try {
