@@ -11,21 +11,21 @@ export interface RedisBrokerOptions {
    * How long this node's presence outlives it, in ms; refreshed every third of it.
    * @defaultValue 15000
    */
-  presenceTtl?: number;
+  presenceTtl?: number | undefined;
   /** This node's id; random by default. */
-  nodeId?: string;
+  nodeId?: string | undefined;
   /**
    * Namespace of every key and channel, so several clusters can share one Redis.
    * @defaultValue 'uidpush'
    */
-  namespace?: string;
+  namespace?: string | undefined;
   /**
    * How long Redis may take to answer, in ms: a probe is sent every second (or every half
    * of this, if shorter), and while one has waited longer than this the broker is not
    * ready (`/readyz` answers 503) and the outage is logged.
    * @defaultValue 2000
    */
-  timeout?: number;
+  timeout?: number | undefined;
 }
 
 function keys(ns: string) {

@@ -8,31 +8,31 @@ export interface PushClientOptions {
    * Base URL of the server API.
    * @defaultValue 'http://127.0.0.1:1235'
    */
-  url?: string;
+  url?: string | undefined;
   /** The API key, sent as `Authorization: Bearer <key>`. */
-  apiKey?: string;
+  apiKey?: string | undefined;
   /**
    * Time limit of one attempt, in ms.
    * @defaultValue 5000
    */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /**
    * Extra attempts for idempotent calls (reads and kick) after a network error, a
    * timeout or a 5xx answer. Pushes are never retried: a push that timed out may have
    * been delivered.
    * @defaultValue 2
    */
-  retries?: number;
+  retries?: number | undefined;
   /**
    * First retry delay cap, in ms; it doubles per attempt up to `retryMaxMs`, and each
    * delay is drawn uniformly below the cap (full jitter).
    * @defaultValue 100
    */
-  retryBaseMs?: number;
+  retryBaseMs?: number | undefined;
   /** @defaultValue 2000 */
-  retryMaxMs?: number;
+  retryMaxMs?: number | undefined;
   /** The fetch to use; Node's global fetch (keep-alive) by default. */
-  fetch?: typeof fetch;
+  fetch?: typeof fetch | undefined;
 }
 
 /**
@@ -117,7 +117,7 @@ export class PushClient {
   }
 
   /** One page of online uids; pass `nextCursor` back for the next. */
-  users(options: { cursor?: string | null; limit?: number } = {}): Promise<UidPage> {
+  users(options: { cursor?: string | null | undefined; limit?: number | undefined } = {}): Promise<UidPage> {
     const query = new URLSearchParams();
     if (options.cursor !== undefined && options.cursor !== null) query.set('cursor', options.cursor);
     if (options.limit !== undefined) query.set('limit', String(options.limit));
@@ -148,7 +148,7 @@ export class PushClient {
   kick(
     uid: Uid,
     reason?: string,
-    options: { revokeTokens?: boolean } = {},
+    options: { revokeTokens?: boolean | undefined } = {},
   ): Promise<{ uid: Uid; kicked: number; revoked?: { before: number; until: number } }> {
     const body: { reason?: string; revokeTokens?: boolean } = {};
     if (reason !== undefined) body.reason = reason;

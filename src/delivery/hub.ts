@@ -269,7 +269,7 @@ export class Hub<C extends Recipient = Recipient> {
    *
    * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT when the cursor was not made here.
    */
-  uids(options: { cursor?: string | null; limit?: number } = {}): UidPage {
+  uids(options: { cursor?: string | null | undefined; limit?: number | undefined } = {}): UidPage {
     const limit = Math.max(1, Math.min(options.limit ?? 100, 10_000));
     const { offset, after } = decodeCursor(options.cursor);
     let position = 0;

@@ -36,18 +36,18 @@ import {
 /** Options of {@link createServer}: the validated settings plus a logger and a broker. */
 export interface ServerOptions extends ServerOptionsInput {
   /** Where the server logs (a pino logger fits). Silent by default. */
-  logger?: Logger;
+  logger?: Logger | undefined;
   /**
    * Joins this server to a cluster through the broker (e.g. a `MemoryCluster` broker, or
    * the Redis broker that `redis` builds). Without one, the server is a cluster of one.
    */
-  broker?: Broker;
+  broker?: Broker | undefined;
   /**
    * The workers this server is one of (`uidpush serve --workers`, from
    * `createWorkerGroup()` in a node:cluster worker): `GET /v1/stats` and /metrics then
    * answer for every worker together, whichever takes the request.
    */
-  group?: ProcessGroup;
+  group?: ProcessGroup | undefined;
 }
 
 /** A client's push, publish or broadcast, as reported by the `message` event. */
@@ -323,7 +323,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
    * `revokeTokens`, first refuses the uid's tokens issued before now (see
    * {@link revokeTokens}), so the kicked client cannot log in again with the token it holds.
    */
-  kick(uid: Uid, reason: string, options: { revokeTokens?: boolean } = {}): Sync<number> {
+  kick(uid: Uid, reason: string, options: { revokeTokens?: boolean | undefined } = {}): Sync<number> {
     if (options.revokeTokens !== true) return this.#kick(uid, reason);
     const revoked = this.revokeTokens(uid);
     return revoked instanceof Promise ? revoked.then(() => this.#kick(uid, reason)) : this.#kick(uid, reason);
