@@ -7,7 +7,8 @@ import { UidpushError } from '../core/errors.js';
 import type { Logger } from '../core/types.js';
 import { createServer } from '../server/server.js';
 import { API_COMMANDS, API_USAGE, CliError, runApiCommand } from './api-commands.js';
-import { loadServeConfig, optionsHelp, SERVE_FLAGS } from './config.js';
+import { loadServeConfig, SERVE_FLAGS } from './config.js';
+import { optionsHelp } from './options-doc.js';
 
 const USAGE = `Usage: uidpush <command> [options]
 
@@ -19,16 +20,10 @@ ${API_USAGE}`;
 
 const SERVE_USAGE = `Usage: uidpush serve [options]
 
-Options (flag, then environment variable; flags win over variables, variables over the
-config file, the file over defaults):
-  --config <file.json>     UIDPUSH_CONFIG     JSON object with the option names as keys
-  --log-level <level>      UIDPUSH_LOG_LEVEL  fatal|error|warn|info|debug|trace|silent
-  --workers <n>            UIDPUSH_WORKERS    fork n node:cluster workers sharing the ports
+Each option is a flag, an environment variable (in parentheses) or a key of the JSON config
+file (--config). Flags win over variables, variables over the file, the file over defaults.
 ${optionsHelp()}
-
---api-port and --inner-port take 'off' to turn that listener off.
-
-See the README's configuration table for defaults and meaning.`;
+`;
 
 /** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
