@@ -7,6 +7,8 @@
 export {
   createServer,
   UidpushServer,
+  ListenError,
+  type Listener,
   type ServerOptions,
   type ServerEvents,
   type MessageEvent,

@@ -248,6 +248,8 @@ export function servePrimary(
   };
   const ownGroup = group;
   worker.on('message', (msg: ToPrimary | Batch<ToPrimary>) => {
+    // The channel is shared: messages without this key are the CLI's (a listen failure).
+    if (typeof (msg as { uidpush?: unknown } | null)?.uidpush !== 'string') return;
     unbatch(msg, handle);
   });
   // The worker's presence goes with it at once: its uids read offline immediately.

@@ -3,12 +3,17 @@ import { z } from 'zod';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
 import {
   formatIssues,
+  optionDocs,
   resolveServerOptions,
+  serverOptionFields,
   type ResolvedServerOptions,
 } from '../server/options.js';
 
+/** How the CLI reads an option's text from a flag or a variable. */
+export type OptionKind = 'string' | 'number' | 'port-or-off' | 'boolean' | 'list';
+
 /** Each server option the CLI sets, with how its text is read. */
-const OPTION_KINDS = {
+export const OPTION_KINDS = {
   host: 'string',
   port: 'number',
   maxMessageSize: 'number',
@@ -55,10 +60,11 @@ const OPTION_KINDS = {
   presenceTtl: 'number',
   brokerTimeout: 'number',
   brokerMaxPendingBytes: 'number',
-} as const satisfies Record<keyof ResolvedServerOptions, 'string' | 'number' | 'port-or-off' | 'boolean' | 'list'>;
+} as const satisfies Record<keyof ResolvedServerOptions, OptionKind>;
 
 type OptionKey = keyof typeof OPTION_KINDS;
-const OPTION_KEYS = Object.keys(OPTION_KINDS) as OptionKey[];
+/** The server options, in the schema's order (the order of --help and the README). */
+export const OPTION_KEYS = Object.keys(serverOptionFields.shape) as OptionKey[];
 
 /** `maxMessageSize` -> `max-message-size`. */
 export function flagName(key: string): string {
@@ -73,6 +79,34 @@ export function envName(key: string): string {
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** A pino log level. */
 export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/**
+ * The settings of `uidpush serve` that are not server options, documented like them.
+ * `logLevel` is a config file key too; `config` and `workers` are flags and variables only.
+ */
+export const serveOnlyFields = z.object({
+  config: z.string().optional().register(optionDocs, {
+    section: 'cli',
+    arg: '<file.json>',
+    description: 'JSON config file: an object with the option names as keys, plus logLevel.',
+  }),
+  logLevel: z.enum(LOG_LEVELS).default('info').register(optionDocs, {
+    section: 'cli',
+    arg: '<level>',
+    description: `pino level: ${LOG_LEVELS.join(', ')}. \`debug\` adds a line per login, close, refused login and API request.`,
+  }),
+  workers: z.number().int().min(0).max(64).default(0).register(optionDocs, {
+    section: 'cluster',
+    arg: '<n>',
+    description: 'node:cluster workers sharing the ports (at most 64); `0`: this process serves alone.',
+  }),
+});
+
+/** How the CLI reads each of {@link serveOnlyFields}. */
+export const SERVE_ONLY_KINDS = { config: 'string', logLevel: 'string', workers: 'number' } as const satisfies Record<
+  keyof typeof serveOnlyFields.shape,
+  OptionKind
+>;
 
 /** What `uidpush serve` runs with. */
 export interface ServeConfig {
@@ -113,7 +147,7 @@ export async function loadServeConfig(
 ): Promise<ServeConfig> {
   const merged: Record<string, unknown> = {};
   const problems: string[] = [];
-  let logLevel: unknown = 'info';
+  let logLevel: unknown = undefined;
 
   const configPath = str(flags.config) ?? env.UIDPUSH_CONFIG;
   if (configPath !== undefined) {
@@ -170,14 +204,20 @@ export async function loadServeConfig(
       merged[key] = text;
     }
   }
-  const workersText = str(flags.workers) ?? env.UIDPUSH_WORKERS ?? '0';
-  const workers = Number(workersText);
-  if (!Number.isInteger(workers) || workers < 0 || workers > 64) {
-    problems.push(`  - workers (--workers / UIDPUSH_WORKERS): expected 0 to 64, got '${workersText}'`);
+  // What the CLI serves by default where createServer does not (the server API).
+  for (const key of OPTION_KEYS) {
+    const fallback = optionDocs.get(serverOptionFields.shape[key])?.cliDefault;
+    if (merged[key] === undefined && fallback !== undefined) merged[key] = fallback;
+  }
+  const workersText = str(flags.workers) ?? env.UIDPUSH_WORKERS;
+  const workersParsed = serveOnlyFields.shape.workers.safeParse(workersText === undefined ? undefined : Number(workersText));
+  const workers = workersParsed.data ?? 0;
+  if (!workersParsed.success) {
+    problems.push(`  - workers (--workers / UIDPUSH_WORKERS): expected 0 to 64, got '${workersText ?? ''}'`);
   }
   const levelText = str(flags['log-level']) ?? env.UIDPUSH_LOG_LEVEL;
   if (levelText !== undefined) logLevel = levelText;
-  const level = z.enum(LOG_LEVELS).safeParse(logLevel);
+  const level = serveOnlyFields.shape.logLevel.safeParse(logLevel);
   if (!level.success) {
     problems.push(`  - log level: expected one of ${LOG_LEVELS.join(', ')}, got '${String(logLevel)}'`);
   }
@@ -226,9 +266,4 @@ async function readConfigFile(path: string): Promise<unknown> {
 
 function str(value: string | boolean | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined;
-}
-
-/** The help text's option table, generated so it cannot drift from the schema. */
-export function optionsHelp(): string {
-  return OPTION_KEYS.map((k) => `  --${flagName(k).padEnd(22)} ${envName(k)}`).join('\n');
 }

@@ -5,9 +5,10 @@ import { createIpcBroker, createWorkerGroup, MemoryCluster, servePrimary } from 
 import { pino } from 'pino';
 import { UidpushError } from '../core/errors.js';
 import type { Logger } from '../core/types.js';
-import { createServer } from '../server/server.js';
+import { createServer, ListenError, type Listener } from '../server/server.js';
 import { API_COMMANDS, API_USAGE, CliError, runApiCommand } from './api-commands.js';
-import { loadServeConfig, optionsHelp, SERVE_FLAGS } from './config.js';
+import { loadServeConfig, SERVE_FLAGS } from './config.js';
+import { optionsHelp } from './options-doc.js';
 import { packageVersion } from './version.js';
 
 const USAGE = `Usage: uidpush <command> [options]
@@ -21,16 +22,10 @@ ${API_USAGE}`;
 
 const SERVE_USAGE = `Usage: uidpush serve [options]
 
-Options (flag, then environment variable; flags win over variables, variables over the
-config file, the file over defaults):
-  --config <file.json>     UIDPUSH_CONFIG     JSON object with the option names as keys
-  --log-level <level>      UIDPUSH_LOG_LEVEL  fatal|error|warn|info|debug|trace|silent
-  --workers <n>            UIDPUSH_WORKERS    fork n node:cluster workers sharing the ports
+Each option is a flag, an environment variable (in parentheses) or a key of the JSON config
+file (--config). Flags win over variables, variables over the file, the file over defaults.
 ${optionsHelp()}
-
---api-port and --inner-port take 'off' to turn that listener off.
-
-See the README's configuration table for defaults and meaning.`;
+`;
 
 /** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -125,10 +120,47 @@ async function serve(args: string[]): Promise<number> {
   try {
     await server.listen();
   } catch (err) {
-    logger.fatal({ err }, 'cannot listen');
-    return 1;
+    if (!(err instanceof UidpushError)) {
+      logger.fatal({ err }, 'cannot listen');
+      return 1;
+    }
+    // A listener that cannot bind exits 1; a token key that cannot be read is bad
+    // configuration, found only once loaded: 2.
+    const failure: StartFailure =
+      err instanceof ListenError
+        ? { uidpushCli: 'start-failed', line: `uidpush serve: ${err.message}; ${LISTEN_FLAGS[err.listener]}`, code: 1 }
+        : { uidpushCli: 'start-failed', line: `uidpush serve: ${err.message}`, code: 2 };
+    // Under --workers the primary says it once and stops, rather than forking again.
+    if (cluster.isWorker && process.send !== undefined) {
+      await new Promise<void>((resolve) => {
+        process.send?.(failure, undefined, undefined, () => {
+          resolve();
+        });
+      });
+    } else {
+      process.stderr.write(`${failure.line}\n`);
+    }
+    return failure.code;
   }
   return stopped;
+}
+
+/** What to change when a listener cannot bind. */
+const LISTEN_FLAGS: Record<Listener, string> = {
+  websocket: 'choose another with --port (or --host)',
+  api: "choose another with --api-port (or --api-host), or 'off'",
+  inner: "choose another with --inner-port, or 'off'",
+};
+
+/** A worker's word to the primary that it could not start: the line for stderr, the exit code. */
+interface StartFailure {
+  uidpushCli: 'start-failed';
+  line: string;
+  code: number;
+}
+
+function isStartFailure(msg: unknown): msg is StartFailure {
+  return typeof msg === 'object' && msg !== null && (msg as { uidpushCli?: unknown }).uidpushCli === 'start-failed';
 }
 
 /**
@@ -140,9 +172,13 @@ function runPrimary(workers: number, graceMs: number, logger: Logger): Promise<n
   const shared = new MemoryCluster();
   const live = new Map<number, { stop: () => Promise<void>; exited: Promise<void> }>();
   let stopping = false;
+  let onStartFailure: (failure: StartFailure) => void = () => undefined;
   const fork = (): void => {
     const worker = cluster.fork();
     const stop = servePrimary(shared, worker, logger);
+    worker.on('message', (msg: unknown) => {
+      if (isStartFailure(msg)) onStartFailure(msg);
+    });
     const exited = new Promise<void>((resolve) => {
       worker.once('exit', (code, signal) => {
         void stop();
@@ -159,16 +195,26 @@ function runPrimary(workers: number, graceMs: number, logger: Logger): Promise<n
   for (let i = 0; i < workers; i++) fork();
   logger.info({ workers }, 'primary: workers started');
   return new Promise<number>((resolve) => {
-    const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) return;
+    const stopAll = (code: number): void => {
       stopping = true;
-      logger.info({ signal }, 'primary: stopping workers');
       for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
       const all = Promise.all([...live.values()].map((w) => w.exited));
       const timeout = new Promise((r) => setTimeout(r, graceMs + 5000).unref());
       void Promise.race([all, timeout]).then(() => {
-        resolve(0);
+        resolve(code);
       });
+    };
+    // Every worker binds the same addresses with the same options: one that cannot start
+    // will not be the last, and a new fork would fail the same way.
+    onStartFailure = ({ line, code }) => {
+      if (stopping) return;
+      process.stderr.write(`${line}\n`);
+      stopAll(code);
+    };
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) return;
+      logger.info({ signal }, 'primary: stopping workers');
+      stopAll(0);
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

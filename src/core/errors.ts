@@ -52,6 +52,8 @@ export const ProgramErrorCode = {
   LimitExceeded: 'UIDPUSH_ERR_LIMIT_EXCEEDED',
   /** `listen()` was called on a server that is already listening or closed. */
   BadState: 'UIDPUSH_ERR_BAD_STATE',
+  /** A listener (WebSocket port, server API, inner text port) could not bind its address. */
+  Listen: 'UIDPUSH_ERR_LISTEN',
 } as const;
 
 /** One of the program error codes of {@link ProgramErrorCode}. */

@@ -5,221 +5,284 @@ import { RIGHTS } from '../auth/rights.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
 import { DEFAULT_MAX_JSON_DEPTH } from '../core/json-depth.js';
 
-const ms = (min: number) => z.number().int().min(min).max(24 * 3600 * 1000);
+/** Where `uidpush serve --help` lists an option; `cluster` options form the README's Clusters table. */
+export type OptionSection = 'websocket' | 'limits' | 'liveness' | 'api' | 'inner' | 'groups' | 'auth' | 'cluster' | 'cli';
 
 /**
- * The schema of every server option, with its default. The CLI validates the merged
- * flags, environment and config file against it; createServer validates what it is
- * given. Documented in the README's configuration table.
+ * The documentation of one option, kept on its schema: `uidpush serve --help` and the
+ * README's configuration tables (`npm run docs:options`) are generated from it, so neither
+ * can drift from what the server accepts.
  */
-export const serverOptionsSchema = z
+export interface OptionDoc {
+  /**
+   * What it does: the one text of the option. Markdown code spans; one that names an option
+   * (`heartbeatInterval`) is shown as its flag in the terminal.
+   */
+  description: string;
+  section: OptionSection;
+  /** The unit of a number: shown beside its flag and its default. */
+  unit?: 'ms' | 'bytes' | 'per second';
+  /**
+   * The default in words, for a default no single value says (derived, or depending on
+   * other options). Markdown. Otherwise the schema's default is shown, with its unit.
+   */
+  default?: string;
+  /** The flag's value as --help shows it (`<url>`); otherwise derived from the type and unit. */
+  arg?: string;
+  /**
+   * What `uidpush serve` uses when the option is not set, where that differs from
+   * `createServer`'s default (the CLI serves the API; an embedded server does not).
+   */
+  cliDefault?: number | string | boolean;
+}
+
+/**
+ * The option documentation registry. To add an option: a field in the schema below with
+ * `.register(optionDocs, {...})`, its kind in src/cli/config.ts (the compiler asks for it),
+ * then `npm run docs:options` to regenerate the README tables (a test fails until then).
+ */
+export const optionDocs = z.registry<OptionDoc>();
+
+const ms = (min: number) => z.number().int().min(min).max(24 * 3600 * 1000);
+
+/** The fields of {@link serverOptionsSchema}, before the checks across fields. */
+export const serverOptionFields = z
   .object({
-    /** Address to listen on. Loopback by default: nothing is exposed by accident. */
-    host: z.string().min(1).default('127.0.0.1'),
-    /** Port to listen on; 0 picks a free one. 1234, as the seed. */
-    port: z.number().int().min(0).max(65535).default(1234),
-    /**
-     * Largest message accepted from a logged-in client, in bytes (at most 16 MiB). A larger
-     * frame is refused by ws before it is buffered: close 1009.
-     */
+    host: z.string().min(1).default('127.0.0.1').register(optionDocs, {
+      section: 'websocket',
+      arg: '<address>',
+      description: 'Address the WebSocket port listens on. Loopback by default: nothing is exposed by accident.',
+    }),
+    port: z.number().int().min(0).max(65535).default(1234).register(optionDocs, {
+      section: 'websocket',
+      arg: '<port>',
+      description: 'Port of the WebSocket listener (the seed protocol\'s 1234); `0` takes any free port.',
+    }),
     maxMessageSize: z
       .number()
       .int()
       .min(16)
       .max(16 * 1024 * 1024)
-      .default(1024 * 1024),
-    /**
-     * Largest frame a connection may send before it has logged in, in bytes (capped by
-     * `maxMessageSize`): enough for an auth frame with a long token, so that a connection
-     * nobody vouched for holds little memory. A larger frame closes it with 1009, unread.
-     */
+      .default(1024 * 1024)
+      .register(optionDocs, {
+        section: 'limits',
+        unit: 'bytes',
+        description: 'Largest message of a logged-in client (at most 16 MiB); a larger one is refused unread with close 1009.',
+      }),
     maxPreLoginMessageSize: z
       .number()
       .int()
       .min(256)
       .max(16 * 1024 * 1024)
-      .default(16 * 1024),
-    /**
-     * Connections that have not logged in yet (handshakes whose token is being checked
-     * included) the server holds at once; more are refused at the upgrade with 503.
-     */
-    maxPendingConnections: z.number().int().min(1).max(10_000_000).default(10_000),
-    /**
-     * Open connections from one IP address; more are refused at the upgrade with 429. 0
-     * (the default) turns the limit off: behind a reverse proxy every client has the
-     * proxy's address.
-     */
-    maxConnectionsPerIp: z.number().int().min(0).max(10_000_000).default(0),
-    /**
-     * WebSocket handshakes one IP address may start per second; more are refused with 429.
-     * 0 (the default) turns the limit off, for the same reason.
-     */
-    maxHandshakesPerIp: z.number().int().min(0).max(10_000_000).default(0),
-    /**
-     * How long a connection the server closes (login timeout, 1009, kick, token expiry,
-     * slow consumer...) has to answer the close frame before its socket is destroyed, in ms.
-     */
-    closeGrace: ms(0).default(2_000),
-    /** Longest uid, in UTF-8 bytes. */
-    maxUidLength: z.number().int().min(1).max(1024).default(128),
-    /**
-     * Most levels of nested arrays and objects in client JSON data: a uidpush.v1 frame's
-     * `data`, a server API body's `data`, an inner-port line (its own object is its first
-     * level). Checked on the raw text before parsing; deeper input is `bad_request`.
-     */
-    maxJsonDepth: z.number().int().min(1).max(256).default(DEFAULT_MAX_JSON_DEPTH),
-    /** Messages per second one connection may send; 0 turns the limit off. */
-    rateLimit: z.number().min(0).max(1_000_000).default(100),
-    /** Messages one connection may send in a burst above the rate. */
-    rateBurst: z.number().int().min(1).max(1_000_000).default(200),
-    /** How often each connection is pinged, in ms. */
-    heartbeatInterval: ms(10).default(25_000),
-    /**
-     * A connection that sends nothing (pongs included) for this long is dropped, in ms.
-     * Unset: 2 x `heartbeatInterval` + 10 s (60 s with the default interval), so a peer
-     * misses two pings and gets 10 s more.
-     */
-    idleTimeout: ms(20).optional(),
-    /** A connection that has not logged in after this long is closed with 4002, in ms. */
-    loginTimeout: ms(10).default(10_000),
-    /** Bytes a connection may have waiting to be sent before the slow-consumer policy. */
+      .default(16 * 1024)
+      .register(optionDocs, {
+        section: 'limits',
+        unit: 'bytes',
+        description:
+          'Largest frame before login (at most `maxMessageSize`): enough for an auth frame with a long token. A larger one, even unfinished, closes with 1009.',
+      }),
+    maxPendingConnections: z.number().int().min(1).max(10_000_000).default(10_000).register(optionDocs, {
+      section: 'limits',
+      description: 'Connections not logged in yet (handshakes being verified included); more get HTTP 503 at the upgrade.',
+    }),
+    maxConnectionsPerIp: z.number().int().min(0).max(10_000_000).default(0).register(optionDocs, {
+      section: 'limits',
+      default: '`0` (off)',
+      description:
+        'Open connections per client address; more get HTTP 429. Off by default: behind a proxy every client has its address.',
+    }),
+    maxHandshakesPerIp: z.number().int().min(0).max(10_000_000).default(0).register(optionDocs, {
+      section: 'limits',
+      unit: 'per second',
+      default: '`0` (off)',
+      description: 'Handshakes per client address per second; more get HTTP 429.',
+    }),
+    closeGrace: ms(0).default(2_000).register(optionDocs, {
+      section: 'liveness',
+      unit: 'ms',
+      description:
+        'How long a peer the server closes (login timeout, 1009, kick, token expiry, slow consumer...) has to answer the close frame before its socket is destroyed.',
+    }),
+    maxUidLength: z.number().int().min(1).max(1024).default(128).register(optionDocs, {
+      section: 'limits',
+      unit: 'bytes',
+      description: 'Longest uid, in UTF-8 bytes.',
+    }),
+    maxJsonDepth: z.number().int().min(1).max(256).default(DEFAULT_MAX_JSON_DEPTH).register(optionDocs, {
+      section: 'limits',
+      description:
+        'Most levels of nested arrays and objects in client JSON data (v1 `data`, API body `data`, an inner-port line), checked before parsing; deeper: `bad_request` / 400.',
+    }),
+    rateLimit: z.number().min(0).max(1_000_000).default(100).register(optionDocs, {
+      section: 'limits',
+      unit: 'per second',
+      description: 'Messages per second one connection may send (token bucket); `0` turns the limit off.',
+    }),
+    rateBurst: z.number().int().min(1).max(1_000_000).default(200).register(optionDocs, {
+      section: 'limits',
+      description: 'Messages a connection may send at once above the rate.',
+    }),
+    heartbeatInterval: ms(10).default(25_000).register(optionDocs, {
+      section: 'liveness',
+      unit: 'ms',
+      description: 'Time between pings of each connection.',
+    }),
+    idleTimeout: ms(20).optional().register(optionDocs, {
+      section: 'liveness',
+      unit: 'ms',
+      default: '2 x `heartbeatInterval` + 10 s (`60000`)',
+      description:
+        'Time without any frame (pongs count) before a connection is dropped as dead; must exceed `heartbeatInterval`. The default lets a peer miss two pings and gives it 10 s more.',
+    }),
+    loginTimeout: ms(10).default(10_000).register(optionDocs, {
+      section: 'liveness',
+      unit: 'ms',
+      description: 'How long a connection may stay without logging in (then closed with 4002).',
+    }),
     maxBufferedBytes: z
       .number()
       .int()
       .min(1024)
       .max(1024 * 1024 * 1024)
-      .default(1024 * 1024),
-    /** What to do with a connection over `maxBufferedBytes`: close it (4001) or drop. */
-    slowConsumerPolicy: z.enum(['close', 'drop']).default('close'),
-    /** How long shutdown waits for clients to close before terminating them, in ms. */
-    shutdownGrace: ms(0).default(5_000),
-    /** Address of the HTTP server API. Loopback by default. */
-    apiHost: z.string().min(1).default('127.0.0.1'),
-    /** Port of the HTTP server API; null turns the API off. */
-    apiPort: z.number().int().min(0).max(65535).nullable().default(1235),
-    /**
-     * The server API's Bearer key (at least 16 characters). Required when the API listens
-     * on a non-loopback address.
-     */
-    apiKey: z.string().min(16).max(4096).optional(),
-    /** Most uids in one `POST /v1/push`. */
-    apiMaxUids: z.number().int().min(1).max(1_000_000).default(10_000),
-    /** Largest server API request body, in bytes. */
+      .default(1024 * 1024)
+      .register(optionDocs, {
+        section: 'limits',
+        unit: 'bytes',
+        description: 'Bytes a connection may have waiting to be sent; past it, `slowConsumerPolicy` applies.',
+      }),
+    slowConsumerPolicy: z.enum(['close', 'drop']).default('close').register(optionDocs, {
+      section: 'limits',
+      arg: '<close|drop>',
+      description:
+        'Over `maxBufferedBytes`: `close` (4001, the client may reconnect) or `drop` (that message is skipped for that connection).',
+    }),
+    shutdownGrace: ms(0).default(5_000).register(optionDocs, {
+      section: 'liveness',
+      unit: 'ms',
+      description: 'How long shutdown waits for clients to close before terminating them.',
+    }),
+    apiHost: z.string().min(1).default('127.0.0.1').register(optionDocs, {
+      section: 'api',
+      arg: '<address>',
+      description: 'Address of the HTTP server API.',
+    }),
+    apiPort: z.number().int().min(0).max(65535).nullable().default(null).register(optionDocs, {
+      section: 'api',
+      arg: '<port|off>',
+      cliDefault: 1235,
+      description:
+        'Port of the HTTP server API; `off` (null) turns it off. `uidpush serve` opens it on 1235 unless told otherwise; an embedded server (`createServer`) opens it only when given a port.',
+    }),
+    apiKey: z.string().min(16).max(4096).optional().register(optionDocs, {
+      section: 'api',
+      arg: '<key>',
+      description: 'Bearer key of the server API (16+ characters); required when `apiHost` is not loopback.',
+    }),
+    apiMaxUids: z.number().int().min(1).max(1_000_000).default(10_000).register(optionDocs, {
+      section: 'api',
+      description: 'Most uids in one `POST /v1/push`.',
+    }),
     apiBodyLimit: z
       .number()
       .int()
       .min(1024)
       .max(256 * 1024 * 1024)
-      .default(1024 * 1024),
-    /**
-     * How long the server API waits for a request's headers, in ms, counted from the
-     * connection's opening (on a keep-alive connection, from the next request's first byte);
-     * then it answers 408 and closes. 10 s: a backend sends its headers in one packet.
-     */
-    apiHeadersTimeout: ms(10).default(10_000),
-    /**
-     * How long the server API waits for a whole request (headers and body), in ms; then it
-     * answers 408 and closes, whether the body never came or trickles in. 30 s: a 1 MiB
-     * body needs about 8 s at 1 Mbit/s. Must be at least `apiHeadersTimeout`.
-     */
-    apiRequestTimeout: ms(10).default(30_000),
-    /**
-     * How long the server API keeps an idle keep-alive connection open between requests,
-     * in ms (advertised as `Keep-Alive: timeout=`; node closes 1 s after it). 5 s, node's
-     * own default, longer than undici's (fetch's) 4 s so the client closes first.
-     */
-    apiKeepAliveTimeout: ms(1).default(5_000),
-    /**
-     * Most open connections of the server API in this process; connections over it are
-     * closed as soon as they are accepted. Keeps slow clients from taking the file
-     * descriptors the WebSocket port needs.
-     */
-    apiMaxConnections: z.number().int().min(1).max(1_000_000).default(1000),
-    /**
-     * Most groups one uid may belong to; a join past it is refused with `limit_exceeded`
-     * (API 409). Membership is kept until left, online or not.
-     */
-    maxGroupsPerUid: z.number().int().min(1).max(10_000_000).default(1_000),
-    /** Most members one group may have; a join past it is refused with `limit_exceeded`. */
-    maxMembersPerGroup: z.number().int().min(1).max(100_000_000).default(100_000),
-    /**
-     * Redis URL: joins the cluster of every node on that Redis. `redis://` or `rediss://`
-     * for one Redis, `redis+cluster://host:port,host:port` for a Redis Cluster,
-     * `redis+sentinel://host:port,host:port/<master>` through Sentinel.
-     */
-    redis: z
-      .string()
-      .regex(
-        /^(rediss?:\/\/.+|redis\+cluster:\/\/.+|redis\+sentinel:\/\/[^/]+\/.+)$/,
-        'expected redis://, rediss://, redis+cluster://host:port,... or redis+sentinel://host:port,.../master',
-      )
-      .optional(),
-    /** Prefix of every Redis key and channel, so several clusters can share one Redis. */
-    redisNamespace: z.string().min(1).max(64).default('uidpush'),
-    /**
-     * How long a node's presence outlives it in Redis, in ms: after a node dies, its uids
-     * read offline within this time. The node refreshes it every third of it.
-     */
-    presenceTtl: ms(1000).default(15_000),
-    /**
-     * How long a kick's token cut-off (`revokeTokens`) lasts, in ms: the uid's tokens
-     * issued before the kick are refused this long. Set it to at least the longest
-     * lifetime (`exp` - `iat`) of the tokens you issue; past it, an old token that has not
-     * expired is accepted again.
-     */
+      .default(1024 * 1024)
+      .register(optionDocs, {
+        section: 'api',
+        unit: 'bytes',
+        description: 'Largest API body (413 above), and longest inner-port line.',
+      }),
+    apiHeadersTimeout: ms(10).default(10_000).register(optionDocs, {
+      section: 'api',
+      unit: 'ms',
+      description:
+        "Time to receive a request's headers, from the connection's opening (on a keep-alive connection, from the next request's first byte); then 408 and close.",
+    }),
+    apiRequestTimeout: ms(10).default(30_000).register(optionDocs, {
+      section: 'api',
+      unit: 'ms',
+      description:
+        'Time to receive a whole request, body included (then 408 and close), whether the body never came or trickles in; at least `apiHeadersTimeout`. A 1 MiB body needs about 8 s at 1 Mbit/s.',
+    }),
+    apiKeepAliveTimeout: ms(1).default(5_000).register(optionDocs, {
+      section: 'api',
+      unit: 'ms',
+      description:
+        "How long an idle keep-alive API connection stays open (advertised as `Keep-Alive: timeout=`); node's default, longer than fetch's 4 s so the client closes first.",
+    }),
+    apiMaxConnections: z.number().int().min(1).max(1_000_000).default(1000).register(optionDocs, {
+      section: 'api',
+      description:
+        'Open API connections per process; more are closed at once, so slow clients cannot take the file descriptors the WebSocket port needs.',
+    }),
+    maxGroupsPerUid: z.number().int().min(1).max(10_000_000).default(1_000).register(optionDocs, {
+      section: 'groups',
+      description:
+        'Groups one uid may belong to (membership is kept until left, online or not); a join past it gets `limit_exceeded` (API 409).',
+    }),
+    maxMembersPerGroup: z.number().int().min(1).max(100_000_000).default(100_000).register(optionDocs, {
+      section: 'groups',
+      description: 'Members one group may have; a join past it gets `limit_exceeded` (API 409).',
+    }),
+    innerPort: z.number().int().min(0).max(65535).nullable().default(null).register(optionDocs, {
+      section: 'inner',
+      arg: '<port|off>',
+      description: 'Inner text port on 127.0.0.1 (NDJSON `{"uid":...}` lines, answered `ok`/`fail`, as in the Workerman docs).',
+    }),
+    innerIdleTimeout: ms(10).default(60_000).register(optionDocs, {
+      section: 'inner',
+      unit: 'ms',
+      description:
+        'How long an inner-port connection may go without completing a line (idle, or holding a half line) before it is closed.',
+    }),
+    innerMaxConnections: z.number().int().min(1).max(1_000_000).default(256).register(optionDocs, {
+      section: 'inner',
+      description: 'Open inner-port connections; more are closed at once.',
+    }),
+    jwtSecret: z.string().min(32).max(4096).optional().register(optionDocs, {
+      section: 'auth',
+      arg: '<secret>',
+      description: 'HS256 secret for client tokens (32+ characters); turns token auth on.',
+    }),
+    jwtPublicKey: z.string().min(1).optional().register(optionDocs, {
+      section: 'auth',
+      arg: '<file.pem>',
+      description: 'PEM public key file for client tokens: RSA (RS256) or EC P-256 (ES256); turns token auth on.',
+    }),
+    jwks: z.string().min(1).optional().register(optionDocs, {
+      section: 'auth',
+      arg: '<file|url>',
+      description: 'JWKS for client tokens: a file path or an https URL (RS256/ES256 by `kid`); turns token auth on.',
+    }),
+    jwtAudience: z.string().min(1).max(1024).optional().register(optionDocs, {
+      section: 'auth',
+      arg: '<aud>',
+      description:
+        'When set, tokens must carry this `aud` (a string, or an array holding it); others are refused (4502). Needs token auth.',
+    }),
+    jwtIssuer: z.string().min(1).max(1024).optional().register(optionDocs, {
+      section: 'auth',
+      arg: '<iss>',
+      description: "When set, a token's `iss` must be exactly this (4502). Needs token auth.",
+    }),
     revokeTtl: z
       .number()
       .int()
       .min(100)
       .max(30 * 24 * 3600 * 1000)
-      .default(24 * 3600 * 1000),
-    /**
-     * How long a node waits for its broker (Redis, or the primary under `--workers`), in
-     * ms. A store read, a group change or a push asking for a cluster-wide answer that
-     * takes longer fails with `unavailable` (HTTP 503); `/readyz` answers 503 once Redis
-     * has not answered a probe for this long; publishes older than this stop new ones; and
-     * a push that reaches another node later than this is dropped there, not delivered late
-     * (node clocks must be NTP-synced).
-     */
-    brokerTimeout: ms(100).default(2000),
-    /**
-     * Bytes of publishes that may wait for the broker at once; past it, pushes are not
-     * published (see docs/operations.md). Protects the node's memory while Redis stalls.
-     */
-    brokerMaxPendingBytes: z
-      .number()
-      .int()
-      .min(64 * 1024)
-      .max(4 * 1024 * 1024 * 1024)
-      .default(64 * 1024 * 1024),
-    /** Port of the inner text port on 127.0.0.1; null (the default) turns it off. */
-    innerPort: z.number().int().min(0).max(65535).nullable().default(null),
-    /**
-     * An inner-port connection that completes no line for this long, in ms, is closed:
-     * an idle one, or one holding a half line that never ends.
-     */
-    innerIdleTimeout: ms(10).default(60_000),
-    /** Most open inner-port connections; connections over it are closed once accepted. */
-    innerMaxConnections: z.number().int().min(1).max(1_000_000).default(256),
-    /** HS256 secret for client tokens (at least 32 characters). Turns token auth on. */
-    jwtSecret: z.string().min(32).max(4096).optional(),
-    /** Path of a PEM public key (RSA: RS256, EC P-256: ES256) for client tokens. */
-    jwtPublicKey: z.string().min(1).optional(),
-    /** JWKS for client tokens: a file path or an http(s) URL. */
-    jwks: z.string().min(1).optional(),
-    /**
-     * The audience client tokens must name: when set, a token without `aud`, or whose
-     * `aud` (a string, or an array) does not hold this, is refused (4502). Needs token auth.
-     */
-    jwtAudience: z.string().min(1).max(1024).optional(),
-    /** The issuer client tokens must name: when set, `iss` must be exactly this (4502). Needs token auth. */
-    jwtIssuer: z.string().min(1).max(1024).optional(),
-    /**
-     * Origins whose pages may open a WebSocket: exact origins (`https://app.example.com`),
-     * `https://*.example.com` (any subdomain), `http://localhost:*` (any port), `null`, or
-     * `*` (any). Clients that send no Origin (not browsers) are always accepted. Unset:
-     * loopback origins only with token auth off; any origin with it on. Others get 403.
-     */
+      .default(24 * 3600 * 1000)
+      .register(optionDocs, {
+        section: 'auth',
+        unit: 'ms',
+        description:
+          "How long a kick's token cut-off (`revokeTokens`) lasts; set it to at least your tokens' longest lifetime (`exp` - `iat`), or an old token is accepted again after it.",
+      }),
+    insecure: z.boolean().default(false).register(optionDocs, {
+      section: 'auth',
+      description:
+        'Allow uid-as-login (no token auth) on a non-loopback `host`. Off by default: like Redis\'s protected mode, the server refuses to start that way.',
+    }),
     allowedOrigins: z
       .array(z.string().min(1).max(2048))
       .max(10_000)
@@ -232,19 +295,73 @@ export const serverOptionsSchema = z
             message: `'${compiled.entry}' is not an origin (scheme://host[:port]) or pattern (*.host, :*, null, *)`,
           });
         }
+      })
+      .register(optionDocs, {
+        section: 'auth',
+        arg: '<origin,...>',
+        default: 'loopback pages with auth off; any with auth on',
+        description:
+          'Origins whose pages may open a WebSocket (comma list: `https://app.example.com`, `https://*.example.com`, `http://localhost:*`, `null`, `*`); others get 403. Clients without an `Origin` are always accepted.',
       }),
-    /**
-     * Allow uid-as-login (no token auth) on a non-loopback address. Off by default: like
-     * Redis's protected mode, the server refuses to start that way.
-     */
-    insecure: z.boolean().default(false),
-    /**
-     * Rights of a client whose token has no `rights` claim, or of every client when auth is
-     * off. Default: `send` with auth on; every right (the seed's way) with auth off.
-     */
-    clientRights: z.array(z.enum(RIGHTS)).optional(),
+    clientRights: z
+      .array(z.enum(RIGHTS))
+      .optional()
+      .register(optionDocs, {
+        section: 'auth',
+        arg: '<right,...>',
+        default: '`send` with auth; all without',
+        description: `Rights of clients whose token has no \`rights\` claim, or of every client with auth off (comma list of ${RIGHTS.map((r) => `\`${r}\``).join(', ')}).`,
+      }),
+    redis: z
+      .string()
+      .regex(
+        /^(rediss?:\/\/.+|redis\+cluster:\/\/.+|redis\+sentinel:\/\/[^/]+\/.+)$/,
+        'expected redis://, rediss://, redis+cluster://host:port,... or redis+sentinel://host:port,.../master',
+      )
+      .optional()
+      .register(optionDocs, {
+        section: 'cluster',
+        arg: '<url>',
+        description:
+          '`redis://host:6379` (or `rediss://`), `redis+cluster://h1:p1,h2:p2` or `redis+sentinel://h1:p1/<master>`; joins every node on it into one cluster.',
+      }),
+    redisNamespace: z.string().min(1).max(64).default('uidpush').register(optionDocs, {
+      section: 'cluster',
+      arg: '<prefix>',
+      description: 'Prefix of keys and channels, so several clusters can share one Redis.',
+    }),
+    presenceTtl: ms(1000).default(15_000).register(optionDocs, {
+      section: 'cluster',
+      unit: 'ms',
+      description: "How long a dead node's uids stay online (each node refreshes its presence every third of it).",
+    }),
+    brokerTimeout: ms(100).default(2000).register(optionDocs, {
+      section: 'cluster',
+      unit: 'ms',
+      description:
+        'How long a node waits for Redis (or the workers\' primary): reads and cluster-wide answers fail with `unavailable` after it, `/readyz` turns 503, and a push older than it is dropped, not delivered late (node clocks must be NTP-synced).',
+    }),
+    brokerMaxPendingBytes: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .max(4 * 1024 * 1024 * 1024)
+      .default(64 * 1024 * 1024)
+      .register(optionDocs, {
+        section: 'cluster',
+        unit: 'bytes',
+        description:
+          "Bytes of publishes that may wait for Redis; past it (or past `brokerTimeout` of waiting) pushes reach this node's clients only.",
+      }),
   })
-  .strict()
+  .strict();
+
+/**
+ * The schema of every server option, with its default and its {@link optionDocs} entry. The
+ * CLI validates the merged flags, environment and config file against it; createServer
+ * validates what it is given.
+ */
+export const serverOptionsSchema = serverOptionFields
   .refine(
     (o) => [o.jwtSecret, o.jwtPublicKey, o.jwks].filter((k) => k !== undefined).length <= 1,
     { error: 'set at most one of jwtSecret, jwtPublicKey and jwks', path: ['jwtSecret'] },

@@ -424,6 +424,8 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
    * and the error is thrown.
    *
    * @returns the addresses in use (with the real ports where an option was 0).
+   * @throws ListenError (UIDPUSH_ERR_LISTEN) naming the listener that could not bind, its
+   *   address and the system's reason (`EADDRINUSE`...).
    * @throws UidpushError UIDPUSH_ERR_BAD_STATE if called twice or after close.
    */
   async listen(): Promise<ListenAddress> {
@@ -440,17 +442,20 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
         });
       }
       await this.#cluster?.start();
-      await new Promise<void>((resolve, reject) => {
-        this.#http.once('error', reject);
-        this.#http.listen({ host: this.options.host, port: this.options.port }, () => {
-          this.#http.off('error', reject);
-          resolve();
-        });
-      });
-      if (this.#api !== undefined) {
-        await this.#api.listen({ host: this.options.apiHost, port: this.options.apiPort ?? 0 });
-      }
-      if (this.#inner !== undefined) this.#innerPort = await this.#inner.listen(this.options.innerPort ?? 0);
+      const { host, port, apiHost, apiPort, innerPort } = this.options;
+      await bind('websocket', host, port, () =>
+        new Promise<void>((resolve, reject) => {
+          this.#http.once('error', reject);
+          this.#http.listen({ host, port }, () => {
+            this.#http.off('error', reject);
+            resolve();
+          });
+        }),
+      );
+      const api = this.#api;
+      if (api !== undefined) await bind('api', apiHost, apiPort ?? 0, () => api.listen({ host: apiHost, port: apiPort ?? 0 }));
+      const inner = this.#inner;
+      if (inner !== undefined) this.#innerPort = await bind('inner', '127.0.0.1', innerPort ?? 0, () => inner.listen(innerPort ?? 0));
     } catch (err) {
       await this.close();
       throw err;
@@ -519,6 +524,62 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     this.#group?.close();
     this.#state = 'closed';
     this.#log.info({}, 'closed');
+  }
+}
+
+/** One of the server's listeners: the WebSocket port, the HTTP server API, the inner text port. */
+export type Listener = 'websocket' | 'api' | 'inner';
+
+const LISTENER_NAMES: Record<Listener, string> = {
+  websocket: 'WebSocket port',
+  api: 'server API',
+  inner: 'inner text port',
+};
+
+/** Why the system refused an address, in words, by its error code. */
+const BIND_REASONS: Record<string, string> = {
+  EADDRINUSE: 'already in use',
+  EACCES: 'permission denied (ports below 1024 need privileges)',
+  EADDRNOTAVAIL: 'not an address of this machine',
+  ENOTFOUND: 'host name does not resolve',
+  EAI_AGAIN: 'host name does not resolve',
+};
+
+/**
+ * A listener could not bind: which one, its address, and the system's error code (`reason`,
+ * e.g. `EADDRINUSE`); the system's error is the `cause`.
+ */
+export class ListenError extends UidpushError {
+  readonly listener: Listener;
+  readonly host: string;
+  readonly port: number;
+  /** The system's error code (`EADDRINUSE`, `EACCES`, `EADDRNOTAVAIL`...), if it gave one. */
+  readonly reason: string | undefined;
+
+  constructor(listener: Listener, host: string, port: number, cause: unknown) {
+    const reason = (cause as { code?: unknown } | undefined)?.code;
+    const code = typeof reason === 'string' ? reason : undefined;
+    const why = code === undefined ? undefined : BIND_REASONS[code];
+    const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    super(
+      ProgramErrorCode.Listen,
+      `cannot listen on ${address} (${LISTENER_NAMES[listener]}): ${why ?? (cause as Error).message}${why === undefined || code === undefined ? '' : ` (${code})`}`,
+      { cause },
+    );
+    this.name = 'ListenError';
+    this.listener = listener;
+    this.host = host;
+    this.port = port;
+    this.reason = code;
+  }
+}
+
+/** Runs one listener's listen, turning its failure into a {@link ListenError}. */
+async function bind<T>(listener: Listener, host: string, port: number, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen();
+  } catch (err) {
+    throw new ListenError(listener, host, port, err);
   }
 }
 

@@ -51,6 +51,8 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo {
   closeBy = 0;
   /** The IP address this connection is counted under for the per-IP limit, if it is on. */
   countedIp: string | undefined = undefined;
+  /** Who started the close: set once closing starts; undefined for a socket that just went away. */
+  closedBy: 'server' | 'client' | undefined = undefined;
   owner: ConnectionOwner | undefined = undefined;
   /**
    * The TCP socket under the WebSocket, taken from the upgrade request. Frames that are
@@ -84,7 +86,11 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo {
     super.close(code, data);
     // Read again: close() changed it (TypeScript would keep the narrowing from above).
     const now: number = this.readyState;
-    if (wasOpen && now === WebSocket.CLOSING) this.owner?.onClosing(this);
+    if (wasOpen && now === WebSocket.CLOSING) {
+      // ws echoes a client's close frame through here, once it has read it.
+      this.closedBy ??= (this as unknown as { _closeFrameReceived?: boolean })._closeFrameReceived === true ? 'client' : 'server';
+      this.owner?.onClosing(this);
+    }
   }
 
   push(payload: Payload): boolean {

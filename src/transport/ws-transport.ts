@@ -463,8 +463,10 @@ export class WsTransport implements ConnectionOwner {
     conn.held = undefined;
     // The uid may already be unbound (kick, slow consumer); report the one it had.
     this.#registry.unbind(conn);
+    const text = reason.toString();
+    this.#log.debug({ conn: conn.id, uid: conn.uid, code, reason: text, by: conn.closedBy ?? 'lost' }, 'connection closed');
     try {
-      this.#events.close(conn, conn.uid, code, reason.toString());
+      this.#events.close(conn, conn.uid, code, text);
     } catch (err) {
       this.#internal(conn, err, undefined, 'reporting a close');
     }
@@ -635,6 +637,7 @@ export class WsTransport implements ConnectionOwner {
   #loginAsUid(conn: Connection, uid: string, id: RequestId): void {
     const refusal = checkUid(uid, this.#options.maxUidLength);
     if (refusal !== undefined) {
+      this.#log.debug({ conn: conn.id, code: ErrorCode.BadRequest, reason: refusal }, 'login refused');
       this.#error(conn, ErrorCode.BadRequest, refusal, id);
       return;
     }
@@ -704,6 +707,8 @@ export class WsTransport implements ConnectionOwner {
   }
 
   #refuseToken(conn: Connection, err: TokenError, id: RequestId): void {
+    // The reason, never the token.
+    this.#log.debug({ conn: conn.id, code: ErrorCode.Unauthorized, reason: err.message }, 'login refused');
     this.#error(conn, ErrorCode.Unauthorized, err.message, id);
     conn.close(CloseCode.Unauthorized, err.message.slice(0, 120));
   }
@@ -820,6 +825,7 @@ export class WsTransport implements ConnectionOwner {
     if (now - conn.lastSeen > this.#options.idleTimeout) {
       // A dead peer cannot read a close frame; destroy the socket at once.
       this.#log.debug({ conn: conn.id, uid: conn.uid }, 'idle timeout: terminating');
+      conn.closedBy = 'server';
       this.#stats.heartbeatCloses++;
       this.#registry.unbind(conn);
       conn.terminate();

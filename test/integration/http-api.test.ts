@@ -264,11 +264,13 @@ describe('bad requests get a 4xx JSON error and never touch delivery', () => {
 
 describe('API configuration', () => {
   it('refuses to start with the API on a non-loopback address and no key', () => {
-    expect(() => createServer({ apiHost: '0.0.0.0' })).toThrow(
+    expect(() => createServer({ apiHost: '0.0.0.0', apiPort: 0 })).toThrow(
       /apiKey: an API key \(apiKey\) is required when the server API listens on a non-loopback address/,
     );
-    expect(() => createServer({ apiHost: '0.0.0.0', apiKey: KEY })).not.toThrow();
-    expect(() => createServer({ apiHost: '::1' })).not.toThrow();
+    expect(() => createServer({ apiHost: '0.0.0.0', apiPort: 0, apiKey: KEY })).not.toThrow();
+    expect(() => createServer({ apiHost: '::1', apiPort: 0 })).not.toThrow();
+    // Embedded, the API is off unless given a port: then its address needs no key.
+    expect(() => createServer({ apiHost: '0.0.0.0' })).not.toThrow();
     expect(() => createServer({ apiKey: 'short' })).toThrow(/apiKey/);
   });
 

@@ -195,7 +195,7 @@ describe('createServer', () => {
   it('reports a port in use as a listen error', async () => {
     started = await startServer();
     const other = createServer({ port: started.server.address().port });
-    await expect(other.listen()).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    await expect(other.listen()).rejects.toMatchObject({ code: 'UIDPUSH_ERR_LISTEN', listener: 'websocket', reason: 'EADDRINUSE' });
     await other.close();
   });
 });
