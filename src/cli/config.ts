@@ -6,6 +6,7 @@ import {
   resolveServerOptions,
   type ResolvedServerOptions,
 } from '../server/options.js';
+import { loadTlsSync, tlsPaths } from '../server/tls.js';
 
 /** Each server option the CLI sets, with how its text is read. */
 const OPTION_KINDS = {
@@ -46,6 +47,9 @@ const OPTION_KINDS = {
   jwks: 'string',
   jwtAudience: 'string',
   jwtIssuer: 'string',
+  tlsCert: 'string',
+  tlsKey: 'string',
+  apiTls: 'boolean',
   revokeTtl: 'number',
   insecure: 'boolean',
   allowedOrigins: 'list',
@@ -188,18 +192,28 @@ export async function loadServeConfig(
     );
   }
   try {
-    return { server: resolveServerOptions(merged), logLevel: level.data ?? 'info', workers };
+    const server = resolveServerOptions(merged);
+    // Read here, once, so that a bad file stops `serve --workers` in the primary (exit 2)
+    // instead of every worker failing and being forked again.
+    const tls = tlsPaths(server);
+    if (tls !== undefined) loadTlsSync(tls);
+    return { server, logLevel: level.data ?? 'info', workers };
   } catch (err) {
-    if (err instanceof UidpushError) {
-      // Name the flag and variable beside each field, so the fix is obvious.
-      const message = err.message.replace(
-        /^ {2}- (\w+):/gm,
-        (_m, key: string) => `  - ${key} (--${flagName(key)} / ${envName(key)}):`,
-      );
-      throw new UidpushError(err.code, message, { cause: err });
-    }
+    if (err instanceof UidpushError) throw withFlagNames(err);
     throw err;
   }
+}
+
+/**
+ * The same configuration error with the flag and variable named beside each field
+ * (`  - tlsCert (--tls-cert / UIDPUSH_TLS_CERT): ...`), so the fix is obvious.
+ */
+export function withFlagNames(err: UidpushError): UidpushError {
+  const message = err.message.replace(
+    /^ {2}- (\w+):/gm,
+    (_m, key: string) => `  - ${key} (--${flagName(key)} / ${envName(key)}):`,
+  );
+  return new UidpushError(err.code, message, { cause: err });
 }
 
 async function readConfigFile(path: string): Promise<unknown> {

@@ -201,6 +201,20 @@ export const serverOptionsSchema = z
     innerIdleTimeout: ms(10).default(60_000),
     /** Most open inner-port connections; connections over it are closed once accepted. */
     innerMaxConnections: z.number().int().min(1).max(1_000_000).default(256),
+    /**
+     * Path of the PEM certificate (the chain after it, if any) the WebSocket port serves:
+     * with `tlsKey`, the port speaks wss:// only. Read at start and on `reloadTls()`
+     * (SIGHUP under the CLI).
+     */
+    tlsCert: z.string().min(1).optional(),
+    /** Path of the PEM private key (unencrypted) of `tlsCert`. Set both or neither. */
+    tlsKey: z.string().min(1).optional(),
+    /**
+     * Whether the server API serves https with `tlsCert`/`tlsKey`. Unset: https when
+     * `apiHost` is not loopback (the key crosses a network), http on loopback (it never
+     * leaves the machine, and local tools keep their http:// URL). Needs `tlsCert`.
+     */
+    apiTls: z.boolean().optional(),
     /** HS256 secret for client tokens (at least 32 characters). Turns token auth on. */
     jwtSecret: z.string().min(32).max(4096).optional(),
     /** Path of a PEM public key (RSA: RS256, EC P-256: ES256) for client tokens. */
@@ -269,6 +283,16 @@ export const serverOptionsSchema = z
   .refine((o) => o.apiPort === null || o.apiKey !== undefined || isLoopback(o.apiHost), {
     error: 'an API key (apiKey) is required when the server API listens on a non-loopback address',
     path: ['apiKey'],
+  })
+  .superRefine((o, ctx) => {
+    // Named after the one that is missing.
+    if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'set both tlsCert and tlsKey, or neither', path: [o.tlsCert === undefined ? 'tlsCert' : 'tlsKey'] });
+    }
+  })
+  .refine((o) => o.apiTls !== true || o.tlsCert !== undefined, {
+    error: 'apiTls needs a certificate: set tlsCert and tlsKey',
+    path: ['apiTls'],
   })
   .refine((o) => o.apiHeadersTimeout <= o.apiRequestTimeout, {
     error: 'apiHeadersTimeout must not be longer than apiRequestTimeout',
