@@ -14,6 +14,7 @@ export {
   type MessageEvent,
   type CloseEvent,
   type ListenAddress,
+  type TlsCertificateInfo,
 } from './server/server.js';
 export {
   serverOptionsSchema,

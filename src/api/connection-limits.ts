@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { Server, Socket } from 'node:net';
-import type { FastifyHttpOptions, FastifyInstance } from 'fastify';
+import type { FastifyHttpOptions, FastifyHttpsOptions, FastifyInstance } from 'fastify';
 import { ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/types.js';
 
@@ -73,25 +74,36 @@ export function capConnections(server: Server, max: number, log: Logger, what: s
  */
 const answeredEarly = new WeakSet<Socket>();
 
+/** A certificate and key for the server API to serve https with. */
+export interface ApiTls {
+  cert: Buffer;
+  key: Buffer;
+  /** ms a client has to complete the TLS handshake; then its socket is destroyed. */
+  handshakeTimeout: number;
+}
+
 /**
- * The fastify options that put the limits on the server API's node:http server. Node
- * enforces the header and request timeouts in one sweep over all connections every
- * `connectionsCheckingInterval`, not with a timer per connection.
+ * The fastify options that put the limits on the server API's node:http (or node:https,
+ * given `tls`) server. Node enforces the header and request timeouts in one sweep over all
+ * connections every `connectionsCheckingInterval`, not with a timer per connection; for
+ * https they count from the end of the TLS handshake, which `handshakeTimeout` bounds.
  */
-export function apiServerOptions(limits: ApiConnectionLimits): FastifyHttpOptions<HttpServer> {
-  return {
+export function apiServerOptions(limits: ApiConnectionLimits, tls?: ApiTls): FastifyHttpOptions<HttpServer> | FastifyHttpsOptions<HttpsServer> {
+  const node = {
+    headersTimeout: limits.headersTimeout,
     requestTimeout: limits.requestTimeout,
     keepAliveTimeout: limits.keepAliveTimeout,
-    http: {
-      headersTimeout: limits.headersTimeout,
-      requestTimeout: limits.requestTimeout,
-      keepAliveTimeout: limits.keepAliveTimeout,
-      connectionsCheckingInterval: sweepInterval(Math.min(limits.headersTimeout, limits.requestTimeout)),
-    },
+    connectionsCheckingInterval: sweepInterval(Math.min(limits.headersTimeout, limits.requestTimeout)),
+  };
+  const common = {
+    requestTimeout: limits.requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeout,
     clientErrorHandler: (error: Error & { code?: string }, socket: Socket) => {
       answerClientError(error, socket, limits);
     },
   };
+  // fastify hands `http` to http.createServer and `https` to https.createServer, not both.
+  return tls === undefined ? { ...common, http: node } : { ...common, https: { ...node, ...tls } };
 }
 
 /**

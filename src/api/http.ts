@@ -15,7 +15,7 @@ import type { PushService } from '../core/service.js';
 import type { JsonValue, Logger } from '../core/types.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { makeKeyCheck } from './auth.js';
-import { apiServerOptions, guardApiServer, type ApiConnectionLimits } from './connection-limits.js';
+import { apiServerOptions, guardApiServer, type ApiConnectionLimits, type ApiTls } from './connection-limits.js';
 
 /** Options of the server API. */
 export interface ApiOptions {
@@ -36,6 +36,8 @@ export interface ApiOptions {
   bodyLimit: number;
   /** Timeouts and the connection cap of its HTTP server. */
   limits: ApiConnectionLimits;
+  /** Serve https with this certificate; undefined: plain http. */
+  tls?: ApiTls | undefined;
   logger: Logger;
 }
 
@@ -97,8 +99,7 @@ const dataBodySchema = {
 export function createApi(options: ApiOptions): FastifyInstance {
   const { service, metrics, maxUids, maxUidLength } = options;
   const log = options.logger;
-  const app = Fastify({
-    ...apiServerOptions(options.limits),
+  const common = {
     logger: false,
     bodyLimit: options.bodyLimit,
     // Wrong types are errors, never coerced or silently removed.
@@ -108,11 +109,14 @@ export function createApi(options: ApiOptions): FastifyInstance {
     routerOptions: { maxParamLength: maxUidLength * 3 + 16 },
     // Errors the router raises before a route runs (bad URL encoding 400, a path segment
     // over the limit 414) get the same JSON body as every other error.
-    frameworkErrors: (error, _request, reply) => {
+    frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
       const status = error.statusCode ?? 400;
       void sendError(reply, status, ErrorCode.BadRequest, error.message);
     },
-  });
+  } as const;
+  // Two calls, one per server kind, for fastify's overloads; the routes do not care which.
+  const server = apiServerOptions(options.limits, options.tls);
+  const app: FastifyInstance = 'https' in server ? Fastify({ ...server, ...common }) : Fastify({ ...server, ...common });
   // JSON only: any other body is refused with 415 rather than parsed as a string.
   app.removeContentTypeParser('text/plain');
   // The nesting limit, on the raw text before JSON.parse: a deep body overflowed the stack

@@ -8,6 +8,7 @@ import {
   serverOptionFields,
   type ResolvedServerOptions,
 } from '../server/options.js';
+import { loadTlsSync, tlsPaths } from '../server/tls.js';
 
 /** How the CLI reads an option's text from a flag or a variable. */
 export type OptionKind = 'string' | 'number' | 'port-or-off' | 'boolean' | 'list';
@@ -51,6 +52,9 @@ export const OPTION_KINDS = {
   jwks: 'string',
   jwtAudience: 'string',
   jwtIssuer: 'string',
+  tlsCert: 'string',
+  tlsKey: 'string',
+  apiTls: 'boolean',
   revokeTtl: 'number',
   insecure: 'boolean',
   allowedOrigins: 'list',
@@ -228,18 +232,28 @@ export async function loadServeConfig(
     );
   }
   try {
-    return { server: resolveServerOptions(merged), logLevel: level.data ?? 'info', workers };
+    const server = resolveServerOptions(merged);
+    // Read here, once, so that a bad file stops `serve --workers` in the primary (exit 2)
+    // instead of every worker failing and being forked again.
+    const tls = tlsPaths(server);
+    if (tls !== undefined) loadTlsSync(tls);
+    return { server, logLevel: level.data ?? 'info', workers };
   } catch (err) {
-    if (err instanceof UidpushError) {
-      // Name the flag and variable beside each field, so the fix is obvious.
-      const message = err.message.replace(
-        /^ {2}- (\w+):/gm,
-        (_m, key: string) => `  - ${key} (--${flagName(key)} / ${envName(key)}):`,
-      );
-      throw new UidpushError(err.code, message, { cause: err });
-    }
+    if (err instanceof UidpushError) throw withFlagNames(err);
     throw err;
   }
+}
+
+/**
+ * The same configuration error with the flag and variable named beside each field
+ * (`  - tlsCert (--tls-cert / UIDPUSH_TLS_CERT): ...`), so the fix is obvious.
+ */
+export function withFlagNames(err: UidpushError): UidpushError {
+  const message = err.message.replace(
+    /^ {2}- (\w+):/gm,
+    (_m, key: string) => `  - ${key} (--${flagName(key)} / ${envName(key)}):`,
+  );
+  return new UidpushError(err.code, message, { cause: err });
 }
 
 async function readConfigFile(path: string): Promise<unknown> {

@@ -3,11 +3,11 @@ import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { createIpcBroker, createWorkerGroup, MemoryCluster, servePrimary } from '../broker/ipc.js';
 import { pino } from 'pino';
-import { UidpushError } from '../core/errors.js';
+import { ProgramErrorCode, UidpushError } from '../core/errors.js';
 import type { Logger } from '../core/types.js';
 import { createServer, ListenError, type Listener } from '../server/server.js';
 import { API_COMMANDS, API_USAGE, CliError, runApiCommand } from './api-commands.js';
-import { loadServeConfig, SERVE_FLAGS } from './config.js';
+import { loadServeConfig, SERVE_FLAGS, withFlagNames } from './config.js';
 import { optionsHelp } from './options-doc.js';
 import { packageVersion } from './version.js';
 
@@ -80,18 +80,37 @@ async function serve(args: string[]): Promise<number> {
     throw err;
   }
   const logger = pino({ name: 'uidpush', level: config.logLevel });
-  if (config.workers > 0 && cluster.isPrimary) return runPrimary(config.workers, config.server.shutdownGrace, logger);
+  const tls = config.server.tlsCert !== undefined;
+  if (config.workers > 0 && cluster.isPrimary) return runPrimary(config.workers, config.server.shutdownGrace, tls, logger);
   // A worker joins its siblings through the primary, unless a Redis joins every node.
   const broker = cluster.isWorker && config.server.redis === undefined ? createIpcBroker({ timeout: config.server.brokerTimeout }) : undefined;
   // Stats and metrics answer for every worker, whichever takes the request; on Redis the
   // workers' presence also goes to the primary, which counts the group's distinct uids.
   const group = cluster.isWorker ? createWorkerGroup({ presence: config.server.redis !== undefined }) : undefined;
-  const server = createServer({
-    ...config.server,
-    logger,
-    ...(broker === undefined ? {} : { broker }),
-    ...(group === undefined ? {} : { group }),
-  });
+  let server;
+  try {
+    server = createServer({
+      ...config.server,
+      logger,
+      ...(broker === undefined ? {} : { broker }),
+      ...(group === undefined ? {} : { group }),
+    });
+  } catch (err) {
+    // The TLS files, read again: changed since loadServeConfig checked them.
+    if (err instanceof UidpushError && err.code === ProgramErrorCode.InvalidConfig) {
+      process.stderr.write(`uidpush serve: ${withFlagNames(err).message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (tls) {
+    // Only with TLS: without it SIGHUP keeps node's default (exit), as before.
+    process.on('SIGHUP', () => {
+      server.reloadTls().catch((err: unknown) => {
+        logger.error({ err }, 'TLS reload failed; still serving the previous certificate');
+      });
+    });
+  }
   // Handlers go in before listening, so a signal that follows the 'listening' line at once
   // is already a graceful shutdown.
   const stopped = new Promise<number>((resolve) => {
@@ -165,10 +184,11 @@ function isStartFailure(msg: unknown): msg is StartFailure {
 
 /**
  * The primary of `serve --workers N`: forks the workers (they share the ports), relays
- * between them, restarts one that dies (its uids go offline at once), and on SIGINT or
- * SIGTERM stops them all and exits 0.
+ * between them, restarts one that dies (its uids go offline at once), forwards SIGHUP
+ * (with TLS: each worker reloads its certificate), and on SIGINT or SIGTERM stops them
+ * all and exits 0.
  */
-function runPrimary(workers: number, graceMs: number, logger: Logger): Promise<number> {
+function runPrimary(workers: number, graceMs: number, tls: boolean, logger: Logger): Promise<number> {
   const shared = new MemoryCluster();
   const live = new Map<number, { stop: () => Promise<void>; exited: Promise<void> }>();
   let stopping = false;
@@ -194,6 +214,13 @@ function runPrimary(workers: number, graceMs: number, logger: Logger): Promise<n
   };
   for (let i = 0; i < workers; i++) fork();
   logger.info({ workers }, 'primary: workers started');
+  if (tls) {
+    // Each worker holds its own TLS servers (the ports are shared, the contexts are not).
+    process.on('SIGHUP', () => {
+      logger.info({ workers: live.size }, 'primary: SIGHUP, workers reload their TLS certificate');
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
+    });
+  }
   return new Promise<number>((resolve) => {
     const stopAll = (code: number): void => {
       stopping = true;

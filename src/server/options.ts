@@ -240,6 +240,24 @@ export const serverOptionFields = z
       section: 'inner',
       description: 'Open inner-port connections; more are closed at once.',
     }),
+    tlsCert: z.string().min(1).optional().register(optionDocs, {
+      section: 'websocket',
+      arg: '<file.pem>',
+      default: 'none (ws://)',
+      description:
+        'PEM certificate file (its chain after it, if any) the WebSocket port serves; with `tlsKey` the port speaks wss:// only. Read at start and again on SIGHUP (`reloadTls()` when embedded); open connections keep theirs.',
+    }),
+    tlsKey: z.string().min(1).optional().register(optionDocs, {
+      section: 'websocket',
+      arg: '<file.pem>',
+      description: 'PEM private key (unencrypted) of `tlsCert`; set both or neither.',
+    }),
+    apiTls: z.boolean().optional().register(optionDocs, {
+      section: 'api',
+      default: 'https off loopback, http on loopback',
+      description:
+        'Whether the server API serves https with `tlsCert`/`tlsKey`. Unset: https when `apiHost` is not loopback (the key crosses a network), http on loopback (local tools keep their http:// URL). Needs `tlsCert`.',
+    }),
     jwtSecret: z.string().min(32).max(4096).optional().register(optionDocs, {
       section: 'auth',
       arg: '<secret>',
@@ -386,6 +404,16 @@ export const serverOptionsSchema = serverOptionFields
   .refine((o) => o.apiPort === null || o.apiKey !== undefined || isLoopback(o.apiHost), {
     error: 'an API key (apiKey) is required when the server API listens on a non-loopback address',
     path: ['apiKey'],
+  })
+  .superRefine((o, ctx) => {
+    // Named after the one that is missing.
+    if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'set both tlsCert and tlsKey, or neither', path: [o.tlsCert === undefined ? 'tlsCert' : 'tlsKey'] });
+    }
+  })
+  .refine((o) => o.apiTls !== true || o.tlsCert !== undefined, {
+    error: 'apiTls needs a certificate: set tlsCert and tlsKey',
+    path: ['apiTls'],
   })
   .refine((o) => o.apiHeadersTimeout <= o.apiRequestTimeout, {
     error: 'apiHeadersTimeout must not be longer than apiRequestTimeout',

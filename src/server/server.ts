@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../api/http.js';
@@ -21,6 +23,7 @@ import type { ProcessGroup } from '../broker/ipc.js';
 import { ClusterNode } from './cluster.js';
 import { groupStats, workerReports, type WorkerReportBody } from './group-stats.js';
 import { fileLimitWarning, openFileLimit } from './file-limit.js';
+import { apiUsesTls, loadTls, loadTlsSync, tlsPaths, type TlsMaterial, type TlsPaths } from './tls.js';
 import { Registry } from '../registry/registry.js';
 import type { Connection } from '../transport/connection.js';
 import type { ConnectionInfo, HubConnection } from '../transport/connection-info.js';
@@ -100,10 +103,20 @@ export interface ListenAddress {
   /** The WebSocket listener. */
   host: string;
   port: number;
-  /** The HTTP server API, unless turned off. */
-  api?: { host: string; port: number };
+  /** Whether it speaks wss:// (`tlsCert` and `tlsKey` set). */
+  tls: boolean;
+  /** The HTTP server API, unless turned off; `tls`: it serves https. */
+  api?: { host: string; port: number; tls: boolean };
   /** The inner text port, when turned on (always 127.0.0.1). */
   inner?: { host: string; port: number };
+}
+
+/** The certificate a TLS server serves, as {@link UidpushServer.reloadTls} reports it. */
+export interface TlsCertificateInfo {
+  /** SHA-256 fingerprint, `AB:CD:...`. */
+  fingerprint256: string;
+  /** Expiry, as the certificate states it (`Dec  3 01:23:47 2026 GMT`). */
+  validTo: string;
 }
 
 /**
@@ -123,6 +136,8 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
   /** Prometheus metrics of this server (also served on the API's /metrics). */
   readonly metrics: Metrics;
   readonly #http: HttpServer;
+  /** The TLS servers (the WebSocket port's, the API's when it serves https) and their paths. */
+  readonly #tls: { paths: TlsPaths; servers: Pick<HttpsServer, 'setSecureContext'>[]; current: TlsCertificateInfo } | undefined;
   readonly #transport: WsTransport;
   readonly #api: FastifyInstance | undefined;
   readonly #inner: InnerTextServer | undefined;
@@ -195,14 +210,27 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     // gets the login timeout too (node's own 60 s, checked every 30 s, let a slow-header
     // client hold a socket for up to 90 s). Node enforces it in one sweep, not per socket.
     const handshakeTimeout = this.options.loginTimeout;
-    this.#http = createHttpServer({
+    const httpOptions = {
       headersTimeout: handshakeTimeout,
       requestTimeout: handshakeTimeout,
       connectionsCheckingInterval: sweepInterval(handshakeTimeout),
-    }, (_req, res) => {
-      res.writeHead(426, { 'content-type': 'text/plain; charset=utf-8', upgrade: 'websocket' });
-      res.end('uidpush: this port speaks WebSocket; connect with a WebSocket client\n');
-    });
+    };
+    const paths = tlsPaths(this.options);
+    const material = paths === undefined ? undefined : loadTlsSync(paths);
+    if (paths === undefined || material === undefined) {
+      this.#http = createHttpServer(httpOptions, answerPlainHttp);
+      this.#tls = undefined;
+    } else {
+      // The TLS handshake comes before the request's timeouts start: a client that opens
+      // TCP and never finishes it would hold its socket for node's default 120 s. It gets
+      // the login timeout as well, so a socket that never upgrades is gone within twice it.
+      const https = createHttpsServer({ ...httpOptions, cert: material.cert, key: material.key, handshakeTimeout }, answerPlainHttp);
+      https.on('tlsClientError', (err: Error & { code?: string }, socket: Socket) => {
+        this.#log.debug({ code: err.code, ip: socket.remoteAddress }, 'TLS handshake failed');
+      });
+      this.#http = https;
+      this.#tls = { paths, servers: [https], current: certificateInfo(material) };
+    }
     this.#transport.attach(this.#http);
     const clusterBroker =
       broker ?? (this.options.redis === undefined ? undefined : createRedisBroker(this.options.redis, this.#log, {
@@ -245,8 +273,13 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
           keepAliveTimeout: this.options.apiKeepAliveTimeout,
           maxConnections: this.options.apiMaxConnections,
         },
+        // The API's own handshake bound: a backend sends its headers within this, too.
+        tls: material !== undefined && apiUsesTls(this.options)
+          ? { cert: material.cert, key: material.key, handshakeTimeout: this.options.apiHeadersTimeout }
+          : undefined,
         logger: this.#log,
       });
+      if (this.#api.server instanceof HttpsServer) this.#tls?.servers.push(this.#api.server);
     }
     if (this.options.innerPort !== null) {
       this.#inner = new InnerTextServer({
@@ -461,7 +494,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       throw err;
     }
     const address = this.address();
-    this.#log.info({ ...address }, 'listening');
+    this.#log.info({ ...address, ...(this.#tls === undefined ? {} : { certificate: this.#tls.current }) }, 'listening');
     if (!authEnabled(this.options)) {
       const exposed = !isLoopback(this.options.host);
       this.#log.warn(
@@ -487,11 +520,38 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
   address(): ListenAddress {
     const info = this.#http.address() as AddressInfo | null;
     if (info === null) throw new UidpushError(ProgramErrorCode.BadState, 'server is not listening');
-    const address: ListenAddress = { host: info.address, port: info.port };
+    const address: ListenAddress = { host: info.address, port: info.port, tls: this.#tls !== undefined };
     const api = this.#api?.server.address() as AddressInfo | null | undefined;
-    if (api) address.api = { host: api.address, port: api.port };
+    if (api) address.api = { host: api.address, port: api.port, tls: this.#api?.server instanceof HttpsServer };
     if (this.#innerPort !== undefined) address.inner = { host: '127.0.0.1', port: this.#innerPort };
     return address;
+  }
+
+  /**
+   * Reads `tlsCert` and `tlsKey` again, from the same paths, and serves them to every new
+   * connection: the WebSocket port's, and the server API's when it serves https. Open
+   * connections keep the session they have; nothing is dropped. If a file is unreadable,
+   * not PEM, or the key is not the certificate's, the certificate in use stays in use.
+   * `uidpush serve` calls it on SIGHUP.
+   *
+   * @example
+   * // after certbot renewed the files in place
+   * const { fingerprint256, validTo } = await server.reloadTls();
+   *
+   * @returns the certificate now served.
+   * @throws UidpushError UIDPUSH_ERR_BAD_STATE when TLS is off (no `tlsCert`);
+   *   UIDPUSH_ERR_INVALID_CONFIG naming the option whose file is at fault.
+   */
+  async reloadTls(): Promise<TlsCertificateInfo> {
+    const tls = this.#tls;
+    if (tls === undefined) throw new UidpushError(ProgramErrorCode.BadState, 'cannot reload TLS: tlsCert and tlsKey are not set');
+    const material = await loadTls(tls.paths);
+    // Checked above, so this does not throw: node would keep the old context if it did,
+    // but only after overwriting the fields it builds the next one from.
+    for (const server of tls.servers) server.setSecureContext({ cert: material.cert, key: material.key });
+    tls.current = certificateInfo(material);
+    this.#log.info({ ...tls.current }, 'TLS certificate reloaded');
+    return tls.current;
   }
 
   /**
@@ -581,6 +641,16 @@ async function bind<T>(listener: Listener, host: string, port: number, listen: (
   } catch (err) {
     throw new ListenError(listener, host, port, err);
   }
+}
+
+/** What the WebSocket port answers a request that is not an upgrade. */
+function answerPlainHttp(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(426, { 'content-type': 'text/plain; charset=utf-8', upgrade: 'websocket' });
+  res.end('uidpush: this port speaks WebSocket; connect with a WebSocket client\n');
+}
+
+function certificateInfo(material: TlsMaterial): TlsCertificateInfo {
+  return { fingerprint256: material.fingerprint256, validTo: material.validTo };
 }
 
 /**

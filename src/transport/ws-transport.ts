@@ -961,7 +961,10 @@ function refuseUpgrade(socket: Duplex, status: keyof typeof STATUS_TEXT, text: s
  * anything its HTTP parser refuses.
  */
 function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
-  if (error.code === 'ECONNRESET' || !socket.writable) {
+  // A TLS error (the handshake timed out or failed) comes before any HTTP: an answer would
+  // wait for a handshake that never ends, and hold the socket with it.
+  const tls = error.code?.startsWith('ERR_TLS_') === true || error.code?.startsWith('ERR_SSL_') === true;
+  if (error.code === 'ECONNRESET' || tls || !socket.writable) {
     socket.destroy();
     return;
   }
