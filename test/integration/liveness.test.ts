@@ -87,8 +87,17 @@ describe('heartbeat and timeouts', () => {
     // The uid goes offline at once; the close event follows when the socket has closed.
     await waitFor(() => closes.length > 0, 5000);
     expect(closes).toEqual([{ uid: 'dead', code: 1006 }]);
-    // The live client answered every ping and is still here well past the idle timeout.
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // The live client answers every ping: after ten more (1 s of pings, past the 800 ms idle
+    // timeout) it is still here.
+    await new Promise<void>((resolve) => {
+      let pings = 0;
+      const onPing = (): void => {
+        if (++pings < 10) return;
+        alive.ws.off('ping', onPing);
+        resolve();
+      };
+      alive.ws.on('ping', onPing);
+    });
     expect(server.hub.isOnline('alive')).toBe(true);
     expect(alive.closeCode).toBeUndefined();
   });
