@@ -1,5 +1,9 @@
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+
+import type { TestClient } from './clients.js';
 
 const root = join(import.meta.dirname, '../..');
 const MAIN = join(root, 'src/cli/main.ts');
@@ -78,4 +82,23 @@ export async function uidpushOnPath(dir: string): Promise<string> {
   await writeFile(join(bin, 'uidpush'), `#!/bin/sh\nexec "${process.execPath}" --import tsx "${MAIN}" "$@"\n`);
   await chmod(join(bin, 'uidpush'), 0o755);
   return `${bin}:${process.env.PATH ?? ''}`;
+}
+
+/** What a recipe test started: processes, clients and temp dirs, all ended by {@link end}. */
+export class Leftovers {
+  readonly children: ChildProcess[] = [];
+  readonly clients: TestClient[] = [];
+  readonly dirs: string[] = [];
+
+  /** Closes the clients, SIGKILLs the processes still running (waiting for each), removes the dirs. */
+  async end(): Promise<void> {
+    for (const c of this.clients.splice(0)) c.close();
+    for (const child of this.children.splice(0)) {
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      const exited = once(child, 'exit');
+      child.kill('SIGKILL');
+      await exited;
+    }
+    for (const dir of this.dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+  }
 }

@@ -1,7 +1,7 @@
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import type { ConnectionOptions } from 'node:tls';
@@ -12,7 +12,7 @@ import type { ClientOptions } from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, TestClient } from '../helpers/clients.js';
 import { freePort } from '../helpers/redis-servers.js';
-import { commands, recipe, substitute, uidpushOnPath } from '../helpers/recipes.js';
+import { commands, Leftovers, recipe, substitute, uidpushOnPath } from '../helpers/recipes.js';
 import { hs256 } from '../helpers/tokens.js';
 
 // "Three nodes behind nginx" in docs/operations.md, run as written: its blocks are read from
@@ -44,9 +44,8 @@ interface Bed {
   api: string;
 }
 
-const children: ChildProcess[] = [];
-const clients: TestClient[] = [];
-const dirs: string[] = [];
+const leftovers = new Leftovers();
+const { children, clients, dirs } = leftovers;
 
 /** Runs the doc's `uidpush serve` line with `uidpush` on PATH, and waits for 'listening'. */
 function startNode(line: string, env: NodeJS.ProcessEnv): Promise<Node> {
@@ -205,14 +204,7 @@ async function connectionsOn(bed: Bed, n: Node): Promise<number> {
 }
 
 async function stop(): Promise<void> {
-  for (const c of clients.splice(0)) c.close();
-  for (const child of children.splice(0)) {
-    if (child.exitCode !== null || child.signalCode !== null) continue;
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
-  }
-  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+  await leftovers.end();
 }
 
 describe.skipIf(!hasNginx && !inCi)('the nginx recipe of docs/operations.md', { timeout: 60_000 }, () => {

@@ -1,32 +1,23 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type TestClient } from '../helpers/clients.js';
-import { recipe, shellLines, uidpushOnPath } from '../helpers/recipes.js';
+import { Leftovers, recipe, shellLines, uidpushOnPath } from '../helpers/recipes.js';
 
 // The README's quick start, run from the README at test time. `npm start` is
 // `uidpush serve` with the defaults, but on free ports: 1234/1235 may be a running server's.
 
 const ROOT = join(import.meta.dirname, '../..');
 const run = promisify(execFile);
-const children: ChildProcess[] = [];
-const clients: TestClient[] = [];
-const dirs: string[] = [];
+const leftovers = new Leftovers();
+const { children, clients, dirs } = leftovers;
 
 afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const child of children.splice(0)) {
-    if (child.exitCode !== null || child.signalCode !== null) continue;
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
-  }
-  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+  await leftovers.end();
 });
 
 /** `uidpush serve` with the defaults but free ports, as the quick start's `npm start`. */
