@@ -14,7 +14,7 @@ import { isLocalOrigin, isLoopbackHostHeader } from '../core/origins.js';
 import type { PushService } from '../core/service.js';
 import type { JsonValue, Logger } from '../core/types.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { makeKeyCheck } from './auth.js';
+import { makeKeyCheck } from './api-key.js';
 import { apiServerOptions, guardApiServer, type ApiConnectionLimits, type ApiTls } from './connection-limits.js';
 
 /** Options of the server API. */

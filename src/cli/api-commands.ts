@@ -2,7 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { mintToken, parseDuration } from '../auth/mint.js';
 import { RIGHTS, type Right } from '../auth/rights.js';
 import { checkUid } from '../core/names.js';
-import { PushApiError, PushClient } from '../client/push-client.js';
+import { PushApiError, PushClient } from '../api-client/push-client.js';
 
 /** A CLI failure with its exit code: 2 for usage, 1 for a failed call. */
 export class CliError extends Error {

@@ -114,7 +114,45 @@ export interface BroadcastResult {
  * A value, or a promise of it: a single node answers at once, a cluster may have to ask
  * the broker's store.
  */
-export type Sync<T> = T | Promise<T>;
+export type MaybePromise<T> = T | Promise<T>;
+
+/** Calls `then` with a result now if it is ready, or when it is. */
+export function whenReady<T>(result: MaybePromise<T>, then: (value: T) => void, onError: (err: unknown) => void): void {
+  if (result instanceof Promise) result.then(then, onError);
+  else then(result);
+}
+
+/**
+ * What a client session asks of the node it runs on: to bind a connection to its uid, and
+ * the pushes and membership changes a client may make. Alone, a node answers at once; in a
+ * cluster it publishes to the others first, then delivers here, and results may come later
+ * (delivery itself starts at the call). A cluster whose broker is unavailable answers with
+ * `degraded: true` (delivered here only) or rejects with an UnavailableError (delivered to
+ * no one).
+ */
+export interface SessionNode<C> {
+  /**
+   * Binds `conn` to `uid` and calls `attached` once a push sent through any node reaches it
+   * (at once when nothing need wait): the login reply is sent from there, so no push sent
+   * after the reply can miss the connection. Never called if {@link detach} came first.
+   */
+  attach(conn: C, uid: Uid, attached: (conn: C) => void): void;
+  /** Unbinds `conn` (or stops an attach in progress); nothing if it was not bound. */
+  detach(conn: C): void;
+  /** The uid `conn` is bound to, if it is. */
+  uidOf(conn: C): Uid | undefined;
+  /**
+   * @param answer - answer for the whole cluster (a store lookup in a cluster); when false,
+   *   the answer counts this node's deliveries only and costs nothing extra. The seed
+   *   protocol, which sends no acknowledgement, never asks.
+   */
+  sendToUid(uid: Uid, data: Data, from: Uid | null, answer: boolean): MaybePromise<PushResult>;
+  broadcast(data: Data, from: Uid | null, answer: boolean): MaybePromise<BroadcastResult>;
+  publish(group: Group, data: Data, from: Uid | null, answer: boolean): MaybePromise<PushResult>;
+  /** @throws UidpushError UIDPUSH_ERR_LIMIT_EXCEEDED when a cap refused the join. */
+  join(group: Group, uid: Uid): MaybePromise<boolean>;
+  leave(group: Group, uid: Uid): MaybePromise<boolean>;
+}
 
 /** A group's members, how many of them are online, and their connections. */
 export interface GroupInfo {
@@ -146,30 +184,30 @@ export interface UidPage {
  * it on top of the hub; tests may implement it with a fake.
  */
 export interface PushService {
-  pushToUids(uids: readonly Uid[], data: Data): Sync<PushResult>;
-  broadcast(data: Data): Sync<BroadcastResult>;
-  publish(group: Group, data: Data): Sync<PushResult>;
+  pushToUids(uids: readonly Uid[], data: Data): MaybePromise<PushResult>;
+  broadcast(data: Data): MaybePromise<BroadcastResult>;
+  publish(group: Group, data: Data): MaybePromise<PushResult>;
   /**
    * Adds `uid` to `group`; false if it already was a member.
    * @throws UidpushError UIDPUSH_ERR_LIMIT_EXCEEDED past `maxGroupsPerUid` or `maxMembersPerGroup`.
    */
-  join(group: Group, uid: Uid): Sync<boolean>;
+  join(group: Group, uid: Uid): MaybePromise<boolean>;
   /** Removes `uid` from `group`; false if it was not a member. */
-  leave(group: Group, uid: Uid): Sync<boolean>;
+  leave(group: Group, uid: Uid): MaybePromise<boolean>;
   /** Removes `uid` from every group; how many it left. */
-  leaveAll(uid: Uid): Sync<number>;
-  groupInfo(group: Group): Sync<GroupInfo>;
-  connectionsOf(uid: Uid): Sync<number>;
+  leaveAll(uid: Uid): MaybePromise<number>;
+  groupInfo(group: Group): MaybePromise<GroupInfo>;
+  connectionsOf(uid: Uid): MaybePromise<number>;
   /** @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for a cursor the server did not make. */
-  listUids(cursor: string | null, limit: number): Sync<UidPage>;
-  kick(uid: Uid, reason: string): Sync<number>;
+  listUids(cursor: string | null, limit: number): MaybePromise<UidPage>;
+  kick(uid: Uid, reason: string): MaybePromise<number>;
   /**
    * Refuses, on every node, the tokens of `uid` issued before now, for the server's
    * `revokeTtl`. Called before {@link kick} when a kick revokes tokens, so a client closed
    * by the kick cannot log in again with the token it holds.
    */
-  revokeTokens(uid: Uid): Sync<TokenRevocation>;
-  stats(): Sync<ServiceStats>;
+  revokeTokens(uid: Uid): MaybePromise<TokenRevocation>;
+  stats(): MaybePromise<ServiceStats>;
   /** Whether the server accepts clients (false before listen and while shutting down). */
   ready(): boolean;
 }

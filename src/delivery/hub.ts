@@ -7,7 +7,7 @@ import type { Codec } from '../protocol/codec.js';
 import type { Scope } from '../protocol/json-v1.js';
 import { GroupIndex } from '../registry/groups.js';
 import type { Registry } from '../registry/registry.js';
-import { PushFrames } from './frames.js';
+import { PushFrames } from './push-frames.js';
 
 /**
  * What the hub needs from a connection: how much it already holds unsent, a way to write

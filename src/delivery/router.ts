@@ -1,4 +1,4 @@
-import type { BroadcastResult, PushResult, Sync } from '../core/service.js';
+import type { BroadcastResult, MaybePromise, PushResult } from '../core/service.js';
 import type { Data, Group, Uid } from '../core/types.js';
 import type { Hub, Recipient } from './hub.js';
 
@@ -15,11 +15,11 @@ export interface Router {
    *   false, the answer counts this node's deliveries only and costs nothing extra. The
    *   seed protocol, which sends no acknowledgement, never asks.
    */
-  sendToUid(uid: Uid, data: Data, from: Uid | null, wholeCluster: boolean): Sync<PushResult>;
-  broadcast(data: Data, from: Uid | null, wholeCluster: boolean): Sync<BroadcastResult>;
-  publish(group: Group, data: Data, from: Uid | null, wholeCluster: boolean): Sync<PushResult>;
-  join(group: Group, uid: Uid): Sync<boolean>;
-  leave(group: Group, uid: Uid): Sync<boolean>;
+  sendToUid(uid: Uid, data: Data, from: Uid | null, wholeCluster: boolean): MaybePromise<PushResult>;
+  broadcast(data: Data, from: Uid | null, wholeCluster: boolean): MaybePromise<BroadcastResult>;
+  publish(group: Group, data: Data, from: Uid | null, wholeCluster: boolean): MaybePromise<PushResult>;
+  join(group: Group, uid: Uid): MaybePromise<boolean>;
+  leave(group: Group, uid: Uid): MaybePromise<boolean>;
 }
 
 /** The router of a node alone: its hub, answering at once. */
@@ -36,8 +36,3 @@ export function localRouter<C extends Recipient>(hub: Hub<C>): Router {
   };
 }
 
-/** Calls `then` with a result now if it is ready, or when it is. */
-export function whenReady<T>(result: Sync<T>, then: (value: T) => void, onError: (err: unknown) => void): void {
-  if (result instanceof Promise) result.then(then, onError);
-  else then(result);
-}

@@ -5,7 +5,7 @@ import type { TokenCutoffs } from '../auth/cutoffs.js';
 import { uidOfCursor } from '../broker/uid-order.js';
 import { joined, type GroupLimits } from '../core/limits.js';
 import { UnavailableError } from '../core/errors.js';
-import type { BroadcastResult, BrokerStats, GroupInfo, PushResult, Sync, TokenRevocation, UidPage } from '../core/service.js';
+import type { BroadcastResult, BrokerStats, GroupInfo, PushResult, MaybePromise, TokenRevocation, UidPage } from '../core/service.js';
 import type { Data, Group, JsonValue, Logger, Uid } from '../core/types.js';
 import type { Hub } from '../delivery/hub.js';
 import type { Router } from '../delivery/router.js';
@@ -162,12 +162,12 @@ export class ClusterNode implements Router {
 
   // Router: client pushes.
 
-  sendToUid(uid: Uid, data: Data, from: Uid | null, wholeCluster: boolean): Sync<PushResult> {
+  sendToUid(uid: Uid, data: Data, from: Uid | null, wholeCluster: boolean): MaybePromise<PushResult> {
     return this.pushToUids([uid], data, from, wholeCluster);
   }
 
   /** Publishes to each uid's channel, delivers locally, and answers from the store. */
-  pushToUids(uids: readonly Uid[], data: Data, from: Uid | null = null, wholeCluster = true): Sync<PushResult> {
+  pushToUids(uids: readonly Uid[], data: Data, from: Uid | null = null, wholeCluster = true): MaybePromise<PushResult> {
     const unique = [...new Set(uids)];
     const envelopes = encodePushes(this.#broker.nodeId, unique, toJson(data), from, this.#expiry());
     let bytes = 0;
@@ -221,7 +221,7 @@ export class ClusterNode implements Router {
     });
   }
 
-  broadcast(data: Data, from: Uid | null = null, wholeCluster = true): Sync<BroadcastResult> {
+  broadcast(data: Data, from: Uid | null = null, wholeCluster = true): MaybePromise<BroadcastResult> {
     const envelope = encodeEnvelope(this.#broker.nodeId, { t: 'broadcast', data: toJson(data), from, exp: this.#expiry() });
     const sent = this.#admits(envelope.length) ? this.#send(channel.all, envelope) : undefined;
     const local = { connections: this.#hub.broadcast(data, from) };
@@ -231,7 +231,7 @@ export class ClusterNode implements Router {
     return this.#answer([sent], total, local, local.connections);
   }
 
-  publish(group: Group, data: Data, from: Uid | null = null, wholeCluster = true): Sync<PushResult> {
+  publish(group: Group, data: Data, from: Uid | null = null, wholeCluster = true): MaybePromise<PushResult> {
     const envelope = encodeEnvelope(this.#broker.nodeId, { t: 'publish', group, data: toJson(data), from, exp: this.#expiry() });
     const sent = this.#admits(envelope.length) ? this.#send(channel.group(group), envelope) : undefined;
     const local = this.#hub.publish(group, data, from);
@@ -349,7 +349,7 @@ export class ClusterNode implements Router {
   }
 
   /** The answer to a push the broker did not take: what was delivered here, or a refusal. */
-  #unsent<T extends object>(local: T, delivered: number): Sync<T & { degraded?: true }> {
+  #unsent<T extends object>(local: T, delivered: number): MaybePromise<T & { degraded?: true }> {
     if (delivered > 0) {
       this.#stats.degradedPushes++;
       return { ...local, degraded: true };

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isLoopback } from '../api/auth.js';
+import { isLoopback } from '../api/api-key.js';
 import { compileOrigins } from '../core/origins.js';
 import { RIGHTS } from '../auth/rights.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';

@@ -10,12 +10,12 @@ import { InnerTextServer } from '../api/inner-text.js';
 import { TokenCutoffs } from '../auth/cutoffs.js';
 import { TokenVerifier } from '../auth/jwt.js';
 import { ProgramErrorCode, UidpushError, type ErrorCode } from '../core/errors.js';
-import type { BroadcastResult, GroupInfo, PushResult, PushService, ServiceStats, Sync, TokenRevocation, UidPage } from '../core/service.js';
+import type { BroadcastResult, GroupInfo, PushResult, PushService, ServiceStats, MaybePromise, SessionNode, TokenRevocation, UidPage } from '../core/service.js';
 import { silentLogger, type Data, type Group, type Logger, type Uid } from '../core/types.js';
-import { isLoopback } from '../api/auth.js';
+import { isLoopback } from '../api/api-key.js';
 import { originPolicy } from '../core/origins.js';
 import { Hub } from '../delivery/hub.js';
-import { localRouter } from '../delivery/router.js';
+import { localRouter, type Router } from '../delivery/router.js';
 import { Metrics } from '../metrics/metrics.js';
 import type { Broker } from '../broker/broker.js';
 import { createRedisBroker } from '../broker/redis.js';
@@ -175,8 +175,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     });
     this.#transport = new WsTransport(
       this.hub,
-      localRouter(this.hub),
-      registry,
+      sessionNode(registry, localRouter(this.hub)),
       {
         ...this.options,
         clientRights: defaultClientRights(this.options),
@@ -243,7 +242,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
         timeout: this.options.brokerTimeout,
         maxPendingBytes: this.options.brokerMaxPendingBytes,
       });
-      this.#transport.setRouter(this.#cluster);
+      this.#transport.setNode(sessionNode(registry, this.#cluster));
     }
     this.metrics = new Metrics(
       () => this.#localStats(),
@@ -303,17 +302,17 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
   // locally) and answers for the whole cluster; alone, the hub answers at once.
 
   /** Pushes to each uid (encoded once per codec); see {@link Hub.sendToUids}. */
-  pushToUids(uids: readonly Uid[], data: Data): Sync<PushResult> {
+  pushToUids(uids: readonly Uid[], data: Data): MaybePromise<PushResult> {
     return this.#cluster?.pushToUids(uids, data) ?? this.hub.sendToUids(uids, data);
   }
 
   /** Pushes to every logged-in connection; see {@link Hub.broadcast}. */
-  broadcast(data: Data): Sync<BroadcastResult> {
+  broadcast(data: Data): MaybePromise<BroadcastResult> {
     return this.#cluster?.broadcast(data) ?? { connections: this.hub.broadcast(data) };
   }
 
   /** Pushes to every member of `group`; see {@link Hub.publish}. */
-  publish(group: Group, data: Data): Sync<PushResult> {
+  publish(group: Group, data: Data): MaybePromise<PushResult> {
     return this.#cluster?.publish(group, data) ?? this.hub.publish(group, data);
   }
 
@@ -322,32 +321,32 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
    * {@link Hub.join}. Over a cap it throws (alone) or rejects (in a cluster) with
    * UIDPUSH_ERR_LIMIT_EXCEEDED.
    */
-  join(group: Group, uid: Uid): Sync<boolean> {
+  join(group: Group, uid: Uid): MaybePromise<boolean> {
     return this.#cluster?.join(group, uid) ?? this.hub.join(group, uid);
   }
 
   /** Removes `uid` from `group`; see {@link Hub.leave}. */
-  leave(group: Group, uid: Uid): Sync<boolean> {
+  leave(group: Group, uid: Uid): MaybePromise<boolean> {
     return this.#cluster?.leave(group, uid) ?? this.hub.leave(group, uid);
   }
 
   /** Removes `uid` from every group it belongs to; see {@link Hub.leaveAll}. */
-  leaveAll(uid: Uid): Sync<number> {
+  leaveAll(uid: Uid): MaybePromise<number> {
     return this.#cluster?.leaveAll(uid) ?? this.hub.leaveAll(uid);
   }
 
   /** Members, online members and connections of `group`. */
-  groupInfo(group: Group): Sync<GroupInfo> {
+  groupInfo(group: Group): MaybePromise<GroupInfo> {
     return this.#cluster?.groupInfo(group) ?? this.hub.group(group);
   }
 
   /** Number of logged-in connections of `uid`. */
-  connectionsOf(uid: Uid): Sync<number> {
+  connectionsOf(uid: Uid): MaybePromise<number> {
     return this.#cluster?.connectionsOf(uid) ?? this.hub.connectionsOf(uid);
   }
 
   /** A page of online uids; see {@link Hub.uids}. */
-  listUids(cursor: string | null, limit: number): Sync<UidPage> {
+  listUids(cursor: string | null, limit: number): MaybePromise<UidPage> {
     return this.#cluster?.listUids(cursor, limit) ?? this.hub.uids({ cursor, limit });
   }
 
@@ -356,13 +355,13 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
    * `revokeTokens`, first refuses the uid's tokens issued before now (see
    * {@link revokeTokens}), so the kicked client cannot log in again with the token it holds.
    */
-  kick(uid: Uid, reason: string, options: { revokeTokens?: boolean | undefined } = {}): Sync<number> {
+  kick(uid: Uid, reason: string, options: { revokeTokens?: boolean | undefined } = {}): MaybePromise<number> {
     if (options.revokeTokens !== true) return this.#kick(uid, reason);
     const revoked = this.revokeTokens(uid);
     return revoked instanceof Promise ? revoked.then(() => this.#kick(uid, reason)) : this.#kick(uid, reason);
   }
 
-  #kick(uid: Uid, reason: string): Sync<number> {
+  #kick(uid: Uid, reason: string): MaybePromise<number> {
     return this.#cluster?.kick(uid, reason) ?? this.hub.kick(uid, reason);
   }
 
@@ -373,7 +372,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
    *
    * @returns the cut-off: `before` and `until`, in ms since the epoch.
    */
-  revokeTokens(uid: Uid): Sync<TokenRevocation> {
+  revokeTokens(uid: Uid): MaybePromise<TokenRevocation> {
     const now = Date.now();
     // iat counts whole seconds: a token minted in the same second as the kick, after it,
     // must stay valid (a backend that kicks, then issues a new token at once).
@@ -403,7 +402,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
    * Counters and gauges, as `GET /v1/stats` reports them: `onlineUids` and `connections`
    * for the whole cluster, the rest for this server (under `--workers`, its whole group).
    */
-  stats(): Sync<ServiceStats> {
+  stats(): MaybePromise<ServiceStats> {
     const cluster = this.#cluster;
     const group = this.#group;
     if (group !== undefined) {
@@ -668,4 +667,23 @@ function certificateInfo(material: TlsMaterial): TlsCertificateInfo {
  */
 export function createServer(options: ServerOptions = {}): UidpushServer {
   return new UidpushServer(options);
+}
+
+/** A client session's node: the registry binds at once; pushes go through `router`. */
+function sessionNode(registry: Registry<Connection>, router: Router): SessionNode<Connection> {
+  return {
+    attach: (conn, uid, attached) => {
+      registry.bind(conn, uid);
+      attached(conn);
+    },
+    detach: (conn) => {
+      registry.unbind(conn);
+    },
+    uidOf: (conn) => registry.uidOf(conn),
+    sendToUid: (uid, data, from, answer) => router.sendToUid(uid, data, from, answer),
+    broadcast: (data, from, answer) => router.broadcast(data, from, answer),
+    publish: (group, data, from, answer) => router.publish(group, data, from, answer),
+    join: (group, uid) => router.join(group, uid),
+    leave: (group, uid) => router.leave(group, uid),
+  };
 }

@@ -3,7 +3,7 @@ import { WebSocket } from 'ws';
 import type { Grants } from '../auth/rights.js';
 import type { Payload, Uid } from '../core/types.js';
 import type { Recipient } from '../delivery/hub.js';
-import { encodeTextFrame } from '../delivery/frame.js';
+import { encodeTextFrame } from '../delivery/ws-frame.js';
 import { Codec } from '../protocol/codec.js';
 import type { ConnectionInfo } from './connection-info.js';
 

@@ -8,11 +8,10 @@ import { ErrorCode, UnavailableError } from '../core/errors.js';
 import { isLimitExceeded } from '../core/limits.js';
 import { checkName, checkUid, type NameKind } from '../core/names.js';
 import type { OriginCheck } from '../core/origins.js';
-import type { Sync, UpgradeRefusal } from '../core/service.js';
+import { whenReady, type MaybePromise, type SessionNode, type UpgradeRefusal } from '../core/service.js';
 import type { Data, Logger, Uid } from '../core/types.js';
-import { encodeTextFrame, PING_FRAME } from '../delivery/frame.js';
+import { encodeTextFrame, PING_FRAME } from '../delivery/ws-frame.js';
 import type { Hub } from '../delivery/hub.js';
-import { whenReady, type Router } from '../delivery/router.js';
 import { Codec, JSON_V1_SUBPROTOCOL, negotiate } from '../protocol/codec.js';
 import {
   ackFrame,
@@ -24,7 +23,6 @@ import {
   type RequestId,
 } from '../protocol/json-v1.js';
 import { errorLine, loginReply, parseCommand } from '../protocol/seed-text.js';
-import type { Registry } from '../registry/registry.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import type { HubConnection } from './connection-info.js';
 import { ExpiryQueue } from './expiry.js';
@@ -110,8 +108,7 @@ const MAX_HELD = 32;
 export class WsTransport implements ConnectionOwner {
   readonly #wss: WebSocketServer;
   readonly #hub: Hub<HubConnection>;
-  #router: Router;
-  readonly #registry: Registry<Connection>;
+  #node: SessionNode<Connection>;
   readonly #options: TransportOptions;
   readonly #events: TransportEvents;
   readonly #log: Logger;
@@ -151,15 +148,13 @@ export class WsTransport implements ConnectionOwner {
 
   constructor(
     hub: Hub<HubConnection>,
-    router: Router,
-    registry: Registry<Connection>,
+    node: SessionNode<Connection>,
     options: TransportOptions,
     events: TransportEvents,
     log: Logger,
   ) {
     this.#hub = hub;
-    this.#router = router;
-    this.#registry = registry;
+    this.#node = node;
     this.#options = options;
     this.#events = events;
     this.#log = log;
@@ -190,9 +185,9 @@ export class WsTransport implements ConnectionOwner {
     );
   }
 
-  /** Routes client pushes through a cluster; set before listening. */
-  setRouter(router: Router): void {
-    this.#router = router;
+  /** The node client sessions push through (a cluster's, once it has one); set before listening. */
+  setNode(node: SessionNode<Connection>): void {
+    this.#node = node;
   }
 
   /** Turns token auth on; set before listening. */
@@ -462,7 +457,7 @@ export class WsTransport implements ConnectionOwner {
     this.#expiries.delete(conn);
     conn.held = undefined;
     // The uid may already be unbound (kick, slow consumer); report the one it had.
-    this.#registry.unbind(conn);
+    this.#node.detach(conn);
     const text = reason.toString();
     this.#log.debug({ conn: conn.id, uid: conn.uid, code, reason: text, by: conn.closedBy ?? 'lost' }, 'connection closed');
     try {
@@ -475,7 +470,7 @@ export class WsTransport implements ConnectionOwner {
   // The seed text protocol.
 
   #seedMessage(conn: Connection, data: Buffer): void {
-    const from = this.#registry.uidOf(conn);
+    const from = this.#node.uidOf(conn);
     if (from === undefined || conn.grants === undefined) {
       // Bytes are valid UTF-8 here: ws closes with 1007 on invalid text frames.
       const text = data.toString('utf8');
@@ -494,7 +489,7 @@ export class WsTransport implements ConnectionOwner {
           return;
         }
         // No acknowledgement in the seed protocol: never pay for a cluster-wide answer.
-        this.#routed(conn, undefined, this.#router.sendToUid(command.uid, command.message, from, false), (r) => {
+        this.#routed(conn, undefined, this.#node.sendToUid(command.uid, command.message, from, false), (r) => {
           this.#events.message(conn, from, 'uid', command.uid, command.message, r.connections);
         });
         return;
@@ -504,7 +499,7 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to broadcast');
           return;
         }
-        this.#routed(conn, undefined, this.#router.broadcast(command.message, from, false), (r) => {
+        this.#routed(conn, undefined, this.#node.broadcast(command.message, from, false), (r) => {
           this.#events.message(conn, from, 'broadcast', undefined, command.message, r.connections);
         });
         return;
@@ -538,7 +533,7 @@ export class WsTransport implements ConnectionOwner {
       this.#jsonAuth(conn, frame);
       return;
     }
-    const from = this.#registry.uidOf(conn);
+    const from = this.#node.uidOf(conn);
     const grants = conn.grants;
     if (from === undefined || grants === undefined) {
       this.#error(conn, ErrorCode.Unauthorized, 'authenticate first (send an auth frame)', frame.id);
@@ -551,7 +546,7 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to send to a uid', frame.id);
           return;
         }
-        this.#routed(conn, frame.id, this.#router.sendToUid(frame.to, frame.data, from, frame.id !== undefined), (r) => {
+        this.#routed(conn, frame.id, this.#node.sendToUid(frame.to, frame.data, from, frame.id !== undefined), (r) => {
           this.#events.message(conn, from, 'uid', frame.to, frame.data, r.connections);
           this.#ack(conn, frame.id, degraded(r, { online: r.online > 0, connections: r.connections }));
         });
@@ -563,7 +558,7 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, `no right to publish to group ${frame.group}`, frame.id);
           return;
         }
-        this.#routed(conn, frame.id, this.#router.publish(frame.group, frame.data, from, frame.id !== undefined), (r) => {
+        this.#routed(conn, frame.id, this.#node.publish(frame.group, frame.data, from, frame.id !== undefined), (r) => {
           this.#events.message(conn, from, 'group', frame.group, frame.data, r.connections);
           this.#ack(conn, frame.id, degraded(r, { online: r.online, connections: r.connections }));
         });
@@ -574,7 +569,7 @@ export class WsTransport implements ConnectionOwner {
           this.#error(conn, ErrorCode.Forbidden, 'no right to broadcast', frame.id);
           return;
         }
-        this.#routed(conn, frame.id, this.#router.broadcast(frame.data, from, frame.id !== undefined), (r) => {
+        this.#routed(conn, frame.id, this.#node.broadcast(frame.data, from, frame.id !== undefined), (r) => {
           this.#events.message(conn, from, 'broadcast', undefined, frame.data, r.connections);
           this.#ack(conn, frame.id, degraded(r, { connections: r.connections }));
         });
@@ -588,9 +583,9 @@ export class WsTransport implements ConnectionOwner {
         }
         // A cap refuses by throwing (alone) or rejecting (in a cluster): either way the
         // client is told, and the connection carries on.
-        let result: Sync<boolean>;
+        let result: MaybePromise<boolean>;
         try {
-          result = this.#router.join(frame.group, from);
+          result = this.#node.join(frame.group, from);
         } catch (err) {
           // Anything else is a bug: the message handler's last-resort guard answers it.
           if (!isLimitExceeded(err)) throw err;
@@ -604,7 +599,7 @@ export class WsTransport implements ConnectionOwner {
       }
       case 'leave': {
         if (!this.#validName(conn, frame.group, 'group', 'group', frame.id)) return;
-        this.#routed(conn, frame.id, this.#router.leave(frame.group, from), (left) => {
+        this.#routed(conn, frame.id, this.#node.leave(frame.group, from), (left) => {
           this.#ack(conn, frame.id, { group: frame.group, left });
         });
         return;
@@ -621,7 +616,7 @@ export class WsTransport implements ConnectionOwner {
       this.#verifyToken(conn, frame.token, frame.id);
       return;
     }
-    if (this.#registry.uidOf(conn) !== undefined) {
+    if (this.#node.uidOf(conn) !== undefined) {
       this.#error(conn, ErrorCode.BadRequest, 'auth: already authenticated', frame.id);
       return;
     }
@@ -655,7 +650,7 @@ export class WsTransport implements ConnectionOwner {
         if (conn.readyState !== Connection.OPEN) return;
         // A promise callback: a throw here would be an unhandled rejection (process exit).
         try {
-          const current = this.#registry.uidOf(conn);
+          const current = this.#node.uidOf(conn);
           if (current === undefined) this.#loginWith(conn, identity, id);
           else this.#refresh(conn, current, identity, id);
         } catch (err) {
@@ -719,9 +714,10 @@ export class WsTransport implements ConnectionOwner {
     conn.uid = uid;
     conn.grants = grants;
     this.#expiries.set(conn, expiresAt);
-    this.#registry.bind(conn, uid);
-    this.#send(conn, conn.codec === Codec.Seed ? loginReply(uid) : welcomeFrame(uid, conn.id, id));
-    this.#events.login(conn, uid);
+    this.#node.attach(conn, uid, (attached) => {
+      this.#send(attached, attached.codec === Codec.Seed ? loginReply(uid) : welcomeFrame(uid, attached.id, id));
+      this.#events.login(attached, uid);
+    });
   }
 
   // Replies.
@@ -734,7 +730,7 @@ export class WsTransport implements ConnectionOwner {
    * runs later, outside the frame's guard, gets a guard of its own: a throw in a promise
    * callback would be an unhandled rejection, which ends the process.
    */
-  #routed<T>(conn: Connection, id: RequestId, result: Sync<T>, then: (value: T) => void): void {
+  #routed<T>(conn: Connection, id: RequestId, result: MaybePromise<T>, then: (value: T) => void): void {
     const guarded =
       result instanceof Promise
         ? (value: T): void => {
@@ -827,7 +823,7 @@ export class WsTransport implements ConnectionOwner {
       this.#log.debug({ conn: conn.id, uid: conn.uid }, 'idle timeout: terminating');
       conn.closedBy = 'server';
       this.#stats.heartbeatCloses++;
-      this.#registry.unbind(conn);
+      this.#node.detach(conn);
       conn.terminate();
       return;
     }
@@ -863,7 +859,7 @@ export class WsTransport implements ConnectionOwner {
       this.#handshakeWindowEnds = now + 1000;
     }
     for (const conn of this.#expiries.due(now)) {
-      this.#registry.unbind(conn);
+      this.#node.detach(conn);
       conn.close(CloseCode.TokenExpired, 'token expired');
     }
   }

@@ -1,6 +1,6 @@
 import { decodeJwt } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PushClient } from '../../src/client/index.js';
+import { PushClient } from '../../src/api-client/index.js';
 import { runCli } from '../helpers/cli.js';
 import { connect, connectV1, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
 import { SECRET } from '../helpers/tokens.js';

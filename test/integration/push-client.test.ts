@@ -1,7 +1,7 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PushApiError, PushClient } from '../../src/client/index.js';
+import { PushApiError, PushClient } from '../../src/api-client/index.js';
 import { runCli } from '../helpers/cli.js';
 import { connect, startServer, type Started, type TestClient } from '../helpers/clients.js';
 

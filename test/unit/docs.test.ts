@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createApi } from '../../src/api/http.js';
-import { PushClient } from '../../src/client/index.js';
+import { PushClient } from '../../src/api-client/index.js';
 import { CloseCode, createServer, ErrorCode, ProgramErrorCode } from '../../src/index.js';
 
 const root = join(import.meta.dirname, '../..');
@@ -148,8 +148,8 @@ async function srcFolders(): Promise<Map<string, string[]>> {
 async function allowedImports(): Promise<Map<string, string[]>> {
   const config = await readFile(join(root, 'eslint.config.js'), 'utf8');
   const allowed = new Map<string, string[]>();
-  for (const [, dir, list] of config.matchAll(/layer\('(\w+)', \[([^\]]*)\]\)/g)) {
-    allowed.set(dir ?? '', [...(list ?? '').matchAll(/'(\w+)'/g)].map((m) => m[1] ?? ''));
+  for (const [, dir, list] of config.matchAll(/layer\('([\w-]+)', \[([^\]]*)\]\)/g)) {
+    allowed.set(dir ?? '', [...(list ?? '').matchAll(/'([\w-]+)'/g)].map((m) => m[1] ?? ''));
   }
   return allowed;
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type { Writable } from 'node:stream';
-import { encodeTextFrame } from '../../src/delivery/frame.js';
+import { encodeTextFrame } from '../../src/delivery/ws-frame.js';
 
 // ws exports its frame parser, but @types/ws does not describe it.
 const { Receiver } = createRequire(import.meta.url)('ws') as {

@@ -1,7 +1,7 @@
 import type { Data, Uid } from '../core/types.js';
 import { Codec } from '../protocol/codec.js';
 import { messageFrame, type Scope } from '../protocol/json-v1.js';
-import { encodeTextFrame } from './frame.js';
+import { encodeTextFrame } from './ws-frame.js';
 
 /**
  * The frames of one push, built lazily and at most once per codec (and, for the JSON
