@@ -25,7 +25,7 @@ if (address.api === undefined || address.inner === undefined) throw new Error('A
 serve({
   memory: () => memoryAfterGc(),
   cpu: () => process.cpuUsage(),
-  counts: () => ({ connections: server.openConnections, online: server.hub.onlineCount }),
+  counts: () => ({ connections: server.openConnections, online: server.local.onlineUids }),
   stats: () => server.stats(),
 });
 process.send?.({ ready: true, port: address.port, apiPort: address.api.port, innerPort: address.inner.port });

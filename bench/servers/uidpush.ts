@@ -16,6 +16,6 @@ const { port } = await server.listen();
 serve({
   memory: () => memoryAfterGc(),
   cpu: () => process.cpuUsage(),
-  counts: () => ({ connections: server.openConnections, online: server.hub.onlineCount }),
+  counts: () => ({ connections: server.openConnections, online: server.local.onlineUids }),
 });
 process.send?.({ ready: true, port });

@@ -13,7 +13,12 @@ export type Envelope =
   | { t: 'kick'; uid: Uid; reason: string }
   /** A token cut-off, on the broadcast channel: every node must know it, not only the uid's. */
   | { t: 'revoke'; uid: Uid; before: number; until: number }
-  | { t: 'join'; group: Group; uid: Uid }
+  /**
+   * With `ref`, the sender waits for a `joined` from each node holding the uid, sent to the
+   * sender's node channel once that node has subscribed to the group's channel.
+   */
+  | { t: 'join'; group: Group; uid: Uid; ref?: string }
+  | { t: 'joined'; ref: string }
   | { t: 'leave'; group: Group; uid: Uid };
 
 /**
@@ -29,10 +34,14 @@ export interface Expiring {
 /** The format version this build writes and reads. */
 export const ENVELOPE_VERSION = 1;
 
-/** Channel names: one per uid and per group (subscribed by interest), one for everyone. */
+/**
+ * Channel names: one per uid and per group (subscribed by interest), one for everyone, and
+ * one per node (for answers to that node).
+ */
 export const channel = {
   uid: (uid: Uid): string => `uidpush:u:${uid}`,
   group: (group: Group): string => `uidpush:g:${group}`,
+  node: (node: string): string => `uidpush:n:${node}`,
   all: 'uidpush:all',
 } as const;
 
@@ -100,6 +109,11 @@ export function decodeEnvelope(text: string): Decoded {
       fits = nonEmpty(e.uid) && Number.isFinite(e.before) && Number.isFinite(e.until);
       break;
     case 'join':
+      fits = nonEmpty(e.group) && nonEmpty(e.uid) && (e.ref === undefined || nonEmpty(e.ref));
+      break;
+    case 'joined':
+      fits = nonEmpty(e.ref);
+      break;
     case 'leave':
       fits = nonEmpty(e.group) && nonEmpty(e.uid);
       break;

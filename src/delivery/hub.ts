@@ -1,11 +1,9 @@
 import { CloseCode, fitsCloseReason, MAX_CLOSE_REASON_BYTES } from '../core/close-codes.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
-import { joined, type GroupLimits } from '../core/limits.js';
-import type { GroupInfo, PushResult, UidPage } from '../core/service.js';
+import type { PushResult } from '../core/service.js';
 import type { Data, Group, Uid } from '../core/types.js';
 import type { Codec } from '../protocol/codec.js';
 import type { Scope } from '../protocol/json-v1.js';
-import { GroupIndex } from '../registry/groups.js';
 import type { Registry } from '../registry/registry.js';
 import { PushFrames } from './push-frames.js';
 
@@ -22,6 +20,12 @@ export interface Recipient {
   writeFrame(frame: Buffer): boolean;
   /** Starts the closing handshake with `code` and `reason`. */
   close(code: number, reason: string): void;
+  /**
+   * Set by the node once the connection may receive pushes: after its login reply, which
+   * waits until a push sent through any node reaches it. A bound connection that is not
+   * attached yet is skipped, so nothing reaches a client before its login reply.
+   */
+  attached: boolean;
 }
 
 /**
@@ -46,11 +50,6 @@ export interface HubOptions<C extends Recipient = Recipient> {
   slowConsumerPolicy: SlowConsumerPolicy;
   /** Called when the slow-consumer policy closed or skipped a connection. */
   onSlowConsumer?: ((conn: C, uid: Uid | undefined) => void) | undefined;
-  /**
-   * Caps on joins. Unset: none, as for a cluster node's hub, which mirrors only its local
-   * members while the broker's store enforces the caps for the whole cluster.
-   */
-  groupLimits?: GroupLimits | undefined;
 }
 
 /** Delivery counters, monotonic since the hub was made. */
@@ -83,7 +82,6 @@ export class Hub<C extends Recipient = Recipient> {
   readonly #maxBufferedBytes: number;
   readonly #policy: SlowConsumerPolicy;
   readonly #onSlowConsumer: HubOptions<C>['onSlowConsumer'];
-  readonly #groupLimits: GroupLimits;
   readonly #stats: HubStats = {
     framesEncoded: 0,
     framesWritten: 0,
@@ -92,16 +90,18 @@ export class Hub<C extends Recipient = Recipient> {
     slowConsumersClosed: 0,
     offlineDrops: 0,
   };
-  readonly #groups = new GroupIndex();
   readonly #countEncode = (): void => {
     this.#stats.framesEncoded++;
   };
-  // One bound method, not a closure per call, for Registry.forEachOf.
+  // The fan-out in progress, in fields: one bound method for Registry.forEachOf, not a
+  // closure per call. A write can call out (the slow-consumer listener), and a listener
+  // may push; #fanOut saves and restores these around its loop, so a push made during a
+  // fan-out is a fan-out of its own and the outer one goes on where it was.
   #pending: PushFrames | undefined;
   #pendingUid: Uid = '';
   #written = 0;
   readonly #writePending = (conn: C): void => {
-    if (this.#pending === undefined) return;
+    if (this.#pending === undefined || !conn.attached) return;
     if (this.write(conn, this.#pending.frameFor(conn.codec, this.#pendingUid))) this.#written++;
   };
 
@@ -110,7 +110,6 @@ export class Hub<C extends Recipient = Recipient> {
     this.#maxBufferedBytes = options.maxBufferedBytes;
     this.#policy = options.slowConsumerPolicy;
     this.#onSlowConsumer = options.onSlowConsumer;
-    this.#groupLimits = options.groupLimits ?? UNLIMITED;
   }
 
   /** A snapshot of the delivery counters. */
@@ -175,19 +174,20 @@ export class Hub<C extends Recipient = Recipient> {
     const frames = this.#frames(data, from, 'broadcast', null);
     let written = 0;
     for (const conn of this.#registry.connections()) {
-      if (this.write(conn, frames.frameFor(conn.codec, ''))) written++;
+      if (conn.attached && this.write(conn, frames.frameFor(conn.codec, ''))) written++;
     }
     return written;
   }
 
   /**
-   * Pushes `data` to every connection of every member of `group`, encoding it once per
-   * codec. Returns how many members were online and how many connections were written to.
+   * Pushes `data` to every connection of every member of `group` online here (the
+   * registry's group index), encoding it once per codec. Returns how many members were
+   * online here and how many connections were written to.
    */
   publish(group: Group, data: Data, from: Uid | null = null): PushResult {
     let online = 0;
     let connections = 0;
-    const members = this.#groups.members(group);
+    const members = this.#registry.members(group);
     if (members.size === 0) return { online, connections };
     const frames = this.#frames(data, from, 'group', group);
     // Copy: a slow-consumer close during the loop must not disturb the iteration.
@@ -197,51 +197,6 @@ export class Hub<C extends Recipient = Recipient> {
       connections += this.#fanOut(uid, frames);
     }
     return { online, connections };
-  }
-
-  /**
-   * Adds `uid` to `group` (it need not be online). Returns false if it already was.
-   *
-   * @throws UidpushError UIDPUSH_ERR_LIMIT_EXCEEDED when `uid` is in `maxGroupsPerUid`
-   *   groups or `group` has `maxMembersPerGroup` members; nothing is changed then.
-   */
-  join(group: Group, uid: Uid): boolean {
-    return joined(this.#groups.join(group, uid, this.#groupLimits), group, uid, this.#groupLimits);
-  }
-
-  /** Removes `uid` from `group`. Returns false if it was not a member. */
-  leave(group: Group, uid: Uid): boolean {
-    return this.#groups.remove(group, uid);
-  }
-
-  /** Removes `uid` from every group it belongs to. Returns how many it left. */
-  leaveAll(uid: Uid): number {
-    const groups = [...this.#groups.groupsOf(uid)];
-    for (const group of groups) this.#groups.remove(group, uid);
-    return groups.length;
-  }
-
-  /** Whether `uid` is a member of `group`. */
-  isMember(group: Group, uid: Uid): boolean {
-    return this.#groups.has(group, uid);
-  }
-
-  /** The groups `uid` belongs to. */
-  groupsOf(uid: Uid): Group[] {
-    return [...this.#groups.groupsOf(uid)];
-  }
-
-  /** Members of `group`, how many are online, and their connections. */
-  group(group: Group): GroupInfo {
-    const members = this.#groups.members(group);
-    let online = 0;
-    let connections = 0;
-    for (const uid of members) {
-      const n = this.#registry.countOf(uid);
-      if (n > 0) online++;
-      connections += n;
-    }
-    return { group, members: members.size, online, connections };
   }
 
   /**
@@ -259,42 +214,6 @@ export class Hub<C extends Recipient = Recipient> {
       this.#registry.unbind(conn);
       conn.close(CloseCode.Kicked, reason);
     });
-  }
-
-  /**
-   * Lists online uids a page at a time, in the order they came online. A uid that stays
-   * online for the whole scan is returned exactly once while the uid the cursor names stays
-   * online; if it went offline, the scan resumes at the same position, and may skip or
-   * repeat a few uids.
-   *
-   * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT when the cursor was not made here.
-   */
-  uids(options: { cursor?: string | null | undefined; limit?: number | undefined } = {}): UidPage {
-    const limit = Math.max(1, Math.min(options.limit ?? 100, 10_000));
-    const { offset, after } = decodeCursor(options.cursor);
-    let position = 0;
-    let resumeFrom = offset;
-    if (after !== undefined && this.#registry.has(after)) {
-      // Find the named uid; everything after it is new to this scan.
-      for (const uid of this.#registry.uids()) {
-        position++;
-        if (uid === after) break;
-      }
-      resumeFrom = position;
-    }
-    const page: Uid[] = [];
-    position = 0;
-    for (const uid of this.#registry.uids()) {
-      if (position++ < resumeFrom) continue;
-      page.push(uid);
-      if (page.length === limit) break;
-    }
-    const last = page.at(-1);
-    const more = last !== undefined && resumeFrom + page.length < this.#registry.uidCount;
-    return {
-      uids: page,
-      nextCursor: more ? encodeCursor(resumeFrom + page.length, last) : null,
-    };
   }
 
   /**
@@ -317,12 +236,18 @@ export class Hub<C extends Recipient = Recipient> {
   }
 
   #fanOut(uid: Uid, frames: PushFrames): number {
+    const outer = this.#pending;
+    const outerUid = this.#pendingUid;
+    const outerWritten = this.#written;
     this.#pending = frames;
     this.#pendingUid = uid;
     this.#written = 0;
     this.#registry.forEachOf(uid, this.#writePending);
-    this.#pending = undefined;
-    return this.#written;
+    const written = this.#written;
+    this.#pending = outer;
+    this.#pendingUid = outerUid;
+    this.#written = outerWritten;
+    return written;
   }
 
   #slowConsumer(conn: C): void {
@@ -337,28 +262,4 @@ export class Hub<C extends Recipient = Recipient> {
     }
     this.#onSlowConsumer?.(conn, uid);
   }
-}
-
-const UNLIMITED: GroupLimits = { maxGroupsPerUid: Infinity, maxMembersPerGroup: Infinity };
-
-function encodeCursor(offset: number, after: Uid): string {
-  return Buffer.from(JSON.stringify([offset, after])).toString('base64url');
-}
-
-function decodeCursor(cursor: string | null | undefined): { offset: number; after?: Uid } {
-  if (cursor === undefined || cursor === null || cursor === '') return { offset: 0 };
-  try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (
-      Array.isArray(value) &&
-      Number.isSafeInteger(value[0]) &&
-      (value[0] as number) >= 0 &&
-      typeof value[1] === 'string'
-    ) {
-      return { offset: value[0] as number, after: value[1] };
-    }
-  } catch {
-    // fall through to the error below
-  }
-  throw new UidpushError(ProgramErrorCode.InvalidArgument, 'invalid cursor');
 }

@@ -1,4 +1,22 @@
-import type { Uid } from '../core/types.js';
+import type { Group, Uid } from '../core/types.js';
+import { GroupIndex } from './groups.js';
+
+/**
+ * What a registry tells its listeners (the node, metrics, later webhooks). Each is called
+ * synchronously, inside the bind or unbind (or join or leave) that caused it.
+ */
+export interface RegistryListener {
+  /** A uid's connection count here changed, after every bind and unbind (0: none left). */
+  count?(uid: Uid, connections: number): void;
+  /** A uid's first connection here bound (called before `count`). */
+  online?(uid: Uid): void;
+  /** A uid's last connection here unbound (after `count`, and after the uid left its groups here). */
+  offline?(uid: Uid): void;
+  /** A group got its first local member. */
+  groupActive?(group: Group): void;
+  /** A group lost its last local member. */
+  groupIdle?(group: Group): void;
+}
 
 /**
  * The uid <-> connection index. A pure data structure: no I/O, no timers.
@@ -12,14 +30,13 @@ import type { Uid } from '../core/types.js';
 export class Registry<C extends object> {
   readonly #byUid = new Map<Uid, C | Set<C>>();
   readonly #byConn = new Map<C, Uid>();
-  readonly #onCount: ((uid: Uid, connections: number) => void) | undefined;
+  readonly #listeners: RegistryListener[] = [];
+  /** Group membership of the uids online here: the local group-interest index. */
+  readonly #groups = new GroupIndex();
 
-  /**
-   * @param onCount - told a uid's new connection count after every bind and unbind (0: the
-   *   uid went offline), e.g. to subscribe to its channel while it is online here.
-   */
-  constructor(onCount?: (uid: Uid, connections: number) => void) {
-    this.#onCount = onCount;
+  /** Adds a listener; listeners are called in the order they were added. */
+  listen(listener: RegistryListener): void {
+    this.#listeners.push(listener);
   }
 
   /** Number of uids with at least one bound connection. */
@@ -44,12 +61,13 @@ export class Registry<C extends object> {
     const entry = this.#byUid.get(uid);
     if (entry === undefined) {
       this.#byUid.set(uid, conn);
-      this.#onCount?.(uid, 1);
+      for (const l of this.#listeners) l.online?.(uid);
+      this.#count(uid, 1);
       return true;
     }
     if (entry instanceof Set) entry.add(conn);
     else this.#byUid.set(uid, new Set([entry, conn]));
-    this.#onCount?.(uid, this.countOf(uid));
+    this.#count(uid, this.countOf(uid));
     return false;
   }
 
@@ -72,8 +90,58 @@ export class Registry<C extends object> {
         if (only !== undefined) this.#byUid.set(uid, only);
       }
     }
-    this.#onCount?.(uid, this.countOf(uid));
+    const left = this.countOf(uid);
+    this.#count(uid, left);
+    if (left === 0) {
+      for (const group of [...this.#groups.groupsOf(uid)]) this.leave(group, uid);
+      for (const l of this.#listeners) l.offline?.(uid);
+    }
     return uid;
+  }
+
+  #count(uid: Uid, connections: number): void {
+    for (const l of this.#listeners) l.count?.(uid, connections);
+  }
+
+  /**
+   * Records that `uid`, online here, is a member of `group`, so a publish to the group
+   * reaches its connections here. Membership of offline uids is the store's, not this
+   * index's: a uid's groups here go when its last connection does. Returns false if `uid`
+   * is not online here or already was a member.
+   */
+  join(group: Group, uid: Uid): boolean {
+    if (!this.#byUid.has(uid)) return false;
+    const first = this.#groups.members(group).size === 0;
+    if (!this.#groups.add(group, uid)) return false;
+    if (first) for (const l of this.#listeners) l.groupActive?.(group);
+    return true;
+  }
+
+  /** Removes `uid` from `group` here; returns false if it was not a member here. */
+  leave(group: Group, uid: Uid): boolean {
+    if (!this.#groups.remove(group, uid)) return false;
+    if (this.#groups.members(group).size === 0) for (const l of this.#listeners) l.groupIdle?.(group);
+    return true;
+  }
+
+  /** The local members of `group` (live view: do not change the group while iterating). */
+  members(group: Group): ReadonlySet<Uid> {
+    return this.#groups.members(group);
+  }
+
+  /** The groups `uid` is a member of here. */
+  groupsOf(uid: Uid): ReadonlySet<Group> {
+    return this.#groups.groupsOf(uid);
+  }
+
+  /** Whether `uid` is a member of `group` here. */
+  isMember(group: Group, uid: Uid): boolean {
+    return this.#groups.has(group, uid);
+  }
+
+  /** Number of groups with a member online here. */
+  get groupCount(): number {
+    return this.#groups.size;
   }
 
   /** The uid `conn` is bound to, if any. */

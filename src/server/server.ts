@@ -10,23 +10,23 @@ import { InnerTextServer } from '../api/inner-text.js';
 import { TokenCutoffs } from '../auth/cutoffs.js';
 import { TokenVerifier } from '../auth/jwt.js';
 import { ProgramErrorCode, UidpushError, type ErrorCode } from '../core/errors.js';
-import type { BroadcastResult, GroupInfo, PushResult, PushService, ServiceStats, MaybePromise, SessionNode, TokenRevocation, UidPage } from '../core/service.js';
+import type { BroadcastResult, GroupInfo, MaybePromise, PushResult, PushService, ServiceStats, TokenRevocation, UidPage } from '../core/service.js';
 import { silentLogger, type Data, type Group, type Logger, type Uid } from '../core/types.js';
 import { isLoopback } from '../api/api-key.js';
 import { originPolicy } from '../core/origins.js';
-import { Hub } from '../delivery/hub.js';
-import { localRouter, type Router } from '../delivery/router.js';
+import { Hub, type HubStats } from '../delivery/hub.js';
 import { Metrics } from '../metrics/metrics.js';
 import type { Broker } from '../broker/broker.js';
 import { createRedisBroker } from '../broker/redis.js';
 import type { ProcessGroup } from '../broker/ipc.js';
-import { ClusterNode } from './cluster.js';
+import { adapt, localBroker } from '../node/legacy-broker.js';
+import { Node } from '../node/node.js';
 import { groupStats, workerReports, type WorkerReportBody } from './group-stats.js';
 import { fileLimitWarning, openFileLimit } from './file-limit.js';
 import { apiUsesTls, loadTls, loadTlsSync, tlsPaths, type TlsMaterial, type TlsPaths } from './tls.js';
 import { Registry } from '../registry/registry.js';
 import type { Connection } from '../transport/connection.js';
-import type { ConnectionInfo, HubConnection } from '../transport/connection-info.js';
+import type { ConnectionInfo } from '../transport/connection-info.js';
 import { WsTransport } from '../transport/ws-transport.js';
 import {
   authEnabled,
@@ -42,7 +42,8 @@ export interface ServerOptions extends ServerOptionsInput {
   logger?: Logger | undefined;
   /**
    * Joins this server to a cluster through the broker (e.g. a `MemoryCluster` broker, or
-   * the Redis broker that `redis` builds). Without one, the server is a cluster of one.
+   * the Redis broker that `redis` builds). Without one, the server is a cluster of one
+   * (its own broker, with no peers).
    */
   broker?: Broker | undefined;
   /**
@@ -120,17 +121,39 @@ export interface TlsCertificateInfo {
 }
 
 /**
- * A uidpush server: the seed text protocol on a WebSocket port, with the hub to push from
- * the embedding program. Made by {@link createServer}.
+ * What this process alone holds: in a cluster (or under `--workers`), this node's share.
+ * Read-only: pushes, membership and kicks go through the server, which reaches the whole
+ * cluster.
+ */
+export interface LocalView {
+  /** Uids with a logged-in connection to this process. */
+  readonly onlineUids: number;
+  /** Logged-in connections of this process. */
+  readonly connections: number;
+  /** Logged-in connections of `uid` to this process. */
+  connectionsOf(uid: Uid): number;
+  /** Whether `uid` has a logged-in connection to this process. */
+  isOnline(uid: Uid): boolean;
+  /** Delivery counters of this process. */
+  readonly delivery: Readonly<HubStats>;
+}
+
+/** Whether a uid is online, for the whole cluster. */
+export interface Presence {
+  online: boolean;
+  /** Its connections over every node. */
+  connections: number;
+}
+
+/**
+ * A uidpush server: the seed text protocol and uidpush.v1 on a WebSocket port, the server
+ * API, and methods to push from the embedding program. Every method reaches the whole
+ * cluster when the server is in one. Made by {@link createServer}.
  */
 export class UidpushServer extends EventEmitter<ServerEvents> implements PushService {
-  /**
-   * The delivery hub: push to a uid, to uids, broadcast, presence, kick.
-   *
-   * @example
-   * server.hub.sendToUid('alice', 'hello'); // every connection of alice gets "hello"
-   */
-  readonly hub: Hub<HubConnection>;
+  /** What this process alone holds (see {@link LocalView}). */
+  readonly local: LocalView;
+  readonly #hub: Hub<Connection>;
   /** The validated options in force. */
   readonly options: Readonly<ResolvedServerOptions>;
   /** Prometheus metrics of this server (also served on the API's /metrics). */
@@ -145,7 +168,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
   readonly #createdAt = Date.now();
   #state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
   #innerPort: number | undefined;
-  #cluster: ClusterNode | undefined;
+  readonly #node: Node<Connection>;
   readonly #group: ProcessGroup | undefined;
   #closing: Promise<void> | undefined;
   /** Token cut-offs of kicks with `revokeTokens`, read by the verifier on every login. */
@@ -158,14 +181,15 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     this.options = resolveServerOptions(rest);
     this.#log = logger ?? silentLogger;
     this.#group = group;
-    const registry = new Registry<Connection>((uid, connections) => {
-      this.#cluster?.onCount(uid, connections);
-      group?.setLocal(uid, connections);
-    });
-    const groupLimits = { maxGroupsPerUid: this.options.maxGroupsPerUid, maxMembersPerGroup: this.options.maxMembersPerGroup };
-    this.hub = new Hub<HubConnection>(registry, {
-      // In a cluster the store holds the caps; this hub only mirrors local members.
-      groupLimits: broker === undefined && this.options.redis === undefined ? groupLimits : undefined,
+    const registry = new Registry<Connection>();
+    if (group !== undefined) {
+      registry.listen({
+        count: (uid, connections) => {
+          group.setLocal(uid, connections);
+        },
+      });
+    }
+    const hub = new Hub<Connection>(registry, {
       maxBufferedBytes: this.options.maxBufferedBytes,
       slowConsumerPolicy: this.options.slowConsumerPolicy,
       onSlowConsumer: (conn, uid) => {
@@ -173,9 +197,35 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
         this.emit('slowConsumer', conn, uid);
       },
     });
+    this.#hub = hub;
+    this.local = {
+      get onlineUids() {
+        return hub.onlineCount;
+      },
+      get connections() {
+        return hub.connectionCount;
+      },
+      connectionsOf: (uid) => hub.connectionsOf(uid),
+      isOnline: (uid) => hub.isOnline(uid),
+      get delivery() {
+        return hub.stats;
+      },
+    };
+    const clusterBroker =
+      broker ?? (this.options.redis === undefined ? undefined : createRedisBroker(this.options.redis, this.#log, {
+            presenceTtl: this.options.presenceTtl,
+            namespace: this.options.redisNamespace,
+            timeout: this.options.brokerTimeout,
+          }));
+    this.#node = new Node(registry, hub, clusterBroker === undefined ? localBroker() : adapt(clusterBroker), {
+      log: this.#log,
+      cutoffs: this.#cutoffs,
+      limits: { maxGroupsPerUid: this.options.maxGroupsPerUid, maxMembersPerGroup: this.options.maxMembersPerGroup },
+      bounds: { timeout: this.options.brokerTimeout, maxPendingBytes: this.options.brokerMaxPendingBytes },
+    });
     this.#transport = new WsTransport(
-      this.hub,
-      sessionNode(registry, localRouter(this.hub)),
+      hub,
+      this.#node,
       {
         ...this.options,
         clientRights: defaultClientRights(this.options),
@@ -231,19 +281,6 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       this.#tls = { paths, servers: [https], current: certificateInfo(material) };
     }
     this.#transport.attach(this.#http);
-    const clusterBroker =
-      broker ?? (this.options.redis === undefined ? undefined : createRedisBroker(this.options.redis, this.#log, {
-            presenceTtl: this.options.presenceTtl,
-            namespace: this.options.redisNamespace,
-            timeout: this.options.brokerTimeout,
-          }));
-    if (clusterBroker !== undefined) {
-      this.#cluster = new ClusterNode(this.hub, clusterBroker, this.#log, this.#cutoffs, groupLimits, {
-        timeout: this.options.brokerTimeout,
-        maxPendingBytes: this.options.brokerMaxPendingBytes,
-      });
-      this.#transport.setNode(sessionNode(registry, this.#cluster));
-    }
     this.metrics = new Metrics(
       () => this.#localStats(),
       group === undefined
@@ -296,73 +333,95 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     }
   }
 
-  // PushService: what the server API and the inner text port call.
+  // PushService: what the server API and the inner text port call, and the program's
+  // methods: each reaches the whole cluster (published to the other nodes, then delivered
+  // here) and answers for it.
 
-  // In a cluster each of these goes through the cluster node (publish, then deliver
-  // locally) and answers for the whole cluster; alone, the hub answers at once.
+  /**
+   * Pushes `data` to every connection of `uid` (or of each uid), wherever they are
+   * connected; encoded once per protocol.
+   *
+   * @example
+   * await server.push('alice', 'hello'); // every connection of alice gets "hello"
+   */
+  push(uid: Uid | readonly Uid[], data: Data): MaybePromise<PushResult> {
+    return this.#node.pushToUids(typeof uid === 'string' ? [uid] : uid, data);
+  }
 
-  /** Pushes to each uid (encoded once per codec); see {@link Hub.sendToUids}. */
+  /** Pushes to each uid (encoded once per codec); the server API's name of {@link push}. */
   pushToUids(uids: readonly Uid[], data: Data): MaybePromise<PushResult> {
-    return this.#cluster?.pushToUids(uids, data) ?? this.hub.sendToUids(uids, data);
+    return this.#node.pushToUids(uids, data);
   }
 
-  /** Pushes to every logged-in connection; see {@link Hub.broadcast}. */
+  /** Pushes to every logged-in connection of every node. */
   broadcast(data: Data): MaybePromise<BroadcastResult> {
-    return this.#cluster?.broadcast(data) ?? { connections: this.hub.broadcast(data) };
+    return this.#node.broadcast(data);
   }
 
-  /** Pushes to every member of `group`; see {@link Hub.publish}. */
+  /** Pushes to every connection of every member of `group`. */
   publish(group: Group, data: Data): MaybePromise<PushResult> {
-    return this.#cluster?.publish(group, data) ?? this.hub.publish(group, data);
+    return this.#node.publish(group, data);
   }
 
   /**
-   * Adds `uid` to `group`, within `maxGroupsPerUid` and `maxMembersPerGroup`; see
-   * {@link Hub.join}. Over a cap it throws (alone) or rejects (in a cluster) with
-   * UIDPUSH_ERR_LIMIT_EXCEEDED.
+   * Adds `uid` to `group` (it need not be online), within `maxGroupsPerUid` and
+   * `maxMembersPerGroup`. Settles once a publish to the group, through any node, reaches the
+   * uid's connections. Resolves false if it already was a member.
+   *
+   * @throws UidpushError UIDPUSH_ERR_LIMIT_EXCEEDED (a rejection) over a cap.
    */
-  join(group: Group, uid: Uid): MaybePromise<boolean> {
-    return this.#cluster?.join(group, uid) ?? this.hub.join(group, uid);
+  join(group: Group, uid: Uid): Promise<boolean> {
+    return this.#node.join(group, uid);
   }
 
-  /** Removes `uid` from `group`; see {@link Hub.leave}. */
-  leave(group: Group, uid: Uid): MaybePromise<boolean> {
-    return this.#cluster?.leave(group, uid) ?? this.hub.leave(group, uid);
+  /** Removes `uid` from `group`; resolves false if it was not a member. */
+  leave(group: Group, uid: Uid): Promise<boolean> {
+    return this.#node.leave(group, uid);
   }
 
-  /** Removes `uid` from every group it belongs to; see {@link Hub.leaveAll}. */
-  leaveAll(uid: Uid): MaybePromise<number> {
-    return this.#cluster?.leaveAll(uid) ?? this.hub.leaveAll(uid);
+  /** Removes `uid` from every group it belongs to; resolves how many it left. */
+  leaveAll(uid: Uid): Promise<number> {
+    return this.#node.leaveAll(uid);
   }
 
   /** Members, online members and connections of `group`. */
-  groupInfo(group: Group): MaybePromise<GroupInfo> {
-    return this.#cluster?.groupInfo(group) ?? this.hub.group(group);
+  groupInfo(group: Group): Promise<GroupInfo> {
+    return this.#node.groupInfo(group);
   }
 
-  /** Number of logged-in connections of `uid`. */
+  /** Whether `uid` is online, and its connections, over every node. */
+  presence(uid: Uid): MaybePromise<Presence> {
+    const connections = this.#node.connectionsOf(uid);
+    return typeof connections === 'number'
+      ? { online: connections > 0, connections }
+      : connections.then((n) => ({ online: n > 0, connections: n }));
+  }
+
+  /** Number of logged-in connections of `uid`, over every node. */
   connectionsOf(uid: Uid): MaybePromise<number> {
-    return this.#cluster?.connectionsOf(uid) ?? this.hub.connectionsOf(uid);
-  }
-
-  /** A page of online uids; see {@link Hub.uids}. */
-  listUids(cursor: string | null, limit: number): MaybePromise<UidPage> {
-    return this.#cluster?.listUids(cursor, limit) ?? this.hub.uids({ cursor, limit });
+    return this.#node.connectionsOf(uid);
   }
 
   /**
-   * Closes every connection of `uid`, on every node, with 4501; see {@link Hub.kick}. With
-   * `revokeTokens`, first refuses the uid's tokens issued before now (see
-   * {@link revokeTokens}), so the kicked client cannot log in again with the token it holds.
+   * A page of online uids, over every node, in code-point order.
+   *
+   * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for a cursor the server did not make.
    */
-  kick(uid: Uid, reason: string, options: { revokeTokens?: boolean | undefined } = {}): MaybePromise<number> {
-    if (options.revokeTokens !== true) return this.#kick(uid, reason);
-    const revoked = this.revokeTokens(uid);
-    return revoked instanceof Promise ? revoked.then(() => this.#kick(uid, reason)) : this.#kick(uid, reason);
+  listUids(cursor: string | null, limit: number): Promise<UidPage> {
+    return this.#node.listUids(cursor, limit);
   }
 
-  #kick(uid: Uid, reason: string): MaybePromise<number> {
-    return this.#cluster?.kick(uid, reason) ?? this.hub.kick(uid, reason);
+  /**
+   * Closes every connection of `uid`, on every node, with 4501. With `revokeTokens`, first
+   * refuses the uid's tokens issued before now (see {@link revokeTokens}), so the kicked
+   * client cannot log in again with the token it holds.
+   *
+   * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT when `reason` is over 123 bytes.
+   */
+  kick(uid: Uid, reason = 'kicked', options: { revokeTokens?: boolean | undefined } = {}): MaybePromise<number> {
+    if (options.revokeTokens !== true) return this.#node.kick(uid, reason);
+    const revoked = this.revokeTokens(uid);
+    return revoked instanceof Promise ? revoked.then(() => this.#node.kick(uid, reason)) : this.#node.kick(uid, reason);
   }
 
   /**
@@ -377,12 +436,8 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     // iat counts whole seconds: a token minted in the same second as the kick, after it,
     // must stay valid (a backend that kicks, then issues a new token at once).
     const revocation = { before: Math.floor(now / 1000) * 1000, until: now + this.options.revokeTtl };
-    const cluster = this.#cluster;
-    if (cluster === undefined) {
-      this.#cutoffs.add(uid, revocation);
-      return revocation;
-    }
-    return cluster.revokeTokens(uid, revocation).then(() => revocation);
+    const recorded = this.#node.revokeTokens(uid, revocation);
+    return recorded instanceof Promise ? recorded.then(() => revocation) : revocation;
   }
 
   /**
@@ -390,12 +445,12 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
    * reachable and answering within `brokerTimeout`.
    */
   ready(): boolean {
-    return this.#state === 'listening' && (this.#cluster?.isReady() ?? true);
+    return this.#state === 'listening' && this.#node.isReady();
   }
 
   /** This node's id in its cluster, if it is in one. */
   get nodeId(): string | undefined {
-    return this.#cluster?.nodeId;
+    return this.#node.clustered ? this.#node.nodeId : undefined;
   }
 
   /**
@@ -403,22 +458,22 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
    * for the whole cluster, the rest for this server (under `--workers`, its whole group).
    */
   stats(): MaybePromise<ServiceStats> {
-    const cluster = this.#cluster;
     const group = this.#group;
+    const totals = this.#node.clustered ? this.#node.totals() : undefined;
     if (group !== undefined) {
-      return Promise.all([group.gather(), cluster?.totals()]).then(([gathered, totals]) => groupStats(gathered, totals));
+      return Promise.all([group.gather(), totals]).then(([gathered, whole]) => groupStats(gathered, whole));
     }
     const local = this.#localStats();
-    if (cluster === undefined) return local;
-    return cluster.totals().then((t) => ({ ...local, onlineUids: t.onlineUids, connections: t.connections }));
+    if (totals === undefined) return local;
+    return Promise.resolve(totals).then((t) => ({ ...local, onlineUids: t.onlineUids, connections: t.connections }));
   }
 
   /** This process's own counters; `onlineUids` and `connections` are its local ones too. */
   #localStats(): ServiceStats {
-    const hub = this.hub.stats;
+    const hub = this.#hub.stats;
     const transport = this.#transport.stats;
-    const onlineUids = this.hub.onlineCount;
-    const connections = this.hub.connectionCount;
+    const onlineUids = this.#hub.onlineCount;
+    const connections = this.#hub.connectionCount;
     return {
       onlineUids,
       connections,
@@ -431,7 +486,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       bytesOut: hub.bytesWritten,
       dropped: {
         // In a cluster a uid absent here may be online elsewhere: the cluster node counts.
-        offline: this.#cluster?.offlineDrops ?? hub.offlineDrops,
+        offline: this.#node.offlineDrops,
         slow_consumer: hub.framesDropped,
         bad_request: transport.refused.bad_request,
         too_large: transport.refused.too_large,
@@ -441,7 +496,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       closeGraceTerminations: transport.closeGraceTerminations,
       upgradesRefused: transport.upgradesRefused,
       uptimeSeconds: Math.floor((Date.now() - this.#createdAt) / 1000),
-      ...(this.#cluster === undefined ? {} : { broker: this.#cluster.stats }),
+      ...(this.#node.clustered ? { broker: this.#node.stats } : {}),
     };
   }
 
@@ -473,7 +528,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
           cause: err,
         });
       }
-      await this.#cluster?.start();
+      await this.#node.start();
       const { host, port, apiHost, apiPort, innerPort } = this.options;
       await bind('websocket', host, port, () =>
         new Promise<void>((resolve, reject) => {
@@ -579,7 +634,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
     await this.#transport.close(this.options.shutdownGrace);
     this.#http.closeAllConnections();
     await httpClosed;
-    await this.#cluster?.close();
+    await this.#node.close();
     this.#group?.close();
     this.#state = 'closed';
     this.#log.info({}, 'closed');
@@ -661,29 +716,10 @@ function certificateInfo(material: TlsMaterial): TlsCertificateInfo {
  * const server = createServer({ port: 1234 });
  * server.on('login', (conn, uid) => console.log(`${uid} is online`));
  * await server.listen();
- * server.hub.sendToUid('alice', 'hello from the server');
+ * await server.push('alice', 'hello from the server');
  *
  * @throws UidpushError UIDPUSH_ERR_INVALID_CONFIG when an option is invalid.
  */
 export function createServer(options: ServerOptions = {}): UidpushServer {
   return new UidpushServer(options);
-}
-
-/** A client session's node: the registry binds at once; pushes go through `router`. */
-function sessionNode(registry: Registry<Connection>, router: Router): SessionNode<Connection> {
-  return {
-    attach: (conn, uid, attached) => {
-      registry.bind(conn, uid);
-      attached(conn);
-    },
-    detach: (conn) => {
-      registry.unbind(conn);
-    },
-    uidOf: (conn) => registry.uidOf(conn),
-    sendToUid: (uid, data, from, answer) => router.sendToUid(uid, data, from, answer),
-    broadcast: (data, from, answer) => router.broadcast(data, from, answer),
-    publish: (group, data, from, answer) => router.publish(group, data, from, answer),
-    join: (group, uid) => router.join(group, uid),
-    leave: (group, uid) => router.leave(group, uid),
-  };
 }

@@ -43,6 +43,8 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo {
   /** Token bucket of the rate limit: tokens left, and when they were last counted. */
   tokens = 0;
   tokensAt = 0;
+  /** Whether pushes reach it: set by the node once its login reply may be sent. */
+  attached = false;
   /** Until when rate-limit notices are not repeated. */
   quietUntil = 0;
   /** The heartbeat slot this connection lives in. */

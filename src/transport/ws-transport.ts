@@ -24,7 +24,6 @@ import {
 } from '../protocol/json-v1.js';
 import { errorLine, loginReply, parseCommand } from '../protocol/seed-text.js';
 import { Connection, type ConnectionOwner } from './connection.js';
-import type { HubConnection } from './connection-info.js';
 import { ExpiryQueue } from './expiry.js';
 import { Heartbeat } from './heartbeat.js';
 import { setReceiveLimit } from './receive-limit.js';
@@ -107,7 +106,7 @@ const MAX_HELD = 32;
  */
 export class WsTransport implements ConnectionOwner {
   readonly #wss: WebSocketServer;
-  readonly #hub: Hub<HubConnection>;
+  readonly #hub: Hub<Connection>;
   #node: SessionNode<Connection>;
   readonly #options: TransportOptions;
   readonly #events: TransportEvents;
@@ -147,7 +146,7 @@ export class WsTransport implements ConnectionOwner {
   };
 
   constructor(
-    hub: Hub<HubConnection>,
+    hub: Hub<Connection>,
     node: SessionNode<Connection>,
     options: TransportOptions,
     events: TransportEvents,
