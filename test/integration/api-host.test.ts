@@ -81,7 +81,7 @@ describe('keyless server API: Host and Origin checks', () => {
     });
     expect(alice.closeCode).toBeUndefined();
     expect((await call(port, 'GET', '/v1/stats', { host: `127.0.0.1:${port}`, origin: 'http://localhost:5173' })).status).toBe(200);
-    expect(server.hub.sendToUid('alice', 'not kicked')).toBe(1);
+    expect((await server.push('alice', 'not kicked')).connections).toBe(1);
     expect(await alice.next()).toBe('not kicked');
   });
 

@@ -66,7 +66,7 @@ describe('token auth (HS256)', () => {
     alice.send('bob:1');
     alice.send('bob:2');
     expect([await bob.next(), await bob.next()]).toEqual(['1', '2']);
-    expect(server.hub.isOnline('alice')).toBe(true);
+    expect(server.local.isOnline('alice')).toBe(true);
   });
 
   it('replays in order the messages sent while the first-message token is verified', async () => {
@@ -139,7 +139,7 @@ describe('token auth (HS256)', () => {
     c.sendJson({ type: 'ping', id: 'after' });
     expect(await c.nextJson()).toEqual({ type: 'pong', id: 'after' });
     expect(c.closeCode).toBeUndefined();
-    expect(server.hub.isOnline('long')).toBe(true);
+    expect(server.local.isOnline('long')).toBe(true);
   });
 
   it('refuses a refresh with a token for another uid, keeping the connection', async () => {

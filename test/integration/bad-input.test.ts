@@ -83,7 +83,7 @@ describe('bad input', () => {
     const bob = await client(url, 'bob');
     alice.send(`bob:${'x'.repeat(1024 * 1024 + 1)}`);
     expect(await alice.closed()).toBe(1009);
-    expect(server.hub.isOnline('bob')).toBe(true);
+    expect(server.local.isOnline('bob')).toBe(true);
     await bob.nothingFor();
   });
 
@@ -133,7 +133,7 @@ describe('bad input', () => {
     await new Promise((resolve) => raw.once('close', resolve));
     bob.send('bob:still fine');
     expect(await bob.next()).toBe('still fine');
-    expect(server.hub.connectionCount).toBe(1);
+    expect(server.local.connections).toBe(1);
   });
 
   it('answers a plain HTTP request with 426 Upgrade Required', async () => {

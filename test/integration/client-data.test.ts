@@ -106,7 +106,7 @@ describe('nesting limit on the server API', () => {
     it(`answers a deep body on ${route} with 400 bad_request and delivers nothing (${body.length} bytes)`, async () => {
       const { server } = await setup();
       const bystander = await seed('bystander');
-      server.hub.join('room', 'bystander');
+      await server.join('room', 'bystander');
       expect(await post(route, body)).toEqual({
         status: 400,
         body: { error: { code: 'bad_request', message: 'body: data nested deeper than 32 levels' } },

@@ -19,7 +19,7 @@ describe('debug log lines', () => {
     const closed = await log.line('connection closed', { uid: 'alice' });
     expect(closed.level).toBe('debug');
     expect(closed.fields).toEqual({ conn: aliceLogin.fields.conn, uid: 'alice', code: 1000, reason: 'bye', by: 'client' });
-    server.hub.kick('bob', 'account closed');
+    await server.kick('bob', 'account closed');
     expect(await bob.closed()).toBe(4501);
     expect((await log.line('connection closed', { uid: 'bob' })).fields).toMatchObject({ code: 4501, reason: 'account closed', by: 'server' });
   });

@@ -205,7 +205,7 @@ describe('bad requests get a 4xx JSON error and never touch delivery', () => {
   });
   afterEach(async () => {
     await alice.nothingFor(50);
-    expect(started.server.hub.stats.framesWritten).toBe(1); // the login reply only
+    expect(started.server.local.delivery.framesWritten).toBe(1); // the login reply only
   });
 
   const cases: [string, string, string, unknown, { key?: string | null; raw?: string; contentType?: string }, number, string][] = [
@@ -247,7 +247,7 @@ describe('bad requests get a 4xx JSON error and never touch delivery', () => {
     const res = await call(method, path, body, init);
     expect(res.status).toBe(status);
     expect(res.body).toMatchObject({ error: { code, message: expect.any(String) as string } });
-    expect(started.server.hub.isOnline('alice')).toBe(true);
+    expect(started.server.local.isOnline('alice')).toBe(true);
   });
 
   it('lists the allowed methods on a 405', async () => {

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { Hub, type Recipient } from '../../src/delivery/hub.js';
 import { MemoryCluster, type Logger, type ServerOptions, type UidpushServer } from '../../src/index.js';
 import { testBed, waitFor, type TestClient } from '../helpers/clients.js';
 import { innerClient } from '../helpers/inner.js';
@@ -16,7 +17,25 @@ interface Logged {
 const bed = testBed();
 let errors: Logged[] = [];
 
-afterEach(bed.cleanup);
+// The hub is no longer reachable from the server: a bug is injected into every Hub for
+// the test's duration, and each injection is undone after it.
+const restores: (() => void)[] = [];
+function inject<K extends 'write' | 'broadcast' | 'sendToUid' | 'sendToUids'>(
+  method: K,
+  make: (original: Hub[K]) => Hub[K],
+): void {
+  const proto = Hub.prototype as Hub;
+  const original = proto[method];
+  proto[method] = make(original);
+  restores.push(() => {
+    proto[method] = original;
+  });
+}
+
+afterEach(async () => {
+  for (const restore of restores.splice(0).reverse()) restore();
+  await bed.cleanup();
+});
 
 async function setup(options: ServerOptions = {}): Promise<UidpushServer> {
   errors = [];
@@ -93,11 +112,12 @@ describe('last-resort guard on WebSocket connections', () => {
     const server = await setup();
     const bystander = await seed('bystander');
     const { c: victim, id: victimId } = await v1('victim');
-    const write = server.hub.write.bind(server.hub);
-    server.hub.write = (conn, frame) => {
-      if (conn.id === victimId) throw new Error('write bug');
-      return write(conn, frame);
-    };
+    inject('write', (write) =>
+      function (this: Hub, conn, frame) {
+        if ((conn as Recipient & { id?: number }).id === victimId) throw new Error('write bug');
+        return write.call(this, conn, frame);
+      },
+    );
     victim.sendJson({ type: 'ping', id: 1 });
     expect(await victim.closed()).toBe(1011);
     expect(victim.closeReason).toBe('internal error');
@@ -106,7 +126,7 @@ describe('last-resort guard on WebSocket connections', () => {
       'handling a client message failed; answered internal',
       'answering internal failed; closing the connection with 1011',
     ]);
-    expect(server.hub.sendToUid('bystander', 'unaffected')).toBe(1);
+    expect((await server.push('bystander', 'unaffected')).connections).toBe(1);
     expect(await bystander.next()).toBe('unaffected');
   });
 
@@ -125,7 +145,7 @@ describe('last-resort guard on WebSocket connections', () => {
     expect(await viaHandshake.next()).toBe('error: internal internal error');
     expect(await internalErrors(server, 'ws')).toBe(2);
     // Logged in all the same: the listener ran after the binding.
-    expect(server.hub.sendToUid('bad-frame', 'hi')).toBe(1);
+    expect((await server.push('bad-frame', 'hi')).connections).toBe(1);
     expect(await viaFrame.nextJson()).toMatchObject({ type: 'message', data: 'hi' });
   });
 
@@ -140,7 +160,7 @@ describe('last-resort guard on WebSocket connections', () => {
     await waitFor(() => errors.length === 1);
     expect(errors[0]?.msg).toBe('reporting a close failed; answered internal');
     expect(await internalErrors(server, 'ws')).toBe(1);
-    expect(server.hub.isOnline('leaving')).toBe(false);
+    expect(server.local.isOnline('leaving')).toBe(false);
     const other = await seed('other');
     other.send('bystander:after the close');
     expect(await bystander.next()).toBe('after the close');
@@ -149,11 +169,11 @@ describe('last-resort guard on WebSocket connections', () => {
 
 describe('last-resort guard on the server API', () => {
   it('answers 500 internal when a route throws, logs the route, counts it, and serves the next request', async () => {
-    const server = await setup();
+    await setup();
     const bystander = await seed('bystander');
-    server.hub.broadcast = () => {
+    inject('broadcast', () => () => {
       throw new Error('broadcast bug');
-    };
+    });
     const res = await api('/v1/broadcast', '{"data":"x"}');
     expect(res.status).toBe(500);
     expect(await res.json()).toEqual({ error: { code: 'internal', message: 'internal error' } });
@@ -172,11 +192,20 @@ describe('last-resort guard on the inner text port', () => {
   it('answers error internal for a line whose handling throws, and handles the next line', async () => {
     const server = await setup({ innerPort: 0 });
     const bystander = await seed('bystander');
-    const sendToUids = server.hub.sendToUids.bind(server.hub);
-    server.hub.sendToUids = (uids, data) => {
-      if ([...uids].includes('bad')) throw new Error('push bug');
-      return sendToUids(uids, data);
-    };
+    // A push to one uid takes sendToUid, to several sendToUids: both get the bug.
+    inject('sendToUid', (sendToUid) =>
+      function (this: Hub, uid, data, from) {
+        if (uid === 'bad') throw new Error('push bug');
+        return sendToUid.call(this, uid, data, from);
+      },
+    );
+    inject('sendToUids', (sendToUids) =>
+      function (this: Hub, uids, data, from) {
+        const list = [...uids];
+        if (list.includes('bad')) throw new Error('push bug');
+        return sendToUids.call(this, list, data, from);
+      },
+    );
     const port = bed.track(await innerClient(server.address().inner?.port ?? 0));
     port.send('{"uid":"bad"}\n{"uid":"bystander","n":1}\n');
     expect(await port.answer()).toBe('error internal');

@@ -161,10 +161,10 @@ describe('uidpush.v1 frames', () => {
   it('encodes a group publish once per codec for all members', async () => {
     const members = await Promise.all(['a', 'b', 'c'].map((u) => v1(u)));
     const seeds = await Promise.all(['d', 'e'].map((u) => seed(u)));
-    for (const uid of ['a', 'b', 'c', 'd', 'e']) started.server.hub.join('g', uid);
-    const before = started.server.hub.stats.framesEncoded;
-    expect(started.server.hub.publish('g', { x: 1 })).toEqual({ online: 5, connections: 5 });
-    expect(started.server.hub.stats.framesEncoded - before).toBe(2);
+    await Promise.all(['a', 'b', 'c', 'd', 'e'].map((uid) => started.server.join('g', uid)));
+    const before = started.server.local.delivery.framesEncoded;
+    expect(await started.server.publish('g', { x: 1 })).toEqual({ online: 5, connections: 5 });
+    expect(started.server.local.delivery.framesEncoded - before).toBe(2);
     for (const m of members) expect(await m.nextJson()).toMatchObject({ scope: 'group', to: 'g', data: { x: 1 } });
     for (const s of seeds) expect(await s.next()).toBe('{"x":1}');
   });
@@ -246,9 +246,9 @@ describe('both protocols on one server', () => {
   it('delivers server pushes to each in its own form, encoded once per codec', async () => {
     const textual = await seed('u');
     const json = await v1('u');
-    const before = started.server.hub.stats.framesEncoded;
-    started.server.hub.sendToUid('u', { a: 1 });
-    expect(started.server.hub.stats.framesEncoded - before).toBe(2);
+    const before = started.server.local.delivery.framesEncoded;
+    void started.server.push('u', { a: 1 });
+    expect(started.server.local.delivery.framesEncoded - before).toBe(2);
     expect(await textual.next()).toBe('{"a":1}');
     expect(await json.nextJson()).toEqual({ type: 'message', scope: 'uid', from: null, to: 'u', data: { a: 1 } });
   });
@@ -260,11 +260,11 @@ describe('groups', () => {
     bob.sendJson({ type: 'join', id: 1, group: 'fans' });
     await bob.nextJson();
     bob.close();
-    await waitFor(() => !started.server.hub.isOnline('bob'));
-    expect(started.server.hub.isMember('fans', 'bob')).toBe(true);
+    await waitFor(() => !started.server.local.isOnline('bob'));
+    expect(await started.server.groupInfo('fans')).toEqual({ group: 'fans', members: 1, online: 0, connections: 0 });
     bob = await v1('bob');
     const laptop = await seed('bob');
-    expect(started.server.hub.publish('fans', 'welcome back')).toEqual({ online: 1, connections: 2 });
+    expect(await started.server.publish('fans', 'welcome back')).toEqual({ online: 1, connections: 2 });
     expect(await bob.nextJson()).toMatchObject({ scope: 'group', to: 'fans', data: 'welcome back' });
     expect(await laptop.next()).toBe('welcome back');
   });

@@ -92,7 +92,7 @@ describe('kick with revokeTokens, one node', () => {
 
     await loggedIn(a, 'alice', await freshToken('alice'));
     await loggedIn(a, 'bob', await oldToken('bob')); // other uids' tokens are untouched
-    expect(a.server.hub.sendToUid('bob', 'still here')).toBe(2);
+    expect((await a.server.push('bob', 'still here')).connections).toBe(2);
     expect(await bob.next()).toBe('still here');
   });
 
@@ -138,7 +138,7 @@ function clusterCases(name: string, make: () => { broker: () => Broker; store: (
       await loggedIn(b, 'alice', await freshToken('alice'));
       const c = await node({ broker: cluster.broker() });
       await refused(c, token, REVOKED);
-      expect(b.server.hub.sendToUid('bob', 'still here')).toBe(1);
+      expect((await b.server.push('bob', 'still here')).connections).toBe(1);
       expect(await bystander.next()).toBe('still here');
     });
 

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { CloseCode, createServer, UidpushError, type MessageEvent } from '../../src/index.js';
+import { CloseCode, createServer, UidpushError, type MessageEvent, type UidPage } from '../../src/index.js';
 import { connect, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
 
 let started: Started | undefined;
@@ -15,14 +15,14 @@ afterEach(async () => {
   await started?.stop();
 });
 
-describe('hub', () => {
+describe('pushing, presence and kicks from the embedding program', () => {
   it('encodes a broadcast once and writes the same frame to every recipient', async () => {
     started = await startServer();
     const { url, server } = started;
     const members = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((u) => client(url, u)));
-    const before = server.hub.stats;
-    expect(server.hub.broadcast('to everyone')).toBe(5);
-    const after = server.hub.stats;
+    const before = server.local.delivery;
+    expect(await server.broadcast('to everyone')).toEqual({ connections: 5 });
+    const after = server.local.delivery;
     expect(after.framesEncoded - before.framesEncoded).toBe(1);
     expect(after.framesWritten - before.framesWritten).toBe(5);
     for (const m of members) expect(await m.next()).toBe('to everyone');
@@ -34,12 +34,12 @@ describe('hub', () => {
     const a1 = await client(url, 'a');
     const a2 = await client(url, 'a');
     const b = await client(url, 'b');
-    const before = server.hub.stats;
-    expect(server.hub.sendToUids(['a', 'b', 'offline', 'a'], 'hello')).toEqual({
+    const before = server.local.delivery;
+    expect(await server.push(['a', 'b', 'offline', 'a'], 'hello')).toEqual({
       online: 2,
       connections: 3,
     });
-    expect(server.hub.stats.framesEncoded - before.framesEncoded).toBe(1);
+    expect(server.local.delivery.framesEncoded - before.framesEncoded).toBe(1);
     for (const c of [a1, a2, b]) expect(await c.next()).toBe('hello');
   });
 
@@ -47,9 +47,9 @@ describe('hub', () => {
     started = await startServer();
     const { url, server } = started;
     const a = await client(url, 'a');
-    expect(server.hub.sendToUid('a', Buffer.from('bytes as text'))).toBe(1);
+    expect((await server.push('a', Buffer.from('bytes as text'))).connections).toBe(1);
     expect(await a.next()).toBe('bytes as text');
-    expect(server.hub.sendToUid('nobody', 'x')).toBe(0);
+    expect((await server.push('nobody', 'x')).connections).toBe(0);
   });
 
   it('reports presence: isOnline, connectionsOf, onlineCount, connectionCount', async () => {
@@ -59,11 +59,11 @@ describe('hub', () => {
     await client(url, 'a');
     await client(url, 'b');
     await client(url); // not logged in: not counted
-    expect(server.hub.isOnline('a')).toBe(true);
-    expect(server.hub.isOnline('z')).toBe(false);
-    expect(server.hub.connectionsOf('a')).toBe(2);
-    expect(server.hub.onlineCount).toBe(2);
-    expect(server.hub.connectionCount).toBe(3);
+    expect(server.local.isOnline('a')).toBe(true);
+    expect(server.local.isOnline('z')).toBe(false);
+    expect(server.local.connectionsOf('a')).toBe(2);
+    expect(server.local.onlineUids).toBe(2);
+    expect(server.local.connections).toBe(3);
     expect(server.openConnections).toBe(4);
   });
 
@@ -73,13 +73,13 @@ describe('hub', () => {
     const a1 = await client(url, 'a');
     const a2 = await client(url, 'a');
     const b = await client(url, 'b');
-    expect(server.hub.kick('a', 'bye')).toBe(2);
-    expect(server.hub.isOnline('a')).toBe(false);
+    expect(await server.kick('a', 'bye')).toBe(2);
+    expect(server.local.isOnline('a')).toBe(false);
     expect(await a1.closed()).toBe(CloseCode.Kicked);
     expect(await a2.closed()).toBe(CloseCode.Kicked);
     expect(a1.closeReason).toBe('bye');
     expect(b.closeCode).toBeUndefined();
-    expect(server.hub.kick('a')).toBe(0);
+    expect(await server.kick('a')).toBe(0);
   });
 
   it('refuses a kick reason that does not fit a close frame, closing nothing', async () => {
@@ -87,28 +87,29 @@ describe('hub', () => {
     const { url, server } = started;
     const a1 = await client(url, 'a');
     const a2 = await client(url, 'a');
-    expect(() => server.hub.kick('a', 'é'.repeat(62))).toThrow(expect.objectContaining({ code: 'UIDPUSH_ERR_INVALID_ARGUMENT' }));
-    expect(server.hub.connectionsOf('a')).toBe(2);
-    expect(server.hub.kick('a', 'x'.repeat(123))).toBe(2);
+    expect(() => server.kick('a', 'é'.repeat(62))).toThrow(expect.objectContaining({ code: 'UIDPUSH_ERR_INVALID_ARGUMENT' }));
+    expect(server.local.connectionsOf('a')).toBe(2);
+    expect(await server.kick('a', 'x'.repeat(123))).toBe(2);
     expect(await a1.closed()).toBe(CloseCode.Kicked);
     expect(await a2.closed()).toBe(CloseCode.Kicked);
   });
 
-  it('pages through online uids with a cursor', async () => {
+  it('pages through online uids with a cursor, each once, in code-point order', async () => {
     started = await startServer();
     const { url, server } = started;
-    const uids = Array.from({ length: 7 }, (_, i) => `u${i}`);
+    // Logged in out of order: the pages follow the uids' code points, not arrival.
+    const uids = ['u3', 'u0', 'u6', 'Z', 'u1', 'u5', 'u2'];
     for (const u of uids) await client(url, u);
     const seen: string[] = [];
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const page = server.hub.uids({ cursor, limit: 3 });
+      const page: UidPage = await server.listUids(cursor, 3);
       seen.push(...page.uids);
       cursor = page.nextCursor;
       pages++;
     } while (cursor !== null);
-    expect(seen).toEqual(uids);
+    expect(seen).toEqual(['Z', 'u0', 'u1', 'u2', 'u3', 'u5', 'u6']);
     expect(pages).toBe(3);
   });
 
@@ -117,18 +118,18 @@ describe('hub', () => {
     const { url, server } = started;
     const cs = [];
     for (const u of ['a', 'b', 'c', 'd', 'e']) cs.push(await client(url, u));
-    const first = server.hub.uids({ limit: 2 });
+    const first = await server.listUids(null, 2);
     expect(first.uids).toEqual(['a', 'b']);
     cs[0]?.close();
-    await waitFor(() => !server.hub.isOnline('a'));
-    const second = server.hub.uids({ cursor: first.nextCursor, limit: 10 });
+    await waitFor(() => !server.local.isOnline('a'));
+    const second = await server.listUids(first.nextCursor, 10);
     expect(second.uids).toEqual(['c', 'd', 'e']);
     expect(second.nextCursor).toBeNull();
   });
 
   it('refuses an unreadable cursor', async () => {
     started = await startServer();
-    expect(() => started?.server.hub.uids({ cursor: 'not-a-cursor' })).toThrow(UidpushError);
+    await expect(started.server.listUids('not-a-cursor', 10)).rejects.toThrow(UidpushError);
   });
 });
 

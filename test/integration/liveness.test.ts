@@ -30,20 +30,20 @@ describe('slow consumers', () => {
     let fastGot = 0;
     fast.ws.on('message', () => fastGot++);
     // Bounded: 8,000 x 16 KiB = 125 MiB at most, far past any loopback socket buffer.
-    while (server.hub.isOnline('slow') && pushes < 8000) {
-      server.hub.broadcast(chunk);
+    while (server.local.isOnline('slow') && pushes < 8000) {
+      void server.broadcast(chunk);
       pushes++;
       await tick();
     }
-    expect(server.hub.isOnline('slow')).toBe(false);
+    expect(server.local.isOnline('slow')).toBe(false);
     expect(slowEvents).toBe(1);
-    expect(server.hub.stats.slowConsumersClosed).toBe(1);
+    expect(server.local.delivery.slowConsumersClosed).toBe(1);
     // The server held at most the cap for it, not everything that was pushed.
     expect(bufferedAtClose).toBeGreaterThan(0);
     expect(bufferedAtClose).toBeLessThanOrEqual(256 * 1024);
     expect(pushes).toBeLessThan(8000);
     // The healthy client keeps receiving everything, during and after.
-    server.hub.broadcast('after');
+    void server.broadcast('after');
     await waitFor(() => fast.received.at(-1) === 'after', 10_000);
     expect(fastGot).toBe(pushes + 1);
     // Once it reads again, the slow client sees the documented close code.
@@ -59,17 +59,17 @@ describe('slow consumers', () => {
     slow.ws.pause();
     const chunk = 'z'.repeat(16 * 1024);
     let pushes = 0;
-    while (server.hub.stats.framesDropped === 0 && pushes < 8000) {
-      server.hub.sendToUid('slow', chunk);
+    while (server.local.delivery.framesDropped === 0 && pushes < 8000) {
+      void server.push('slow', chunk);
       pushes++;
       await tick();
     }
-    expect(server.hub.stats.framesDropped).toBeGreaterThan(0);
-    expect(server.hub.isOnline('slow')).toBe(true);
+    expect(server.local.delivery.framesDropped).toBeGreaterThan(0);
+    expect(server.local.isOnline('slow')).toBe(true);
     slow.ws.resume();
     // Everything but the dropped frame arrives, after the login reply.
     await waitFor(() => slow.received.length === 1 + pushes - 1, 20_000);
-    expect(server.hub.stats.framesDropped).toBe(1);
+    expect(server.local.delivery.framesDropped).toBe(1);
     expect(slow.closeCode).toBeUndefined();
   }, 60_000);
 });
@@ -82,7 +82,7 @@ describe('heartbeat and timeouts', () => {
     const alive = await client(url, 'alive');
     const closes: { uid: string | undefined; code: number }[] = [];
     server.on('close', (e) => closes.push({ uid: e.uid, code: e.code }));
-    await waitFor(() => !server.hub.isOnline('dead'), 5000);
+    await waitFor(() => !server.local.isOnline('dead'), 5000);
     expect(await dead.closed()).toBe(1006); // terminated: a dead peer gets no close frame
     // The uid goes offline at once; the close event follows when the socket has closed.
     await waitFor(() => closes.length > 0, 5000);
@@ -98,7 +98,7 @@ describe('heartbeat and timeouts', () => {
       };
       alive.ws.on('ping', onPing);
     });
-    expect(server.hub.isOnline('alive')).toBe(true);
+    expect(server.local.isOnline('alive')).toBe(true);
     expect(alive.closeCode).toBeUndefined();
   });
 
@@ -116,7 +116,7 @@ describe('heartbeat and timeouts', () => {
     const member = await client(url, 'member');
     expect(await lurker.closed()).toBe(CloseCode.LoginTimeout);
     expect(lurker.closeReason).toBe('login timeout');
-    expect(server.hub.isOnline('member')).toBe(true);
+    expect(server.local.isOnline('member')).toBe(true);
     expect(member.closeCode).toBeUndefined();
   });
 });

@@ -14,7 +14,7 @@ function apiOf(s: Started): string {
 }
 /** A bystander that must still be served after the hostile input. */
 async function stillServed(s: Started, bystander: TestClient, uid: string): Promise<void> {
-  expect(s.server.hub.sendToUid(uid, 'still here')).toBe(1);
+  expect((await s.server.push(uid, 'still here')).connections).toBe(1);
   expect(await bystander.next()).toBe('still here');
 }
 
@@ -66,7 +66,7 @@ describe('one set of name rules at every entry point', () => {
     const error = await c.nextJson();
     expect(error).toMatchObject({ type: 'error', code: 'bad_request', id: 1 });
     expect(error.message).toMatch(rule);
-    expect(s.server.hub.isOnline(uid)).toBe(false);
+    expect(s.server.local.isOnline(uid)).toBe(false);
     await stillServed(s, bystander, 'bystander');
   });
 
@@ -107,7 +107,7 @@ describe('one set of name rules at every entry point', () => {
     expect(error.message).toMatch(rule);
     expect(await c.closed()).toBe(4502);
     expect(c.closeReason).toMatch(rule);
-    expect(s.server.hub.isOnline(sub)).toBe(false);
+    expect(s.server.local.isOnline(sub)).toBe(false);
     await stillServed(s, bystander, 'bystander');
   });
 

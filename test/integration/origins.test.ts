@@ -70,7 +70,7 @@ describe('WebSocket Origin check, token auth off (the defaults)', () => {
     // Version 8 carries the origin in Sec-WebSocket-Origin; ws still speaks it.
     expect((await rawUpgrade(url, { 'Sec-WebSocket-Origin': 'https://evil.example' })).status).toBe('HTTP/1.1 403 Forbidden');
     expect(server.openConnections).toBe(1);
-    expect(server.hub.sendToUid('alice', 'still here')).toBe(1);
+    expect((await server.push('alice', 'still here')).connections).toBe(1);
     expect(await bystander.next()).toBe('still here');
   });
 
@@ -115,7 +115,7 @@ describe('allowedOrigins', () => {
     ]) {
       expect(await handshake(url, origin), origin).toBe(403);
     }
-    expect(server.hub.sendToUid('bob', 'served')).toBe(1);
+    expect((await server.push('bob', 'served')).connections).toBe(1);
     expect(await bystander.next()).toBe('served');
   });
 

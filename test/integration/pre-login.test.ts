@@ -121,7 +121,7 @@ describe('before login: a small receive limit', () => {
     await waitFor(() => closeCodeIn(r.received()) !== undefined);
     expect(closeCodeIn(r.received())).toBe(1009);
     expect(refused).toEqual(['too_large']);
-    server.hub.sendToUid('bob', 'still served');
+    void server.push('bob', 'still served');
     expect(await bob.next()).toBe('still served');
   });
 
@@ -174,7 +174,7 @@ describe('close grace', () => {
     expect(elapsed).toBeGreaterThanOrEqual(300 + 500);
     expect(elapsed).toBeLessThan(300 + 500 + 1000);
     expect(server.stats()).toMatchObject({ heartbeatCloses: 1, closeGraceTerminations: 1 });
-    server.hub.sendToUid('bob', 'after');
+    void server.push('bob', 'after');
     expect(await bob.next()).toBe('after');
   });
 
@@ -192,9 +192,9 @@ describe('close grace', () => {
     const { url, server } = await setup({ closeGrace: 300 });
     const r = await rawWebSocket(url);
     r.socket.write(maskedText('alice'));
-    await waitFor(() => server.hub.isOnline('alice'));
+    await waitFor(() => server.local.isOnline('alice'));
     const kickedAt = Date.now();
-    expect(server.hub.kick('alice', 'bye')).toBe(1);
+    expect(await server.kick('alice', 'bye')).toBe(1);
     const closedAt = await r.closed;
     expect(closeCodeIn(r.received())).toBe(4501);
     expect(closedAt - kickedAt).toBeGreaterThanOrEqual(300);
@@ -218,7 +218,7 @@ describe('caps at the upgrade', () => {
     const next = await client(url);
     expect(next.ws.readyState).toBe(WebSocket.OPEN);
     expect(server.stats()).toMatchObject({ openConnections: 5, upgradesRefused: { pending: 1, per_ip: 0, handshake_rate: 0 } });
-    server.hub.sendToUid('bob', 'served');
+    void server.push('bob', 'served');
     expect(await bob.next()).toBe('served');
   });
 
@@ -265,7 +265,7 @@ describe('caps at the upgrade', () => {
     await waitFor(() => server.openConnections === 2);
     const again = await client(url, 'again');
     expect(again.ws.readyState).toBe(WebSocket.OPEN);
-    server.hub.sendToUid('other', 'served');
+    void server.push('other', 'served');
     expect(await other.next()).toBe('served');
   });
 
@@ -287,7 +287,7 @@ describe('caps at the upgrade', () => {
     while (back === undefined && Date.now() < deadline) back = await connect(url).catch(() => undefined);
     expect(back?.ws.readyState).toBe(WebSocket.OPEN);
     back?.close();
-    server.hub.sendToUid('bystander', 'served');
+    void server.push('bystander', 'served');
     expect(await bystander.next()).toBe('served');
   });
 });
@@ -312,7 +312,7 @@ describe('a socket half-closed during the handshake', () => {
     expect(closedAt - start).toBeGreaterThanOrEqual(250);
     expect(closedAt - start).toBeLessThan(3000);
     expect(r.received().toString('latin1')).toMatch(/^HTTP\/1.1 408 Request Timeout\r\n[^]*\r\n\r\nuidpush: handshake not received within loginTimeout\n$/);
-    server.hub.sendToUid('bystander', 'still served');
+    void server.push('bystander', 'still served');
     expect(await bystander.next()).toBe('still served');
   });
 

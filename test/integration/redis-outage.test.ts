@@ -121,7 +121,7 @@ describe('a frozen Redis (SIGSTOP)', { timeout: 60_000 }, () => {
       expect(answer.ms, what).toBeLessThan(TIMEOUT + SLACK);
     });
     // Nothing was done: the kicked uid's client is still connected, and /readyz says why.
-    expect(a.server.hub.connectionsOf('here')).toBe(1);
+    expect(a.server.local.connectionsOf('here')).toBe(1);
     expect((await call(a, 'GET', '/readyz')).status).toBe(503);
   });
 

@@ -87,7 +87,7 @@ describe('seed text protocol', () => {
     bob.send('alice:to both');
     expect(await phone.next()).toBe('to both');
     expect(await laptop.next()).toBe('to both');
-    expect(started.server.hub.connectionsOf('alice')).toBe(2);
+    expect(started.server.local.connectionsOf('alice')).toBe(2);
   });
 
   it('keeps the other connections of a uid bound when one closes', async () => {
@@ -95,7 +95,7 @@ describe('seed text protocol', () => {
     const laptop = await client('alice');
     const bob = await client('bob');
     phone.close();
-    await waitFor(() => started.server.hub.connectionsOf('alice') === 1);
+    await waitFor(() => started.server.local.connectionsOf('alice') === 1);
     bob.send('alice:still here');
     expect(await laptop.next()).toBe('still here');
     bob.send('all:everyone');
@@ -105,11 +105,11 @@ describe('seed text protocol', () => {
 
   it('forgets a uid once its last connection closes', async () => {
     const alice = await client('alice');
-    expect(started.server.hub.isOnline('alice')).toBe(true);
+    expect(started.server.local.isOnline('alice')).toBe(true);
     alice.close();
-    await waitFor(() => !started.server.hub.isOnline('alice'));
-    expect(started.server.hub.onlineCount).toBe(0);
-    expect(started.server.hub.connectionCount).toBe(0);
+    await waitFor(() => !started.server.local.isOnline('alice'));
+    expect(started.server.local.onlineUids).toBe(0);
+    expect(started.server.local.connections).toBe(0);
     await waitFor(() => started.server.openConnections === 0);
   });
 

@@ -233,12 +233,12 @@ describe('TLS on the WebSocket port', () => {
     const chunk = 'y'.repeat(16 * 1024);
     let pushes = 0;
     // Bounded: 8,000 x 16 KiB = 125 MiB at most, far past any loopback socket buffer.
-    while (server.hub.isOnline('slow') && pushes < 8000) {
-      server.hub.sendToUid('slow', chunk);
+    while (server.local.isOnline('slow') && pushes < 8000) {
+      void server.push('slow', chunk);
       pushes++;
       await tick();
     }
-    expect(server.hub.isOnline('slow')).toBe(false);
+    expect(server.local.isOnline('slow')).toBe(false);
     expect(bufferedAtClose).toBeGreaterThan(0);
     expect(bufferedAtClose).toBeLessThanOrEqual(256 * 1024);
     slow.ws.resume();

@@ -46,7 +46,7 @@ describe('jwtAudience and jwtIssuer', () => {
     expect(error).toMatchObject({ type: 'error', code: 'unauthorized', message: reason, id: 'a' });
     expect(await c.closed()).toBe(4502);
     expect(c.closeReason).toBe(reason);
-    expect(started.server.hub.sendToUid('bystander', 'still here')).toBe(1);
+    expect((await started.server.push('bystander', 'still here')).connections).toBe(1);
     expect(await bystander.next()).toBe('still here');
   });
 
