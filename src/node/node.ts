@@ -227,7 +227,12 @@ export class Node<C extends Recipient> implements SessionNode<C> {
       // Closed, kicked or moved meanwhile: no reply.
       if (this.#registry.uidOf(conn) !== uid) return;
       conn.attached = true;
-      attached(conn);
+      try {
+        attached(conn);
+      } catch (err) {
+        // The session guards its own callback; this keeps a miss from ending the process.
+        this.#log.error({ err, uid }, 'login reply failed');
+      }
     });
   }
 
@@ -250,7 +255,8 @@ export class Node<C extends Recipient> implements SessionNode<C> {
   }
 
   broadcast(data: Data, from: Uid | null = null, answer = true): MaybePromise<BroadcastResult> {
-    return this.#push({ kind: 'all' }, data, from, answer);
+    const result = this.#push({ kind: 'all' }, data, from, answer);
+    return result instanceof Promise ? result.then(broadcastResult) : broadcastResult(result);
   }
 
   publish(group: Group, data: Data, from: Uid | null = null, answer = true): MaybePromise<PushResult> {
@@ -268,6 +274,9 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     const outcome = await this.#bound(() => this.#broker.membership.addMember(group, uid, this.#limits), 'group join');
     const added = joined(outcome, group, uid, this.#limits);
     const here = this.#joinHere(group, uid);
+    // Alone, a subscription is in effect at once: answer in the same turn as a refusal
+    // would, so a client's joins are answered in the order it sent them.
+    if (!this.#peers) return added;
     await Promise.all([here, this.#spread(group, uid)]);
     return added;
   }
@@ -319,7 +328,11 @@ export class Node<C extends Recipient> implements SessionNode<C> {
   listUids(cursor: string | null, limit: number): Promise<UidPage> {
     // Checked here, before any broker: an error thrown in the primary of --workers
     // crosses IPC as text and would reach the API as a 500.
-    if (cursor !== null) uidOfCursor(cursor);
+    try {
+      if (cursor !== null) uidOfCursor(cursor);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return this.#bound(() => this.#broker.presence.listUids(cursor, limit), 'uid list read');
   }
 
@@ -515,7 +528,12 @@ export class Node<C extends Recipient> implements SessionNode<C> {
       return;
     }
     const others = holders.filter((node) => node !== this.#broker.nodeId);
-    if (others.length === 0) return;
+    if (others.length === 0) {
+      // Still told: a node taking the uid's first connection now may be subscribed
+      // already, yet not in the store's presence.
+      this.#publish(channel.uid(uid), { t: 'join', group, uid });
+      return;
+    }
     const ref = `${this.#broker.nodeId}:${String(this.#nextRef++)}`;
     await new Promise<void>((resolve) => {
       const cancel = this.#deadlines.add(() => {
@@ -688,6 +706,11 @@ export class Node<C extends Recipient> implements SessionNode<C> {
         return;
     }
   }
+}
+
+/** A broadcast answers connections only: `online` means nothing without a target. */
+function broadcastResult({ connections, degraded }: PushResult): BroadcastResult {
+  return degraded === undefined ? { connections } : { connections, degraded };
 }
 
 /** Data as it crosses the wire: text stays text, a Buffer becomes its UTF-8 string. */

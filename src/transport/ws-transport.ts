@@ -714,8 +714,13 @@ export class WsTransport implements ConnectionOwner {
     conn.grants = grants;
     this.#expiries.set(conn, expiresAt);
     this.#node.attach(conn, uid, (attached) => {
-      this.#send(attached, attached.codec === Codec.Seed ? loginReply(uid) : welcomeFrame(uid, attached.id, id));
-      this.#events.login(attached, uid);
+      // Maybe called later (a cluster subscribes first), outside the message's guard.
+      try {
+        this.#send(attached, attached.codec === Codec.Seed ? loginReply(uid) : welcomeFrame(uid, attached.id, id));
+        this.#events.login(attached, uid);
+      } catch (err) {
+        this.#internal(attached, err, id, 'logging in');
+      }
     });
   }
 

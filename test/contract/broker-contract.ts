@@ -9,7 +9,7 @@ export interface ContractNode {
   /** Its server API base URL. */
   api: string;
   /** Pushes from the node itself, without the API (only for nodes in this process). */
-  sendToUid?(uid: string, data: string): number;
+  sendToUid?(uid: string, data: string): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -38,7 +38,7 @@ async function inProcess(broker: Broker | undefined): Promise<ContractNode> {
   return {
     url: started.url,
     api: `http://127.0.0.1:${started.server.address().api?.port ?? 0}`,
-    sendToUid: (uid, data) => started.server.hub.sendToUid(uid, data),
+    sendToUid: async (uid, data) => (await started.server.push(uid, data)).connections,
     stop: () => started.stop(),
   };
 }
@@ -315,7 +315,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
         await presence('local', 1);
         await factory.setDown?.(true);
         try {
-          expect(nodes[0]?.sendToUid?.('local', 'x')).toBe(1);
+          expect(await nodes[0]?.sendToUid?.('local', 'x')).toBe(1);
           local.send('local:still here');
           expect(await local.next()).toBe('x');
           expect(await local.next()).toBe('still here');
