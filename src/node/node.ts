@@ -116,6 +116,8 @@ export class Node<C extends Recipient> implements SessionNode<C> {
   /** Joins waiting for other nodes' `joined`, by reference. */
   readonly #spreads = new Map<string, Spread>();
   #nextRef = 0;
+  /** The presence write of the latest bind or unbind, which a login reply waits for. */
+  #lastWrite: Promise<void> = RESOLVED;
 
   constructor(registry: Registry<C>, hub: Hub<C>, broker: Broker, options: NodeOptions) {
     this.#registry = registry;
@@ -135,7 +137,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
       count: (uid, connections) => {
         // The first count is written once the uid's channel is subscribed (#prepare).
         if (connections > 0 && this.#preparing.has(uid)) return;
-        this.#setLocal(uid, connections);
+        this.#lastWrite = this.#setLocal(uid, connections);
       },
       offline: (uid) => {
         this.#preparing.delete(uid);
@@ -216,14 +218,21 @@ export class Node<C extends Recipient> implements SessionNode<C> {
   // SessionNode: what a client session asks.
 
   attach(conn: C, uid: Uid, attached: (conn: C) => void): void {
+    this.#lastWrite = RESOLVED;
     this.#registry.bind(conn, uid);
-    const preparing = this.#preparing.get(uid);
-    if (preparing === undefined) {
+    // A first connection waits for its channels; a later one, in a cluster, for its count
+    // to be recorded, so that every node's answer counts it once its client is told.
+    const written = this.#lastWrite;
+    const wait =
+      this.#preparing.get(uid)?.ready ??
+      // Bounded: a broker that stalls delays a login reply by the timeout at most.
+      (this.#peers ? this.#deadlines.race(() => written, 'presence write').catch(() => undefined) : undefined);
+    if (wait === undefined) {
       conn.attached = true;
       attached(conn);
       return;
     }
-    void preparing.ready.then(() => {
+    void wait.then(() => {
       // Closed, kicked or moved meanwhile: no reply.
       if (this.#registry.uidOf(conn) !== uid) return;
       conn.attached = true;
@@ -571,8 +580,9 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     this.#broker.unsubscribe(name);
   }
 
-  #setLocal(uid: Uid, connections: number): void {
-    this.#broker.presence.setLocal(uid, connections).catch((err: unknown) => {
+  /** Records this node's count of `uid`; settles (never rejects) once written, or failed. */
+  #setLocal(uid: Uid, connections: number): Promise<void> {
+    return this.#broker.presence.setLocal(uid, connections).catch((err: unknown) => {
       this.#notice('presence', 'cluster: cannot record presence', { err, uid });
     });
   }

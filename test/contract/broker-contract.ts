@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/index.js';
-import { connect, connectV1, startServer, untilReached, type TestClient } from '../helpers/clients.js';
+import { connect, connectV1, startServer, type TestClient } from '../helpers/clients.js';
 
 /** One node of a cluster under test, wherever it runs. */
 export interface ContractNode {
@@ -90,7 +90,16 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       });
       return res.json();
     }
-    /** Waits until every node sees `uid` with `n` connections (presence is eventually consistent). */
+    /**
+     * Checks, at once, that every node sees `uid` with `n` connections: a login reply is sent
+     * only once the connection is counted in every node's answer.
+     */
+    async function present(uid: string, n: number): Promise<void> {
+      for (let i = 0; i < nodes.length; i++) {
+        expect(((await api(i, 'GET', `/v1/users/${uid}`)) as { connections: number }).connections, `node ${i} counts ${uid}`).toBe(n);
+      }
+    }
+    /** Waits until every node sees `uid` with `n` connections: a close is recorded after it happens. */
     async function presence(uid: string, n: number): Promise<void> {
       for (let i = 0; i < nodes.length; i++) {
         const deadline = Date.now() + 5000;
@@ -105,7 +114,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
 
     it('delivers a push sent through any node to the uid on node 0', async () => {
       const alice = await seed(0, 'alice');
-      await presence('alice', 1);
+      await present('alice', 1);
       for (let i = 0; i < nodes.length; i++) {
         expect(await api(i, 'POST', '/v1/push', { uid: 'alice', data: `via ${i}` })).toEqual({ online: 1, connections: 1 });
         expect(await alice.next()).toBe(`via ${i}`);
@@ -113,11 +122,58 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       await alice.nothingFor(100); // exactly once: a node ignores its own messages
     });
 
+    it('reaches a uid through any node as soon as its login reply is sent, with no wait', async () => {
+      // Each login is a uid's first connection on its node; the pushes follow the reply at
+      // once, through every node, so a node still subscribing would lose them.
+      for (let round = 0; round < 5; round++) {
+        for (let at = 0; at < nodes.length; at++) {
+          const uid = `fresh-${round}-${at}`;
+          const c = round % 2 === 0 ? await seed(at, uid) : await v1(at, uid);
+          for (let via = 0; via < nodes.length; via++) {
+            expect(await api(via, 'POST', '/v1/push', { uid, data: `${uid} via ${via}` })).toEqual({ online: 1, connections: 1 });
+          }
+          for (let via = 0; via < nodes.length; via++) {
+            const got = round % 2 === 0 ? await c.next() : ((await c.nextJson()).data as string);
+            expect(got).toBe(`${uid} via ${via}`);
+          }
+        }
+      }
+    });
+
+    it('reaches a member through any node as soon as its join returns, with no wait', async () => {
+      // The member holds a connection on two nodes (where there are two); the join goes
+      // through a third, the publishes through every node right after it returns.
+      for (let round = 0; round < 5; round++) {
+        const uid = `member-${round}`;
+        const group = `room-${round}`;
+        const here = await seed(0, uid);
+        const there = nodes.length > 1 ? await seed(last(), uid) : undefined;
+        if (round % 2 === 0) {
+          expect(await api(round % nodes.length, 'PUT', `/v1/groups/${group}/members/${uid}`)).toMatchObject({ added: true });
+        } else {
+          // A client's own join: its ack is the moment it may count on the group.
+          const self = await v1(0, uid);
+          self.sendJson({ type: 'join', id: 7, group });
+          expect(await self.nextJson()).toMatchObject({ type: 'ack', id: 7 });
+          for (let via = 0; via < nodes.length; via++) {
+            expect(await api(via, 'POST', `/v1/groups/${group}/push`, { data: `${group} via ${via}` })).toMatchObject({ online: 1 });
+          }
+          for (let via = 0; via < nodes.length; via++) expect((await self.nextJson()).data).toBe(`${group} via ${via}`);
+          for (const c of [here, there]) for (let via = 0; via < nodes.length; via++) if (c) expect(await c.next()).toBe(`${group} via ${via}`);
+          continue;
+        }
+        for (let via = 0; via < nodes.length; via++) {
+          expect(await api(via, 'POST', `/v1/groups/${group}/push`, { data: `${group} via ${via}` })).toMatchObject({ online: 1 });
+        }
+        for (const c of [here, there]) for (let via = 0; via < nodes.length; via++) if (c) expect(await c.next()).toBe(`${group} via ${via}`);
+      }
+    });
+
     it('delivers client-to-client across nodes, in both protocols', async () => {
       const sam = await seed(0, 'sam');
       const jo = await v1(last(), 'jo');
-      await presence('jo', 1);
-      await presence('sam', 1);
+      await present('jo', 1);
+      await present('sam', 1);
       sam.send('jo:hi jo');
       expect(await jo.nextJson()).toMatchObject({ scope: 'uid', from: 'sam', to: 'jo', data: 'hi jo' });
       jo.sendJson({ type: 'send', id: 1, to: 'sam', data: { x: 1 } });
@@ -128,7 +184,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
     it('keeps the order of a burst of pushes from one sender across nodes', async () => {
       const to = await seed(last(), 'burst-to');
       const from = await seed(0, 'burst-from');
-      await presence('burst-to', 1);
+      await present('burst-to', 1);
       // Sent in one event-loop turn (within the default burst of 200): brokers that batch a
       // turn's messages must keep their order.
       for (let i = 0; i < 150; i++) from.send(`burst-to:${String(i)}`);
@@ -139,7 +195,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
     it('reaches a uid connected to two nodes on both', async () => {
       const a = await seed(0, 'two');
       const b = await seed(last(), 'two');
-      await presence('two', 2);
+      await present('two', 2);
       expect(await api(0, 'POST', '/v1/push', { uid: 'two', data: 'both' })).toEqual({ online: 1, connections: 2 });
       expect(await a.next()).toBe('both');
       expect(await b.next()).toBe('both');
@@ -147,7 +203,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
 
     it('broadcasts to every node', async () => {
       const conns = await Promise.all(nodes.map((_, i) => seed(i, `b${i}`)));
-      await presence(`b${last()}`, 1);
+      await present(`b${last()}`, 1);
       expect(await api(0, 'POST', '/v1/broadcast', { data: 'all nodes' })).toEqual({ connections: nodes.length });
       for (const c of conns) expect(await c.next()).toBe('all nodes');
       for (const c of conns) await c.nothingFor(30);
@@ -157,10 +213,6 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       const members = await Promise.all(nodes.map((_, i) => v1(i, `m${i}`)));
       const outsider = await seed(0, 'outsider');
       for (let i = 0; i < nodes.length; i++) await api(last() - i, 'PUT', `/v1/groups/crew/members/m${i}`);
-      await untilReached(
-        (probe) => api(last(), 'POST', '/v1/groups/crew/push', { data: probe }),
-        members.map((m) => async (ms) => (await m.nextJson(ms)).data as string),
-      );
       expect(await api(0, 'GET', '/v1/groups/crew')).toEqual({ group: 'crew', members: nodes.length, online: nodes.length, connections: nodes.length });
       expect(await api(last(), 'POST', '/v1/groups/crew/push', { data: 'crew only' })).toEqual({ online: nodes.length, connections: nodes.length });
       for (const m of members) expect(await m.nextJson()).toMatchObject({ scope: 'group', to: 'crew', data: 'crew only' });
@@ -173,9 +225,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       m.close();
       await presence('mover', 0);
       m = await seed(last(), 'mover');
-      await presence('mover', 1);
-      const mover = m;
-      await untilReached((probe) => api(0, 'POST', '/v1/groups/club/push', { data: probe }), [(ms) => mover.next(ms)]);
+      await present('mover', 1);
       await api(0, 'POST', '/v1/groups/club/push', { data: 'welcome back' });
       expect(await m.next()).toBe('welcome back');
     });
@@ -183,7 +233,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
     it('kicks a uid from any node', async () => {
       const a = await seed(0, 'kicked');
       const b = await seed(last(), 'kicked');
-      await presence('kicked', 2);
+      await present('kicked', 2);
       expect(await api(last(), 'POST', '/v1/users/kicked/kick', { reason: 'bye' })).toEqual({ uid: 'kicked', kicked: 2 });
       expect(await a.closed()).toBe(4501);
       expect(await b.closed()).toBe(4501);
@@ -194,8 +244,8 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       await seed(0, 'p1');
       await seed(last(), 'p2');
       await seed(last(), 'p2');
-      await presence('p2', 2);
-      await presence('p1', 1);
+      await present('p2', 2);
+      await present('p1', 1);
       for (let i = 0; i < nodes.length; i++) {
         expect(await api(i, 'GET', '/v1/stats')).toMatchObject({ onlineUids: 2, connections: 3 });
         expect(((await api(i, 'GET', '/v1/users')) as { uids: string[] }).uids.sort()).toEqual(['p1', 'p2']);
@@ -209,8 +259,8 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       for (const [i, uid] of names.entries()) held.set(uid, await seed(i % nodes.length, uid));
       await seed(0, 'shared');
       await seed(last(), 'shared');
-      await presence('shared', 2);
-      for (const uid of names) await presence(uid, 1);
+      await present('shared', 2);
+      for (const uid of names) await present(uid, 1);
       const byBytes = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
       const expected = [...names, 'shared'].sort(byBytes);
 
@@ -240,7 +290,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
 
     it('refuses a malformed uid-list cursor with 400 bad_request on every node, and still serves', async () => {
       const bystander = await seed(0, 'pager');
-      await presence('pager', 1);
+      await present('pager', 1);
       // Not base64url, not canonical base64url (Buffer would skip or round what it cannot
       // read), empty bytes, and bytes that are not UTF-8.
       const forged = ['forged', '%%%', 'a', '_w', 'not-a-cursor', 'x'.repeat(5000)];
@@ -304,7 +354,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
 
     it('forgets a uid on every node once its last connection closes', async () => {
       const c = await seed(last(), 'gone');
-      await presence('gone', 1);
+      await present('gone', 1);
       c.close();
       await presence('gone', 0);
     });
@@ -312,7 +362,7 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
     if (factory.setDown !== undefined) {
       it('delivers locally even when the broker publish fails', async () => {
         const local = await seed(0, 'local');
-        await presence('local', 1);
+        await present('local', 1);
         await factory.setDown?.(true);
         try {
           expect(await nodes[0]?.sendToUid?.('local', 'x')).toBe(1);
