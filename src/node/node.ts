@@ -340,7 +340,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     try {
       if (cursor !== null) uidOfCursor(cursor);
     } catch (err) {
-      return Promise.reject(err as Error);
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     return this.#bound(() => this.#broker.presence.listUids(cursor, limit), 'uid list read');
   }
@@ -511,7 +511,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     await Promise.all(groups.map((group) => this.#joinHere(group, uid)));
     // Connections that came or went while the first count was being written.
     const now = this.#registry.countOf(uid);
-    if (current() && now !== written) this.#setLocal(uid, now);
+    if (current() && now !== written) void this.#setLocal(uid, now);
   }
 
   /** Adds `uid`, if online here, to `group` here; settles once the group's channel is subscribed. */
