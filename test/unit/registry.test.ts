@@ -84,3 +84,87 @@ describe('Registry', () => {
     expect(r.connectionCount).toBe(0);
   });
 });
+
+describe('Registry: counts told to the listener', () => {
+  it('tells each bind and unbind with the uid\'s new count, 0 when it goes offline', () => {
+    const told: [string, number][] = [];
+    const r = new Registry<{ name: string }>((uid, n) => told.push([uid, n]));
+    const [a, b] = [conn('a'), conn('b')];
+    r.bind(a, 'alice');
+    r.bind(b, 'alice');
+    r.unbind(a);
+    r.unbind(b);
+    expect(told).toEqual([
+      ['alice', 1],
+      ['alice', 2],
+      ['alice', 1],
+      ['alice', 0],
+    ]);
+  });
+
+  it('tells nothing for a bind that changes nothing or an unbind of an unbound connection', () => {
+    const told: [string, number][] = [];
+    const r = new Registry<{ name: string }>((uid, n) => told.push([uid, n]));
+    const a = conn('a');
+    r.bind(a, 'alice');
+    r.bind(a, 'alice');
+    r.unbind(conn('stranger'));
+    expect(told).toEqual([['alice', 1]]);
+  });
+
+  it('tells the old uid its loss and the new uid its gain when a connection moves', () => {
+    const told: [string, number][] = [];
+    const r = new Registry<{ name: string }>((uid, n) => told.push([uid, n]));
+    const a = conn('a');
+    r.bind(a, 'alice');
+    r.bind(a, 'bob');
+    expect(told).toEqual([
+      ['alice', 1],
+      ['alice', 0],
+      ['bob', 1],
+    ]);
+  });
+});
+
+describe('Registry: order and counts', () => {
+  it('lists uids in the order they came online, a returning uid last', () => {
+    const r = new Registry<{ name: string }>();
+    const [a, b, c] = [conn('a'), conn('b'), conn('c')];
+    r.bind(a, 'u1');
+    r.bind(b, 'u2');
+    r.bind(c, 'u3');
+    r.unbind(a);
+    r.bind(a, 'u1');
+    expect([...r.uids()]).toEqual(['u2', 'u3', 'u1']);
+  });
+
+  it('keeps a uid in its place while its connection count changes', () => {
+    const r = new Registry<{ name: string }>();
+    const [a, b, c] = [conn('a'), conn('b'), conn('c')];
+    r.bind(a, 'u1');
+    r.bind(b, 'u2');
+    r.bind(c, 'u1');
+    r.unbind(a);
+    expect([...r.uids()]).toEqual(['u1', 'u2']);
+    expect(r.countOf('u1')).toBe(1);
+  });
+
+  it('counts 100,000 connections over 50,000 uids and frees them all', () => {
+    const r = new Registry<{ id: number }>();
+    const conns = Array.from({ length: 100_000 }, (_, id) => ({ id }));
+    for (const c of conns) r.bind(c, `u${String(c.id % 50_000)}`);
+    expect(r.uidCount).toBe(50_000);
+    expect(r.connectionCount).toBe(100_000);
+    expect(r.countOf('u7')).toBe(2);
+    for (const c of conns) r.unbind(c);
+    expect(r.uidCount).toBe(0);
+    expect(r.connectionCount).toBe(0);
+  });
+
+  it('calls nothing for an offline uid', () => {
+    const r = new Registry<{ name: string }>();
+    let calls = 0;
+    expect(r.forEachOf('nobody', () => calls++)).toBe(0);
+    expect(calls).toBe(0);
+  });
+});
