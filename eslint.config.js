@@ -10,21 +10,47 @@ const FOLDERS = ['core', 'protocol', 'registry', 'delivery', 'transport', 'api',
  * the table in docs/architecture.md, which test/unit/docs.test.ts compares with this file.
  * A violation is a lint error, so the architecture cannot drift silently.
  */
-const layer = (dir, allowed) => ({
+const layer = (dir, allowed, extra = { patterns: [], rules: {} }) => ({
   files: [`src/${dir}/**/*.ts`],
   rules: {
     'no-restricted-imports': [
       'error',
       {
-        patterns: FOLDERS.filter((f) => f !== dir && !allowed.includes(f)).map((f) => ({
-          // Not `**/${f}.js`: src/api/auth.ts is api's own, not the auth folder.
-          group: [`**/${f}/*`, `../${f}.js`],
-          message: `src/${dir} must not depend on ${f} (see the layering in docs/architecture.md).`,
-        })),
+        patterns: [
+          ...FOLDERS.filter((f) => f !== dir && !allowed.includes(f)).map((f) => ({
+            // Not `**/${f}.js`: src/api/auth.ts is api's own, not the auth folder.
+            group: [`**/${f}/*`, `../${f}.js`],
+            message: `src/${dir} must not depend on ${f} (see the layering in docs/architecture.md).`,
+          })),
+          ...extra.patterns,
+        ],
       },
     ],
+    ...extra.rules,
   },
 });
+
+/**
+ * `core` is shared with browsers (the client SDK, `ServerFrame`): no node module, no node
+ * global. Bytes are Uint8Array (a Buffer is one, so node callers pass Buffers unchanged).
+ */
+const BROWSER_SAFE = {
+  patterns: [
+    { group: ['node:*'], message: 'src/core is browser-safe: no node: modules (see docs/architecture.md).' },
+    {
+      group: ['buffer', 'events', 'fs', 'net', 'http', 'https', 'os', 'path', 'stream', 'crypto', 'util', 'zlib', 'url'],
+      message: 'src/core is browser-safe: no node modules (see docs/architecture.md).',
+    },
+  ],
+  rules: {
+    'no-restricted-globals': [
+      'error',
+      { name: 'Buffer', message: 'src/core is browser-safe: use Uint8Array (a Buffer is one) and core/utf8.ts.' },
+      { name: 'process', message: 'src/core is browser-safe: no process global.' },
+      { name: 'require', message: 'src/core is ESM and browser-safe.' },
+    ],
+  },
+};
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.scratch/**'] },
@@ -46,7 +72,7 @@ export default tseslint.config(
     files: ['eslint.config.js'],
     extends: [tseslint.configs.disableTypeChecked],
   },
-  layer('core', []),
+  layer('core', [], BROWSER_SAFE),
   layer('protocol', ['core']),
   layer('registry', ['core']),
   layer('delivery', ['core', 'protocol', 'registry']),
