@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /** Every folder of src/; each one's allowed imports are listed below, the rest are errors. */
-const FOLDERS = ['core', 'protocol', 'registry', 'delivery', 'transport', 'api', 'auth', 'broker', 'metrics', 'api-client', 'server', 'cli'];
+const FOLDERS = ['core', 'protocol', 'registry', 'delivery', 'session', 'transport', 'api', 'auth', 'broker', 'metrics', 'api-client', 'server', 'cli'];
 
 /**
  * Module boundaries: src/<dir> may import only the folders in `allowed` (and itself); see
@@ -76,12 +76,13 @@ export default tseslint.config(
   layer('protocol', ['core']),
   layer('registry', ['core']),
   layer('delivery', ['core', 'protocol', 'registry']),
-  layer('transport', ['core', 'protocol', 'registry', 'delivery', 'auth']),
+  layer('session', ['core', 'protocol', 'auth']),
+  layer('transport', ['core', 'protocol', 'registry', 'delivery', 'session', 'auth']),
   layer('api', ['core', 'metrics']),
   layer('auth', ['core']),
   layer('broker', ['core']),
   layer('metrics', ['core']),
   layer('api-client', ['core']),
-  layer('server', ['core', 'protocol', 'registry', 'delivery', 'transport', 'api', 'auth', 'broker', 'metrics']),
-  layer('cli', ['core', 'protocol', 'registry', 'delivery', 'transport', 'api', 'auth', 'broker', 'metrics', 'api-client', 'server']),
+  layer('server', ['core', 'protocol', 'registry', 'delivery', 'session', 'transport', 'api', 'auth', 'broker', 'metrics']),
+  layer('cli', ['core', 'protocol', 'registry', 'delivery', 'session', 'transport', 'api', 'auth', 'broker', 'metrics', 'api-client', 'server']),
 );
