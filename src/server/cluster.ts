@@ -448,7 +448,8 @@ export class ClusterNode implements Router {
   }
 }
 
-/** Data as it crosses the wire: text stays text, a Buffer becomes its UTF-8 string. */
+/** Data as it crosses the wire: text stays text, UTF-8 bytes (a Buffer...) become their string. */
 function toJson(data: Data): JsonValue {
-  return Buffer.isBuffer(data) ? data.toString('utf8') : data;
+  if (!(data instanceof Uint8Array)) return data;
+  return (Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString('utf8');
 }

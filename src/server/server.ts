@@ -27,7 +27,7 @@ import { apiUsesTls, loadTls, loadTlsSync, tlsPaths, type TlsMaterial, type TlsP
 import { Registry } from '../registry/registry.js';
 import type { Connection } from '../transport/connection.js';
 import type { ConnectionInfo, HubConnection } from '../transport/connection-info.js';
-import { WsTransport } from '../transport/ws-transport.js';
+import { WsTransport } from '../transport/ws/server.js';
 import {
   authEnabled,
   defaultClientRights,
