@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { UidIndex } from './uid-order.js';
+import { UidIndex } from '../core/uid-order.js';
 import type { Group, Uid } from '../core/types.js';
 import type { Broker, ClusterStore, UidRevocation } from './broker.js';
 

@@ -3,7 +3,7 @@ import { createClient, createCluster, createSentinel } from '@redis/client';
 import type { UidPage } from '../core/service.js';
 import type { Group, Logger, Uid } from '../core/types.js';
 import type { Broker, ClusterStore, UidRevocation } from './broker.js';
-import { compareUids, cursorAfter, uidOfCursor } from './uid-order.js';
+import { compareUids, cursorAfter, uidOfCursor } from '../core/uid-order.js';
 
 /** Options of the Redis broker. */
 export interface RedisBrokerOptions {

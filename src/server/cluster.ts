@@ -2,7 +2,7 @@ import { boundedStore, Deadlines, InFlight } from '../broker/bounds.js';
 import { channel, decodeEnvelope, encodeEnvelope, encodePushes, type Envelope } from '../broker/envelope.js';
 import type { Broker, ClusterStore } from '../broker/broker.js';
 import type { TokenCutoffs } from '../auth/cutoffs.js';
-import { uidOfCursor } from '../broker/uid-order.js';
+import { uidOfCursor } from '../core/uid-order.js';
 import { joined, type GroupLimits } from '../core/limits.js';
 import { UnavailableError } from '../core/errors.js';
 import type { BroadcastResult, BrokerStats, GroupInfo, PushResult, MaybePromise, TokenRevocation, UidPage } from '../core/service.js';
