@@ -38,7 +38,17 @@ export { ErrorCode, ProgramErrorCode, UidpushError, UnavailableError } from './c
 export type { Uid, Payload, Logger } from './core/types.js';
 export { loginReply, errorLine, BROADCAST_UID } from './protocol/seed-text.js';
 export { checkName, checkUid, checkGroup, type NameKind } from './core/names.js';
-export type { Broker, ClusterStore } from './broker/broker.js';
+export type {
+  Broker,
+  BrokerStores,
+  PresenceStore,
+  MembershipStore,
+  RevocationStore,
+  UidRevocation,
+  // eslint-disable-next-line @typescript-eslint/no-deprecated -- kept for programs written before the split
+  ClusterStore,
+} from './broker/broker.js';
+export { LocalBroker } from './broker/local.js';
 export { MemoryCluster } from './broker/memory.js';
-export { createRedisBroker, type RedisBrokerOptions } from './broker/redis.js';
+export { createRedisBroker, type RedisBrokerOptions } from './broker/redis/broker.js';
 export { type Envelope, ENVELOPE_VERSION } from './broker/envelope.js';
