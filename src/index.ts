@@ -35,6 +35,16 @@ export type { ConnectionInfo } from './transport/connection-info.js';
 export { CloseCode, mayReconnect } from './core/close-codes.js';
 export { ErrorCode, ProgramErrorCode, UidpushError, UnavailableError } from './core/errors.js';
 export type { Uid, Payload, Logger } from './core/types.js';
-export type { Broker, ClusterStore } from './broker/broker.js';
+export type {
+  Broker,
+  BrokerStores,
+  PresenceStore,
+  MembershipStore,
+  RevocationStore,
+  UidRevocation,
+  // eslint-disable-next-line @typescript-eslint/no-deprecated -- kept for programs written before the split
+  ClusterStore,
+} from './broker/broker.js';
+export { LocalBroker } from './broker/local.js';
 export { MemoryCluster } from './broker/memory.js';
-export { createRedisBroker, type RedisBrokerOptions } from './broker/redis.js';
+export { createRedisBroker, type RedisBrokerOptions } from './broker/redis/broker.js';

@@ -1,8 +1,8 @@
-import { boundedStore, Deadlines, InFlight } from '../broker/bounds.js';
+import { boundedStores, Deadlines, InFlight } from '../broker/bounds.js';
 import { channel, decodeEnvelope, encodeEnvelope, encodePushes, type Envelope } from '../broker/envelope.js';
-import type { Broker, ClusterStore } from '../broker/broker.js';
+import type { Broker, BrokerStores } from '../broker/broker.js';
 import type { TokenCutoffs } from '../auth/cutoffs.js';
-import { uidOfCursor } from '../broker/uid-order.js';
+import { uidOfCursor } from '../core/uid-order.js';
 import { joined, type GroupLimits } from '../core/limits.js';
 import { UnavailableError } from '../core/errors.js';
 import type { BroadcastResult, BrokerStats, GroupInfo, PushResult, MaybePromise, TokenRevocation, UidPage } from '../core/service.js';
@@ -50,7 +50,7 @@ export const CUTOFF_RELOAD_MS = 10_000;
 export class ClusterNode implements Router {
   readonly #hub: Hub<HubConnection>;
   readonly #broker: Broker;
-  readonly #store: ClusterStore;
+  readonly #store: BrokerStores;
   readonly #log: Logger;
   readonly #timeout: number;
   readonly #deadlines: Deadlines;
@@ -81,7 +81,7 @@ export class ClusterNode implements Router {
     this.#timeout = bounds.timeout;
     this.#deadlines = new Deadlines(bounds.timeout);
     this.#inFlight = new InFlight(bounds.maxPendingBytes, bounds.timeout);
-    this.#store = boundedStore(broker.store, this.#deadlines);
+    this.#store = boundedStores(broker, this.#deadlines);
   }
 
   /** What waits for the broker now, and what its bounds refused or dropped so far. */
@@ -108,7 +108,7 @@ export class ClusterNode implements Router {
   }
 
   async start(): Promise<void> {
-    this.#broker.subscribe(channel.all);
+    this.#subscribe(channel.all);
     await this.#broker.start((_channel, message) => {
       this.#onMessage(message);
     });
@@ -124,7 +124,7 @@ export class ClusterNode implements Router {
 
   async #loadCutoffs(): Promise<void> {
     this.#cutoffs.prune();
-    for (const { uid, before, until } of await this.#store.revocations()) this.#cutoffs.add(uid, { before, until });
+    for (const { uid, before, until } of await this.#store.revocations.revocations()) this.#cutoffs.add(uid, { before, until });
   }
 
   /** The broker answers, and nothing has waited for it longer than the timeout. */
@@ -140,12 +140,12 @@ export class ClusterNode implements Router {
 
   /** The registry's hook: a uid's connection count here changed. */
   onCount(uid: Uid, connections: number): void {
-    this.#store.setLocal(uid, connections);
+    void this.#store.presence.setLocal(uid, connections);
     if (connections > 0 && !this.#localUids.has(uid)) {
       this.#localUids.add(uid);
-      this.#broker.subscribe(channel.uid(uid));
+      this.#subscribe(channel.uid(uid));
       // Membership lives in the store; take this uid's groups for local delivery.
-      this.#store.groupsOf(uid).then(
+      this.#store.membership.groupsOf(uid).then(
         (groups) => {
           if (!this.#localUids.has(uid)) return;
           for (const group of groups) this.#joinLocal(group, uid);
@@ -182,7 +182,7 @@ export class ClusterNode implements Router {
       this.#checkOffline(absent);
       return local;
     }
-    const counts = this.#store.connections(unique).then((counts) => {
+    const counts = this.#store.presence.connections(unique).then((counts) => {
       if (absent.length > 0) this.#countOffline(unique, counts, new Set(absent));
       return { online: counts.filter((n) => n > 0).length, connections: counts.reduce((a, n) => a + n, 0) };
     });
@@ -210,7 +210,7 @@ export class ClusterNode implements Router {
       const times = this.#offlineCheck;
       this.#offlineCheck = new Map();
       const uids = [...times.keys()];
-      this.#store.connections(uids).then(
+      this.#store.presence.connections(uids).then(
         (counts) => {
           this.#countOffline(uids, counts, new Set(uids), times);
         },
@@ -227,7 +227,7 @@ export class ClusterNode implements Router {
     const local = { connections: this.#hub.broadcast(data, from) };
     if (sent === undefined) return this.#unsent(local, local.connections);
     if (!wholeCluster) return local;
-    const total = this.#store.connectionTotal().then((connections) => ({ connections }));
+    const total = this.#store.presence.connectionTotal().then((connections) => ({ connections }));
     return this.#answer([sent], total, local, local.connections);
   }
 
@@ -243,14 +243,14 @@ export class ClusterNode implements Router {
 
   /** @throws UidpushError UIDPUSH_ERR_LIMIT_EXCEEDED when a cap refused the join. */
   async join(group: Group, uid: Uid): Promise<boolean> {
-    const added = joined(await this.#store.addMember(group, uid, this.#limits), group, uid, this.#limits);
+    const added = joined(await this.#store.membership.addMember(group, uid, this.#limits), group, uid, this.#limits);
     this.#publish(channel.uid(uid), { t: 'join', group, uid });
     if (this.#localUids.has(uid)) this.#joinLocal(group, uid);
     return added;
   }
 
   async leave(group: Group, uid: Uid): Promise<boolean> {
-    const removed = await this.#store.removeMember(group, uid);
+    const removed = await this.#store.membership.removeMember(group, uid);
     this.#publish(channel.uid(uid), { t: 'leave', group, uid });
     this.#leaveLocal(group, uid);
     return removed;
@@ -258,7 +258,7 @@ export class ClusterNode implements Router {
 
   /** Removes `uid` from every group it belongs to, cluster-wide; returns how many. */
   async leaveAll(uid: Uid): Promise<number> {
-    const groups = await this.#broker.store.groupsOf(uid);
+    const groups = await this.#broker.membership.groupsOf(uid);
     const left = await Promise.all(groups.map((group) => this.leave(group, uid)));
     return left.filter(Boolean).length;
   }
@@ -266,7 +266,7 @@ export class ClusterNode implements Router {
   // The rest of the PushService, answered from the store.
 
   async kick(uid: Uid, reason: string): Promise<number> {
-    const [connections = 0] = await this.#store.connections([uid]);
+    const [connections = 0] = await this.#store.presence.connections([uid]);
     this.#publish(channel.uid(uid), { t: 'kick', uid, reason });
     this.#hub.kick(uid, reason);
     return connections;
@@ -278,13 +278,13 @@ export class ClusterNode implements Router {
    * know it too: the kicked client may reconnect anywhere).
    */
   async revokeTokens(uid: Uid, revocation: TokenRevocation): Promise<void> {
-    await this.#store.revoke({ uid, ...revocation });
+    await this.#store.revocations.revoke({ uid, ...revocation });
     this.#cutoffs.add(uid, revocation);
     this.#publish(channel.all, { t: 'revoke', uid, before: revocation.before, until: revocation.until });
   }
 
   async connectionsOf(uid: Uid): Promise<number> {
-    const [connections = 0] = await this.#store.connections([uid]);
+    const [connections = 0] = await this.#store.presence.connections([uid]);
     return connections;
   }
 
@@ -293,11 +293,11 @@ export class ClusterNode implements Router {
     // Checked here, before any broker: an error thrown in the primary of --workers
     // crosses IPC as text and would reach the API as a 500.
     if (cursor !== null) uidOfCursor(cursor);
-    return await this.#store.listUids(cursor, limit);
+    return await this.#store.presence.listUids(cursor, limit);
   }
 
   totals(): Promise<{ onlineUids: number; connections: number }> {
-    return this.#store.totals();
+    return this.#store.presence.totals();
   }
 
   /** Two reads in a row, under one deadline: the answer comes within the timeout. */
@@ -306,8 +306,8 @@ export class ClusterNode implements Router {
   }
 
   async #groupInfo(group: Group): Promise<GroupInfo> {
-    const members = await this.#store.members(group);
-    const counts = members.length === 0 ? [] : await this.#store.connections(members);
+    const members = await this.#store.membership.members(group);
+    const counts = members.length === 0 ? [] : await this.#store.presence.connections(members);
     return {
       group,
       members: members.length,
@@ -429,11 +429,18 @@ export class ClusterNode implements Router {
     }
   }
 
+  /** Subscribes; a failure is the broker's to log, the interest stays recorded. */
+  #subscribe(name: string): void {
+    this.#broker.subscribe(name).catch((err: unknown) => {
+      this.#log.debug({ err, channel: name }, 'cluster: subscribe failed');
+    });
+  }
+
   #joinLocal(group: Group, uid: Uid): void {
     if (!this.#hub.join(group, uid)) return;
     const n = (this.#localMembers.get(group) ?? 0) + 1;
     this.#localMembers.set(group, n);
-    if (n === 1) this.#broker.subscribe(channel.group(group));
+    if (n === 1) this.#subscribe(channel.group(group));
   }
 
   #leaveLocal(group: Group, uid: Uid): void {

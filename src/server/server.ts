@@ -18,7 +18,7 @@ import { Hub } from '../delivery/hub.js';
 import { localRouter, type Router } from '../delivery/router.js';
 import { Metrics } from '../metrics/metrics.js';
 import type { Broker } from '../broker/broker.js';
-import { createRedisBroker } from '../broker/redis.js';
+import { createRedisBroker } from '../broker/redis/broker.js';
 import type { ProcessGroup } from '../broker/ipc.js';
 import { ClusterNode } from './cluster.js';
 import { groupStats, workerReports, type WorkerReportBody } from './group-stats.js';
