@@ -28,7 +28,7 @@
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -36,6 +36,7 @@ import { createClient } from '@redis/client';
 import { WebSocket } from 'ws';
 import type { Collected, RunResult } from './clients/paced.js';
 import { ask, now, quantile } from './lib/ipc.js';
+import { describeMachine, machineCpu, machinePct, processCpuSeconds } from './lib/proc.js';
 
 const DEFAULT_RATES = '15000,20000,25000,30000,35000,40000,50000,60000,70000,80000,100000,120000,150000,200000';
 const { values } = parseArgs({
@@ -327,30 +328,8 @@ async function stopServer(server: ServerProc, graceMs = 20_000): Promise<void> {
 // ---------------------------------------------------------------------------------------
 // Measuring processes from outside: CPU time and RSS from /proc and ps.
 
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-
-/** User + system CPU time of a process, in ms; NaN if it cannot be read. */
-function cpuMs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    // Fields after the command name (which may hold spaces): state is field 3.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) / CLK_TCK) * 1000;
-  } catch {
-    return NaN;
-  }
-}
-
-/** The whole box's CPU time (the first line of /proc/stat), in ticks. */
-function boxCpu(): { user: number; system: number; softirq: number; idle: number; total: number } {
-  try {
-    const f = (readFileSync('/proc/stat', 'latin1').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
-    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
-    return { user: user + nice, system: system + irq, softirq, idle: idle + iowait, total: user + nice + system + idle + iowait + irq + softirq + steal };
-  } catch {
-    return { user: NaN, system: NaN, softirq: NaN, idle: NaN, total: NaN };
-  }
-}
+/** User + system CPU time of a process, in ms; NaN if it cannot be read (see lib/proc.ts). */
+const cpuMs = (pid: number): number => processCpuSeconds(pid) * 1000;
 
 /** Resident set size in MiB (ps), NaN if unreadable. */
 function rssMiB(pid: number): number {
@@ -820,19 +799,19 @@ async function workersPart(): Promise<WorkersReport> {
       ['clients', clients.map((c) => c.pid ?? NaN)],
     ];
     const cpuOfGroups = (): number[] => groupsOfPids.map(([, pids]) => pids.map(cpuMs).reduce((a, b) => a + b, 0));
-    let last = { at: now(), cpu: cpuOfGroups(), box: boxCpu(), fds: 0 };
+    let last = { at: now(), cpu: cpuOfGroups(), box: machineCpu(), fds: 0 };
     const progress = setInterval(() => {
       const fds = workers.map(openFds).reduce((a, b) => a + b, 0);
       const at = now();
       const cpu = cpuOfGroups();
-      const box = boxCpu();
+      const box = machineCpu();
       const pct = (a: number, b: number): string => `${(((a - b) / (at - last.at)) * 100).toFixed(0)}%`;
-      const ticks = box.total - last.box.total;
-      const share = (k: 'user' | 'system' | 'softirq' | 'idle'): string => `${(((box[k] - last.box[k]) / ticks) * 100).toFixed(0)}%`;
+      const shares = machinePct(last.box, box);
+      const share = (k: 'user' | 'system' | 'irq' | 'idle'): string => `${(shares[k] / cpus().length).toFixed(0)}%`;
       wlog(
         `${((at - t0) / 1000).toFixed(0)} s: workers hold ${fds} files (+${(((fds - last.fds) / (at - last.at)) * 1000).toFixed(0)}/s); cpu ` +
           groupsOfPids.map(([name], i) => `${name} ${pct(cpu[i] ?? NaN, last.cpu[i] ?? NaN)}`).join(', ') +
-          `; box: user ${share('user')}, system ${share('system')}, softirq ${share('softirq')}, idle ${share('idle')}`,
+          `; box: user ${share('user')}, system ${share('system')}, irq + softirq ${share('irq')}, idle ${share('idle')}`,
       );
       last = { at, cpu, box, fds };
     }, 10_000);
@@ -992,7 +971,7 @@ function workersTable(r: WorkersReport): string {
 
 // ---------------------------------------------------------------------------------------
 
-const machine = `${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+const machine = describeMachine();
 const out: string[] = [`machine: ${machine}`];
 const json: { latency?: LatencyReport[]; workers?: WorkersReport } = {};
 try {

@@ -21,12 +21,13 @@
  * Every loop is bounded in count and time; every process it starts, it ends.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
+import { writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { HttpResult, InnerResult } from './clients/pusher.js';
 import { ask } from './lib/ipc.js';
+import { describeMachine, machineCpu, machinePct } from './lib/proc.js';
 
 const { values } = parseArgs({
   options: {
@@ -130,36 +131,6 @@ const log = (msg: string): void => {
 };
 const cpuUs = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage): number => b.user + b.system - a.user - a.system;
 
-/** Machine-wide CPU time in clock ticks from /proc/stat (Linux): busy, irq + softirq, steal, total. */
-interface MachineCpu {
-  busy: number;
-  irq: number;
-  steal: number;
-  total: number;
-}
-async function machineCpu(): Promise<MachineCpu | undefined> {
-  try {
-    const first = (await readFile('/proc/stat', 'latin1')).split('\n', 1)[0] ?? '';
-    // cpu user nice system idle iowait irq softirq steal guest guest_nice
-    const f = first.trim().split(/\s+/).slice(1, 9).map(Number);
-    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
-    return {
-      busy: user + nice + system + irq + softirq,
-      irq: irq + softirq,
-      steal,
-      total: user + nice + system + idle + iowait + irq + softirq + steal,
-    };
-  } catch {
-    return undefined;
-  }
-}
-/** Busy, irq + softirq and steal time between two readings, in % of one core (200% = both of 2 cores). */
-function machinePct(a: MachineCpu | undefined, b: MachineCpu | undefined): { busy: number; irq: number; steal: number } {
-  if (a === undefined || b === undefined || b.total === a.total) return { busy: NaN, irq: NaN, steal: NaN };
-  const pct = (x: number): number => (x / (b.total - a.total)) * 100 * cpus().length;
-  return { busy: pct(b.busy - a.busy), irq: pct(b.irq - a.irq), steal: pct(b.steal - a.steal) };
-}
-
 interface Stats {
   messagesOut: number;
   dropped: Record<string, number>;
@@ -197,9 +168,9 @@ interface Row {
 
 async function main(): Promise<void> {
   // Anything else running skews every figure: say so up front.
-  const q0 = await machineCpu();
+  const q0 = machineCpu();
   await sleep(1000);
-  const quiet = machinePct(q0, await machineCpu());
+  const quiet = machinePct(q0, machineCpu());
   log(`machine before the run: ${fmt(quiet.busy)}% busy of ${cpus().length * 100}% (steal ${fmt(quiet.steal)}%)`);
   if (quiet.busy > 10) log('WARNING: the machine is not idle; the figures will be low and noisy');
   // BENCH_PROF=<dir> writes a V8 CPU profile of the server (written when it exits).
@@ -321,11 +292,11 @@ async function main(): Promise<void> {
     await drainReceived(); // whatever is left from the warm-up
     const stats0 = await ask<Stats>(server.child, 'stats');
     const [s0, l0, c0] = await cpuAll();
-    const m0 = await machineCpu();
+    const m0 = machineCpu();
     const w0 = performance.now();
     const result = await load();
     const wallMs = performance.now() - w0;
-    const m1 = await machineCpu();
+    const m1 = machineCpu();
     const [s1, l1, c1] = await cpuAll();
     const clientDeliveries = await drainReceived();
     const stats1 = await ask<Stats>(server.child, 'stats');
@@ -444,7 +415,7 @@ async function main(): Promise<void> {
     `N = ${N} logged-in WebSocket clients in ${CLIENT_PROCS} processes; ${DURATION} s per scenario after a ${WARMUP} s warm-up; ` +
       `autocannon ${CONNECTIONS} connections, keep-alive, pipelining ${values.pipelining === 'auto' ? `best of ${PIPELININGS.join('/')} (${SWEEP_DURATION} s each)` : PIPELININGS.join('')}; ` +
       `inner text port: ${INNER_CONNS} connection(s), ${INNER_INFLIGHT} lines in flight each; ${Buffer.byteLength(DATA)}-byte data`,
-    `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`,
+    `machine: ${describeMachine()}`,
     '',
     `| scenario | pipelining | requests/s (lines/s) | uid deliveries/s | answered x batch | client-counted deliveries | check | errors | server CPU % | load gen CPU % | clients CPU % | machine busy % (of ${cpus().length * 100}) | of which not the bench's processes % | latency p50 / p99 (ms) | target | met |`,
     '|---|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---|:---:|',

@@ -7,10 +7,11 @@
  * Usage: npx tsx bench/prelogin.ts [--n 2000] [--concurrency 64]
  * The server and the clients are separate processes. Every loop is bounded.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ask } from './lib/ipc.js';
+import { forkReady, stopChild } from './lib/proc.js';
 
 const { values } = parseArgs({
   options: { n: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '64' } },
@@ -21,26 +22,10 @@ if (!Number.isInteger(N) || N < 1 || N > 10_000) throw new Error('--n: an intege
 if (!Number.isInteger(CONCURRENCY) || CONCURRENCY < 1 || CONCURRENCY > 1000) throw new Error('--concurrency: 1..1000');
 
 const here = import.meta.dirname;
-const children: ChildProcess[] = [];
-function start(script: string, env: Record<string, string> = {}, execArgv: string[] = []): Promise<{ child: ChildProcess; port: number }> {
-  const child = fork(join(here, script), [], {
-    execArgv: ['--import', 'tsx', ...execArgv],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, ...env },
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.once('message', (msg: { port?: number }) => {
-      resolve({ child, port: msg.port ?? 0 });
-    });
-    child.once('exit', (code) => {
-      reject(new Error(`${script} exited with ${String(code)}`));
-    });
-  });
+async function start(script: string, env: Record<string, string> = {}, execArgv: string[] = []): Promise<{ child: ChildProcess; port: number }> {
+  const { child, ready } = await forkReady(join(here, script), { env, execArgv });
+  return { child, port: ready.port ?? 0 };
 }
-process.on('exit', () => {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-});
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const MB = 1024 * 1024;
 
@@ -74,8 +59,8 @@ async function run(label: string, frameBytes: number): Promise<void> {
       `array buffers +${((memory.arrayBuffers - base.arrayBuffers) / MB).toFixed(0)} MB, ${seconds.toFixed(1)} s`,
   );
   await ask(clients.child, 'close');
-  server.child.kill('SIGKILL');
-  clients.child.kill('SIGKILL');
+  await stopChild(server.child);
+  await stopChild(clients.child);
 }
 
 await run('before (1 MiB, the old limit)', MB);

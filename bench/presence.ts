@@ -77,11 +77,11 @@ try {
     brokers.push(broker);
   }
   const t0 = performance.now();
-  for (let i = 0; i < UIDS; i++) brokers[i % NODES]?.store.setLocal(`user${String(i).padStart(7, '0')}`, 1);
-  for (let i = 0; i < SHARED; i++) for (const b of brokers) b.store.setLocal(`shared${String(i)}`, 1);
+  for (let i = 0; i < UIDS; i++) void brokers[i % NODES]?.presence.setLocal(`user${String(i).padStart(7, '0')}`, 1);
+  for (let i = 0; i < SHARED; i++) for (const b of brokers) void b.presence.setLocal(`shared${String(i)}`, 1);
   // Presence is written once per tick; wait until Redis holds all of it.
   const expected = UIDS + SHARED;
-  const store = brokers[0]?.store;
+  const store = brokers[0]?.presence;
   if (store === undefined) throw new Error('no broker');
   for (let i = 0; i < 600; i++) {
     if ((await store.totals()).onlineUids === expected) break;

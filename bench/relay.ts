@@ -60,9 +60,11 @@ async function worker(): Promise<void> {
     }
   });
   if (process.env.RELAY_ROLE === 'sub') {
-    for (let i = 0; i < CHANNELS; i++) broker.subscribe(`u:${String(i)}`);
-    // The subscriptions go out on the next turn; let the primary take them in.
-    setTimeout(() => process.send?.({ relay: 'ready' }), 500);
+    const subscribed: Promise<void>[] = [];
+    for (let i = 0; i < CHANNELS; i++) subscribed.push(broker.subscribe(`u:${String(i)}`));
+    // Ready once the primary has every subscription in effect.
+    await Promise.all(subscribed);
+    process.send?.({ relay: 'ready' });
     return;
   }
   process.on('message', (msg: Note) => {

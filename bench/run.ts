@@ -14,13 +14,13 @@
  *
  * Every loop is bounded in count and time; every process it starts, it ends.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
 import { ask, now, quantile } from './lib/ipc.js';
+import { describeMachine, forkReady, killStarted } from './lib/proc.js';
 
 const { values } = parseArgs({
   options: {
@@ -45,28 +45,11 @@ const BROADCASTS = Number(values.broadcasts);
 const IMPLS = values.only !== undefined ? [values.only] : ['naive', 'uidpush'];
 
 const here = import.meta.dirname;
-const children: ChildProcess[] = [];
 
-function start(script: string, execArgv: string[] = []): Promise<{ child: ChildProcess; port: number }> {
-  const child = fork(join(here, script), [], {
-    execArgv: ['--import', 'tsx', ...execArgv],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.once('message', (msg: { ready: boolean; port?: number }) => {
-      resolve({ child, port: msg.port ?? 0 });
-    });
-    child.once('exit', (code) => {
-      reject(new Error(`${script} exited with ${String(code)}`));
-    });
-  });
+async function start(script: string, execArgv: string[] = []): Promise<{ child: ChildProcess; port: number }> {
+  const { child, ready } = await forkReady(join(here, script), { execArgv });
+  return { child, port: ready.port ?? 0 };
 }
-
-function stopAll(): void {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
-}
-process.on('exit', stopAll);
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -233,7 +216,7 @@ async function bench(impl: string): Promise<Result> {
   const serverExited = new Promise((resolve) => server.child.once('exit', resolve));
   server.child.disconnect();
   await Promise.race([serverExited, sleep(5000)]);
-  stopAll();
+  killStarted();
   await sleep(2000); // let the kernel reap sockets before the next run
   return {
     impl,
@@ -275,7 +258,7 @@ const naive = results.find((r) => r.impl === 'naive');
 const ours = results.find((r) => r.impl === 'uidpush');
 const lines = [
   `N = ${N} connections; ${SENDERS} senders x ${INFLIGHT} in flight, ${TARGETS} targets each, ${DURATION_MS / 1000} s; ${BROADCASTS - 1} broadcasts (median) after 1 warm-up`,
-  `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`,
+  `machine: ${describeMachine()}`,
   '',
   `| figure | ${results.map((r) => r.impl).join(' | ')} |${naive && ours ? ' uidpush / naive |' : ''}`,
   `|---|${results.map(() => '---:').join('|')}|${naive && ours ? '---:|' : ''}`,
@@ -287,5 +270,5 @@ const lines = [
 ];
 process.stdout.write(`${lines.join('\n')}\n`);
 if (values.json !== undefined) await writeFile(values.json, JSON.stringify({ N, results }, null, 2));
-stopAll();
+killStarted();
 process.exit(0);

@@ -2,6 +2,10 @@
  * uidpush: a real-time push server. Clients hold a WebSocket bound to a user id; the
  * embedding program and other clients push to a uid or to everyone.
  *
+ * The public surface only: the server, its options and events, results, errors and codes,
+ * and the brokers an embedder configures. Internals (the hub, the options schema, protocol
+ * and name helpers) are imported from their modules by the package's own code and tests.
+ *
  * @packageDocumentation
  */
 export {
@@ -16,13 +20,8 @@ export {
   type ListenAddress,
   type TlsCertificateInfo,
 } from './server/server.js';
-export {
-  serverOptionsSchema,
-  resolveServerOptions,
-  type ServerOptionsInput,
-  type ResolvedServerOptions,
-} from './server/options.js';
-export { Hub, type HubStats, type SlowConsumerPolicy } from './delivery/hub.js';
+export type { ServerOptionsInput, ResolvedServerOptions } from './server/options.js';
+export type { HubStats, SlowConsumerPolicy } from './delivery/hub.js';
 export type {
   PushService,
   PushResult,
@@ -36,9 +35,16 @@ export type { ConnectionInfo } from './transport/connection-info.js';
 export { CloseCode, mayReconnect } from './core/close-codes.js';
 export { ErrorCode, ProgramErrorCode, UidpushError, UnavailableError } from './core/errors.js';
 export type { Uid, Payload, Logger } from './core/types.js';
-export { loginReply, errorLine, BROADCAST_UID } from './protocol/seed-text.js';
-export { checkName, checkUid, checkGroup, type NameKind } from './core/names.js';
-export type { Broker, ClusterStore } from './broker/broker.js';
+export type {
+  Broker,
+  BrokerStores,
+  PresenceStore,
+  MembershipStore,
+  RevocationStore,
+  UidRevocation,
+  // eslint-disable-next-line @typescript-eslint/no-deprecated -- kept for programs written before the split
+  ClusterStore,
+} from './broker/broker.js';
+export { LocalBroker } from './broker/local.js';
 export { MemoryCluster } from './broker/memory.js';
-export { createRedisBroker, type RedisBrokerOptions } from './broker/redis.js';
-export { type Envelope, ENVELOPE_VERSION } from './broker/envelope.js';
+export { createRedisBroker, type RedisBrokerOptions } from './broker/redis/broker.js';

@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
-import type { Server, Socket } from 'node:net';
+import { Socket, type Server } from 'node:net';
 import type { FastifyHttpOptions, FastifyHttpsOptions, FastifyInstance } from 'fastify';
 import { ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/types.js';
@@ -143,7 +143,8 @@ export function guardApiServer(app: FastifyInstance, limits: ApiConnectionLimits
   capConnections(app.server, limits.maxConnections, log, 'server API');
   app.addHook('onSend', (request, reply, payload, done) => {
     const raw = request.raw;
-    if (!raw.complete) {
+    // An injected request (fastify's inject(), in tests) has no connection to keep or close.
+    if (!raw.complete && raw.socket instanceof Socket) {
       const declared = Number(raw.headers['content-length']);
       if (declared > DRAIN_LIMIT) {
         reply.header('connection', 'close');

@@ -1,26 +1,28 @@
-import Fastify, {
-  type FastifyError,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-  type RouteShorthandOptions,
-} from 'fastify';
-import { fitsCloseReason } from '../core/close-codes.js';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ErrorCode, ProgramErrorCode, UidpushError, UnavailableError } from '../core/errors.js';
 import { exceedsJsonDepth } from '../core/json-depth.js';
 import { isLimitExceeded } from '../core/limits.js';
-import { checkName, type NameKind } from '../core/names.js';
 import { isLocalOrigin, isLoopbackHostHeader } from '../core/origins.js';
 import type { PushService } from '../core/service.js';
-import type { JsonValue, Logger } from '../core/types.js';
+import type { Logger } from '../core/types.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { makeKeyCheck } from './api-key.js';
 import { apiServerOptions, guardApiServer, type ApiConnectionLimits, type ApiTls } from './connection-limits.js';
+import { ApiError, sendError } from './resource.js';
+import { groupsRoutes } from './routes/groups.js';
+import { healthRoutes } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { pushRoutes } from './routes/push.js';
+import { statsRoutes } from './routes/stats.js';
+import { usersRoutes } from './routes/users.js';
+
+/** What the API reports to and serves of the server's metrics. */
+export type ApiMetrics = Pick<Metrics, 'observeApiRequest' | 'internalError' | 'contentType' | 'exposition'>;
 
 /** Options of the server API. */
 export interface ApiOptions {
   service: PushService;
-  metrics: Metrics;
+  metrics: ApiMetrics;
   /**
    * Required on every route but /healthz and /readyz; undefined: no key, and those routes
    * answer only requests whose Host names a loopback address (no foreign Origin).
@@ -41,31 +43,6 @@ export interface ApiOptions {
   logger: Logger;
 }
 
-/** The JSON error body of every failed request. */
-export interface ApiErrorBody {
-  error: { code: ErrorCode; message: string };
-}
-
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
-type Method = (typeof METHODS)[number];
-
-/** A refusal raised inside a handler; the error handler turns it into the JSON body. */
-class ApiError extends Error {
-  readonly status: number;
-  readonly code: ErrorCode;
-
-  constructor(status: number, code: ErrorCode, message: string) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-function sendError(reply: FastifyReply, status: number, code: ErrorCode, message: string): FastifyReply {
-  return reply.code(status).send({ error: { code, message } } satisfies ApiErrorBody);
-}
-
-
 /**
  * Without a key the API is for this machine only, and listening on loopback does not
  * ensure that: a page in a local browser can reach it through a DNS name rebound to
@@ -83,21 +60,12 @@ function refuseForeign(request: FastifyRequest, reply: FastifyReply): FastifyRep
   return undefined;
 }
 
-const dataSchema = {}; // any JSON value
-/** A body of exactly `{ "data": <any JSON> }`. */
-const dataBodySchema = {
-  type: 'object',
-  properties: { data: dataSchema },
-  required: ['data'],
-  additionalProperties: false,
-};
-
 /**
  * Builds the HTTP+JSON server API (fastify) on a {@link PushService}. The caller listens.
  * Routes are documented in docs/http-api.md.
  */
 export function createApi(options: ApiOptions): FastifyInstance {
-  const { service, metrics, maxUids, maxUidLength } = options;
+  const { metrics } = options;
   const log = options.logger;
   const common = {
     logger: false,
@@ -106,7 +74,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
     // A uid in the path is percent-encoded: up to 3 characters per byte.
-    routerOptions: { maxParamLength: maxUidLength * 3 + 16 },
+    routerOptions: { maxParamLength: options.maxUidLength * 3 + 16 },
     // Errors the router raises before a route runs (bad URL encoding 400, a path segment
     // over the limit 414) get the same JSON body as every other error.
     frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
@@ -187,207 +155,15 @@ export function createApi(options: ApiOptions): FastifyInstance {
     sendError(reply, 404, ErrorCode.NotFound, `no route ${request.method} ${request.url.split('?')[0] ?? ''}`);
   });
 
-  /**
-   * Registers a resource's methods, and 405 with an Allow header for every other method.
-   * A public resource (health) needs no API key.
-   */
-  const resource = (
-    url: string,
-    handlers: Partial<Record<Method, RouteShorthandOptions & { handler: (req: FastifyRequest, reply: FastifyReply) => unknown }>>,
-    visibility: { public: boolean } = { public: false },
-  ): void => {
-    const config = { public: visibility.public };
-    const allowed = Object.keys(handlers) as Method[];
-    for (const method of allowed) {
-      const { handler, ...rest } = handlers[method] ?? {};
-      if (handler !== undefined) app.route({ method, url, ...rest, config, handler });
-    }
-    if (allowed.includes('GET')) allowed.push('HEAD'); // fastify answers HEAD for GET routes
-    const others = METHODS.filter((m) => !allowed.includes(m));
-    app.route({
-      method: others,
-      url,
-      config,
-      handler: (request, reply) => {
-        reply.header('allow', allowed.join(', '));
-        return sendError(reply, 405, ErrorCode.MethodNotAllowed, `${request.method} is not allowed on ${url}; use ${allowed.join(', ')}`);
-      },
-    });
-  };
-
-  // The name rules of every entry point (docs/protocol.md, "Names"); `where` is the field.
-  const checkNameAt = (name: string, kind: NameKind, where: string): void => {
-    const refusal = checkName(name, kind, maxUidLength);
-    if (refusal !== undefined) throw new ApiError(400, ErrorCode.BadRequest, `${where}: ${refusal}`);
-  };
-  const checkUid = (uid: string, where: string): void => {
-    checkNameAt(uid, 'uid', where);
-  };
-
-  resource('/healthz', { GET: { handler: () => ({ status: 'ok' }) } }, { public: true });
-  resource(
-    '/readyz',
-    {
-      GET: {
-        handler: (_req, reply) =>
-          service.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'not_ready' }),
-      },
-    },
-    { public: true },
-  );
-  resource('/metrics', {
-    GET: {
-      // Under --workers, the whole group's (Metrics.exposition); 503 if a worker is silent.
-      handler: async (_req, reply) => reply.type(metrics.contentType).send(await metrics.exposition()),
-    },
-  });
-
-  resource('/v1/push', {
-    POST: {
-      schema: {
-        body: {
-          type: 'object',
-          properties: {
-            uid: { type: 'string' },
-            uids: { type: 'array', items: { type: 'string' }, minItems: 1 },
-            data: dataSchema,
-          },
-          required: ['data'],
-          additionalProperties: false,
-        },
-      },
-      handler: (request) => {
-        const body = request.body as { uid?: string; uids?: string[]; data: JsonValue };
-        if ((body.uid === undefined) === (body.uids === undefined)) {
-          throw new ApiError(400, ErrorCode.BadRequest, 'body must have exactly one of uid or uids');
-        }
-        const uids = body.uids ?? [body.uid as string];
-        if (uids.length > maxUids) {
-          throw new ApiError(400, ErrorCode.BadRequest, `body/uids: more than ${maxUids} uids`);
-        }
-        uids.forEach((uid, i) => {
-          checkUid(uid, body.uids === undefined ? 'body/uid' : `body/uids/${i}`);
-        });
-        return service.pushToUids(uids, body.data);
-      },
-    },
-  });
-
-  resource('/v1/broadcast', {
-    POST: {
-      schema: { body: dataBodySchema },
-      handler: (request) => service.broadcast((request.body as { data: JsonValue }).data),
-    },
-  });
-
-  resource('/v1/users', {
-    GET: {
-      schema: {
-        querystring: {
-          type: 'object',
-          properties: {
-            cursor: { type: 'string' },
-            limit: { type: 'string', pattern: '^[0-9]{1,5}$' },
-          },
-          additionalProperties: false,
-        },
-      },
-      handler: (request) => {
-        const query = request.query as { cursor?: string; limit?: string };
-        const limit = query.limit === undefined ? 100 : Number(query.limit);
-        if (limit < 1 || limit > 1000) {
-          throw new ApiError(400, ErrorCode.BadRequest, 'querystring/limit must be between 1 and 1000');
-        }
-        return service.listUids(query.cursor === undefined || query.cursor === '' ? null : query.cursor, limit);
-      },
-    },
-  });
-
-  resource('/v1/users/:uid', {
-    GET: {
-      handler: async (request) => {
-        const { uid } = request.params as { uid: string };
-        checkUid(uid, 'params/uid');
-        const connections = await service.connectionsOf(uid);
-        return { uid, online: connections > 0, connections };
-      },
-    },
-  });
-
-  resource('/v1/users/:uid/groups', {
-    DELETE: {
-      handler: async (request) => {
-        const { uid } = request.params as { uid: string };
-        checkUid(uid, 'params/uid');
-        return { uid, left: await service.leaveAll(uid) };
-      },
-    },
-  });
-
-  resource('/v1/users/:uid/kick', {
-    POST: {
-      schema: {
-        body: {
-          type: ['object', 'null'],
-          properties: { reason: { type: 'string', maxLength: 100 }, revokeTokens: { type: 'boolean' } },
-          additionalProperties: false,
-        },
-      },
-      handler: async (request) => {
-        const { uid } = request.params as { uid: string };
-        checkUid(uid, 'params/uid');
-        const body = request.body as { reason?: string; revokeTokens?: boolean } | null | undefined;
-        const reason = body?.reason ?? 'kicked';
-        if (!fitsCloseReason(reason)) {
-          throw new ApiError(400, ErrorCode.BadRequest, 'body/reason: longer than 123 bytes');
-        }
-        if (body?.revokeTokens !== true) return { uid, kicked: await service.kick(uid, reason) };
-        // The cut-off first: a client closed by the kick and reconnecting at once is refused.
-        const revoked = await service.revokeTokens(uid);
-        return { uid, kicked: await service.kick(uid, reason), revoked };
-      },
-    },
-  });
-
-  resource('/v1/stats', {
-    GET: { handler: () => service.stats() },
-  });
-
-  const groupParams = (request: FastifyRequest): { group: string; uid?: string } => {
-    const params = request.params as { group: string; uid?: string };
-    checkNameAt(params.group, 'group', 'params/group');
-    if (params.uid !== undefined) checkUid(params.uid, 'params/uid');
-    return params;
-  };
-
-  resource('/v1/groups/:group', {
-    GET: { handler: (request) => service.groupInfo(groupParams(request).group) },
-  });
-
-  resource('/v1/groups/:group/members/:uid', {
-    PUT: {
-      handler: async (request) => {
-        const { group, uid = '' } = groupParams(request);
-        return { group, uid, added: await service.join(group, uid) };
-      },
-    },
-    DELETE: {
-      handler: async (request) => {
-        const { group, uid = '' } = groupParams(request);
-        return { group, uid, removed: await service.leave(group, uid) };
-      },
-    },
-  });
-
-  resource('/v1/groups/:group/push', {
-    POST: {
-      schema: { body: dataBodySchema },
-      handler: (request) => {
-        const { group } = groupParams(request);
-        return service.publish(group, (request.body as { data: JsonValue }).data);
-      },
-    },
-  });
+  // One plugin per resource, each in its own encapsulated context: the hooks and handlers
+  // above are the root's, so every plugin inherits the key check, metrics and error mapping.
+  const { service, maxUids, maxUidLength } = options;
+  app.register(healthRoutes, { service });
+  app.register(metricsRoutes, { metrics });
+  app.register(pushRoutes, { service, maxUids, maxUidLength });
+  app.register(usersRoutes, { service, maxUidLength });
+  app.register(groupsRoutes, { service, maxUidLength });
+  app.register(statsRoutes, { service });
 
   return app;
 }

@@ -1,5 +1,5 @@
 import { UidpushError, UnavailableError } from '../core/errors.js';
-import type { ClusterStore } from './broker.js';
+import type { BrokerStores, MembershipStore, PresenceStore, RevocationStore } from './broker.js';
 
 /**
  * Bounds on what waits for a broker: a deadline on each call, and a cap in bytes and age
@@ -201,23 +201,45 @@ export class InFlight {
 }
 
 /**
- * The store with a deadline on every call: each answers within `deadlines.timeoutMs` or
- * rejects with an {@link UnavailableError}, as does any failure of the store.
+ * The presence store with a deadline on every read: each answers within
+ * `deadlines.timeoutMs` or rejects with an {@link UnavailableError}, as does any failure
+ * of the store. `setLocal` is passed through: a write the store keeps trying itself (Redis
+ * rewrites presence after an outage), on every login, so it gets no deadline of its own.
  */
-export function boundedStore(store: ClusterStore, deadlines: Deadlines): ClusterStore {
+export function boundedPresence(store: PresenceStore, deadlines: Deadlines): PresenceStore {
   return {
-    setLocal: (uid, connections) => {
-      store.setLocal(uid, connections);
-    },
+    setLocal: (uid, connections) => store.setLocal(uid, connections),
     connections: (uids) => deadlines.race(() => store.connections(uids), 'presence read'),
+    holders: (uid) => deadlines.race(() => store.holders(uid), 'presence read'),
     totals: () => deadlines.race(() => store.totals(), 'totals read'),
     connectionTotal: () => deadlines.race(() => store.connectionTotal(), 'connection total read'),
     listUids: (cursor, limit) => deadlines.race(() => store.listUids(cursor, limit), 'uid list read'),
+  };
+}
+
+/** The membership store with a deadline on every call (see {@link boundedPresence}). */
+export function boundedMembership(store: MembershipStore, deadlines: Deadlines): MembershipStore {
+  return {
     addMember: (group, uid, limits) => deadlines.race(() => store.addMember(group, uid, limits), 'group join'),
     removeMember: (group, uid) => deadlines.race(() => store.removeMember(group, uid), 'group leave'),
     members: (group) => deadlines.race(() => store.members(group), 'group read'),
     groupsOf: (uid) => deadlines.race(() => store.groupsOf(uid), 'groups read'),
+  };
+}
+
+/** The revocation store with a deadline on every call (see {@link boundedPresence}). */
+export function boundedRevocations(store: RevocationStore, deadlines: Deadlines): RevocationStore {
+  return {
     revoke: (revocation) => deadlines.race(() => store.revoke(revocation), 'token revocation'),
     revocations: () => deadlines.race(() => store.revocations(), 'token cut-offs read'),
+  };
+}
+
+/** A broker's three stores, each bounded. */
+export function boundedStores(stores: BrokerStores, deadlines: Deadlines): BrokerStores {
+  return {
+    presence: boundedPresence(stores.presence, deadlines),
+    membership: boundedMembership(stores.membership, deadlines),
+    revocations: boundedRevocations(stores.revocations, deadlines),
   };
 }

@@ -5,24 +5,45 @@ import type { Group, Uid } from '../core/types.js';
 /**
  * The seam between local delivery and cluster fan-out. A broker carries envelopes (already
  * serialised) between nodes on named channels, and keeps the state every node must agree
- * on: who is online where, and group membership. It never sees sockets or the registry.
+ * on in three stores by role: who is online where, group membership, token cut-offs. It
+ * never sees sockets or the registry.
  *
  * Order is the caller's: publish to the others, then deliver locally whatever the publish
  * did. A failed publish rejects; the caller logs it and local delivery still happens.
  */
-export interface Broker {
+export interface Broker extends BrokerStores {
   /** This node's id, unique in the cluster. */
   readonly nodeId: string;
+  /**
+   * Whether other nodes may exist. False (a {@link LocalBroker}): nobody would read an
+   * envelope, so the node encodes and publishes none; true for every broker that links
+   * nodes (memory, IPC, Redis).
+   */
+  readonly peers: boolean;
   /** Starts; `onMessage` gets every message on a subscribed channel, own ones included. */
   start(onMessage: (channel: string, message: string) => void): Promise<void>;
+  /** Messages one node publishes on one channel arrive in the order it published them. */
   publish(channel: string, message: string): Promise<void>;
-  /** Subscribes while this node has interest (a local uid, a local group member). */
-  subscribe(channel: string): void;
+  /**
+   * Subscribes while this node has interest (a local uid, a local group member). Resolves
+   * once the subscription is in effect: a message another node publishes after that is
+   * delivered. Called before {@link start}, it resolves once start has made it. Rejects if
+   * the subscription cannot be made; the broker has handled the rejection already, so a
+   * caller that ignores it (`void`) never causes an unhandled rejection.
+   */
+  subscribe(channel: string): Promise<void>;
+  /** Ends the subscription: messages published after it takes effect are not delivered. */
   unsubscribe(channel: string): void;
   /** Whether the broker can reach the other nodes now. */
   isReady(): boolean;
-  readonly store: ClusterStore;
   close(): Promise<void>;
+}
+
+/** The stores of a broker, by role. */
+export interface BrokerStores {
+  readonly presence: PresenceStore;
+  readonly membership: MembershipStore;
+  readonly revocations: RevocationStore;
 }
 
 /** A uid's token cut-off, as the store keeps it. */
@@ -30,12 +51,19 @@ export interface UidRevocation extends TokenRevocation {
   uid: Uid;
 }
 
-/** State shared by every node. */
-export interface ClusterStore {
-  /** Records how many connections `uid` has on this node (0: none). */
-  setLocal(uid: Uid, connections: number): void;
+/** Who is online where, over every live node. */
+export interface PresenceStore {
+  /**
+   * Records how many connections `uid` has on this node (0: none). Resolves once every
+   * node's reads see it; a caller may ignore the promise, which never rejects unhandled.
+   * Called on every login and logout: in-process stores answer with one shared, already
+   * resolved promise.
+   */
+  setLocal(uid: Uid, connections: number): Promise<void>;
   /** Connections of each uid over every live node. */
   connections(uids: readonly Uid[]): Promise<number[]>;
+  /** Ids of the live nodes that hold a connection of `uid`, this one included. */
+  holders(uid: Uid): Promise<string[]>;
   /** Online uids and connections over every live node. */
   totals(): Promise<{ onlineUids: number; connections: number }>;
   /**
@@ -43,8 +71,15 @@ export interface ClusterStore {
    * answers, so it must stay cheap however many uids are online.
    */
   connectionTotal(): Promise<number>;
-  /** Online uids over every live node, a page at a time, in a stable order. */
+  /**
+   * Online uids over every live node, a page at a time, in code-point order with the
+   * cursor of core/uid-order.ts: the same order and cursors in every topology.
+   */
   listUids(cursor: string | null, limit: number): Promise<UidPage>;
+}
+
+/** Group membership, for the whole cluster. */
+export interface MembershipStore {
   /**
    * Adds `uid` to `group` within `limits`, for the whole cluster: an existing membership
    * is never refused, and neither set ever grows past its cap, however many nodes join
@@ -54,11 +89,27 @@ export interface ClusterStore {
   removeMember(group: Group, uid: Uid): Promise<boolean>;
   members(group: Group): Promise<Uid[]>;
   groupsOf(uid: Uid): Promise<Group[]>;
+}
+
+/** Token cut-offs (kicks with `revokeTokens`), for the whole cluster. */
+export interface RevocationStore {
   /**
-   * Records a token cut-off for `uid` (a kick with `revokeTokens`), kept until its
-   * `until`; with one already there, the later of each bound wins.
+   * Records a token cut-off for `uid`, kept until its `until`; with one already there,
+   * the later of each bound wins.
    */
   revoke(revocation: UidRevocation): Promise<void>;
   /** Every cut-off still in force: what a node loads at start, and reloads now and then. */
   revocations(): Promise<UidRevocation[]>;
 }
+
+/**
+ * The three stores in one, as brokers before they were split by role kept them.
+ * @deprecated Use {@link PresenceStore}, {@link MembershipStore}, {@link RevocationStore}.
+ */
+export type ClusterStore = PresenceStore & MembershipStore & RevocationStore;
+
+/**
+ * The one settled promise in-process stores and brokers answer a write with: no promise
+ * is made per call on the single-process path.
+ */
+export const RESOLVED: Promise<void> = Promise.resolve();

@@ -2,7 +2,7 @@ import type { Worker } from 'node:cluster';
 import { UnavailableError } from '../core/errors.js';
 import type { Logger } from '../core/types.js';
 import { Deadlines } from './bounds.js';
-import type { Broker, ClusterStore } from './broker.js';
+import { RESOLVED, type Broker, type MembershipStore, type PresenceStore, type RevocationStore } from './broker.js';
 import { MemoryCluster } from './memory.js';
 
 /**
@@ -14,8 +14,10 @@ import { MemoryCluster } from './memory.js';
 
 type ToPrimary =
   | { uidpush: 'pub'; channel: string; message: string }
-  | { uidpush: 'sub' | 'unsub'; channel: string }
-  | { uidpush: 'local'; uid: string; connections: number }
+  // With an id, the primary answers once the subscription is in effect.
+  | { uidpush: 'sub'; channel: string; id?: number }
+  | { uidpush: 'unsub'; channel: string }
+  | LocalMessage
   | { uidpush: 'req'; id: number; op: StoreOp; args: unknown[] }
   // The process group (see createWorkerGroup): join it, ask for every report, answer one.
   | { uidpush: 'member' }
@@ -26,6 +28,13 @@ type ToWorker =
   | { uidpush: 'res'; id: number; result?: unknown; error?: string }
   | { uidpush: 'report'; id: number }
   | { uidpush: 'gathered'; id: number; result?: GroupReport; error?: string };
+/** A presence write; with an id, the primary answers once it is recorded (and all before it). */
+interface LocalMessage {
+  uidpush: 'local';
+  uid: string;
+  connections: number;
+  id?: number;
+}
 /** What one event-loop turn queued, sent as one IPC message: one write, one parse. */
 interface Batch<T> {
   uidpush: 'batch';
@@ -41,9 +50,12 @@ interface Batch<T> {
 class Outbox<T> {
   #queue: T[] = [];
   readonly #send: (msg: T | Batch<T>) => void;
+  readonly #beforeFlush: (() => void) | undefined;
 
-  constructor(send: (msg: T | Batch<T>) => void) {
+  /** @param beforeFlush - runs before each send, while the turn's messages may still change. */
+  constructor(send: (msg: T | Batch<T>) => void, beforeFlush?: () => void) {
     this.#send = send;
+    this.#beforeFlush = beforeFlush;
   }
 
   push(msg: T): void {
@@ -51,6 +63,7 @@ class Outbox<T> {
   }
 
   readonly #flush = (): void => {
+    this.#beforeFlush?.();
     const list = this.#queue;
     this.#queue = [];
     const [only] = list;
@@ -64,7 +77,8 @@ function unbatch<T>(msg: T | Batch<T>, handle: (msg: T) => void): void {
   if ((msg as { uidpush?: unknown }).uidpush === 'batch') for (const one of (msg as Batch<T>).list) handle(one);
   else handle(msg as T);
 }
-type StoreOp = Exclude<keyof ClusterStore, 'setLocal'>;
+/** The store calls a worker asks the primary for; `setLocal` goes as a 'local' message. */
+type StoreOp = Exclude<keyof PresenceStore, 'setLocal'> | keyof MembershipStore | keyof RevocationStore;
 
 /** One process's answer to a {@link ProcessGroup.gather}. */
 export interface WorkerReport {
@@ -192,45 +206,68 @@ export function servePrimary(
   void broker.start((channel, message) => {
     send({ uidpush: 'msg', channel, message });
   });
+  const { presence, membership, revocations } = broker;
+  // Own properties only, looked up by a name from another process: nothing else is callable.
+  const ops: Partial<Record<string, (...args: never[]) => Promise<unknown>>> = {
+    connections: (uids: string[]) => presence.connections(uids),
+    holders: (uid: string) => presence.holders(uid),
+    totals: () => presence.totals(),
+    connectionTotal: () => presence.connectionTotal(),
+    listUids: (cursor: string | null, limit: number) => presence.listUids(cursor, limit),
+    addMember: (...args: Parameters<MembershipStore['addMember']>) => membership.addMember(...args),
+    removeMember: (group: string, uid: string) => membership.removeMember(group, uid),
+    members: (group: string) => membership.members(group),
+    groupsOf: (uid: string) => membership.groupsOf(uid),
+    revoke: (...args: Parameters<RevocationStore['revoke']>) => revocations.revoke(...args),
+    revocations: () => revocations.revocations(),
+  } satisfies Record<StoreOp, unknown>;
+  /** Answers request `id` once `done` settles. */
+  const answer = (id: number, done: Promise<unknown>): void => {
+    done.then(
+      (result) => {
+        send(result === undefined ? { uidpush: 'res', id } : { uidpush: 'res', id, result });
+      },
+      (err: unknown) => {
+        send({ uidpush: 'res', id, error: String(err) });
+      },
+    );
+  };
   const handle = (msg: ToPrimary): void => {
     switch (msg.uidpush) {
       case 'pub':
         broker.publish(msg.channel, msg.message).catch(() => undefined);
         return;
-      case 'sub':
-        broker.subscribe(msg.channel);
+      case 'sub': {
+        const subscribed = broker.subscribe(msg.channel);
+        if (msg.id !== undefined) answer(msg.id, subscribed);
         return;
+      }
       case 'unsub':
         broker.unsubscribe(msg.channel);
         return;
-      case 'local':
-        broker.store.setLocal(msg.uid, msg.connections);
+      case 'local': {
+        const written = presence.setLocal(msg.uid, msg.connections);
+        if (msg.id !== undefined) answer(msg.id, written);
+        else written.catch(() => undefined);
         return;
+      }
       case 'req': {
-        const store = broker.store as unknown as Partial<Record<string, (...args: unknown[]) => Promise<unknown>>>;
         // Typed, but from another process: check before calling.
         const name = msg.op as string;
-        const op = Object.hasOwn(store, name) && name !== 'setLocal' ? store[name] : undefined;
+        const op = Object.hasOwn(ops, name) ? (ops[name] as (...args: unknown[]) => Promise<unknown>) : undefined;
         if (op === undefined || !Array.isArray(msg.args)) {
           // Answer anyway, so the worker's caller does not wait forever.
           send({ uidpush: 'res', id: msg.id, error: `unknown store operation ${name}` });
           return;
         }
-        op(...msg.args).then(
-          (result) => {
-            send({ uidpush: 'res', id: msg.id, result });
-          },
-          (err: unknown) => {
-            send({ uidpush: 'res', id: msg.id, error: String(err) });
-          },
-        );
+        answer(msg.id, op(...msg.args));
         return;
       }
       case 'member':
         member.joined = true;
         return;
       case 'gather':
-        ownGroup.gather(() => broker.store.totals(), reportTimeout).then(
+        ownGroup.gather(() => presence.totals(), reportTimeout).then(
           (result) => {
             send({ uidpush: 'gathered', id: msg.id, result });
           },
@@ -282,16 +319,32 @@ interface Waiter {
 
 class IpcBroker implements Broker {
   readonly nodeId = `worker-${process.env.NODE_UNIQUE_ID ?? process.pid}`;
-  readonly store: ClusterStore;
+  readonly peers = true;
+  readonly presence: PresenceStore;
+  readonly membership: MembershipStore;
+  readonly revocations: RevocationStore;
   readonly #pending = new Map<number, Waiter>();
   readonly #deadlines: Deadlines;
+  readonly #timeout: number;
   /** A request expired and the primary has answered nothing since. */
   #unanswered = false;
   #nextId = 1;
   #onMessage: ((channel: string, message: string) => void) | undefined;
-  readonly #outbox = new Outbox<ToPrimary>((msg) => {
-    if (process.connected) process.send?.(msg);
-  });
+  /** This turn's last presence write, and the answer every write of the turn waits for. */
+  #lastLocal: LocalMessage | undefined;
+  #localWritten: { id: number; promise: Promise<void> } | undefined;
+  readonly #outbox = new Outbox<ToPrimary>(
+    (msg) => {
+      if (process.connected) process.send?.(msg);
+    },
+    () => {
+      // One answer per turn, asked on its last write: the primary records in order, so
+      // that answer means every write of the turn is recorded.
+      if (this.#lastLocal !== undefined && this.#localWritten !== undefined) this.#lastLocal.id = this.#localWritten.id;
+      this.#lastLocal = undefined;
+      this.#localWritten = undefined;
+    },
+  );
   readonly #listener = (msg: ToWorker | Batch<ToWorker>): void => {
     unbatch(msg, this.#receive);
   };
@@ -309,36 +362,61 @@ class IpcBroker implements Broker {
   };
 
   constructor(timeout: number) {
+    this.#timeout = timeout;
     this.#deadlines = new Deadlines(timeout);
     const request =
       <T>(op: StoreOp) =>
       (...args: unknown[]): Promise<T> =>
-        new Promise<T>((resolve, reject) => {
-          const id = this.#nextId++;
-          // A primary that stops answering must not leave requests waiting forever.
-          const cancel = this.#deadlines.add(() => {
-            if (!this.#pending.delete(id)) return;
-            this.#unanswered = true;
-            reject(new UnavailableError(`${op}: the primary did not answer within ${String(timeout)} ms`));
-          });
-          this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, cancel });
+        this.#ask<T>(op, (id) => {
           this.#send({ uidpush: 'req', id, op, args });
         });
-    this.store = {
+    this.presence = {
       setLocal: (uid, connections) => {
-        this.#send({ uidpush: 'local', uid, connections });
+        const msg: LocalMessage = { uidpush: 'local', uid, connections };
+        this.#send(msg);
+        this.#lastLocal = msg;
+        if (this.#localWritten === undefined) {
+          const id = this.#nextId++;
+          this.#localWritten = { id, promise: this.#ask<undefined>('presence write', () => undefined, id) };
+        }
+        return this.#localWritten.promise;
       },
       connections: request('connections'),
+      holders: request('holders'),
       totals: request('totals'),
       connectionTotal: request('connectionTotal'),
       listUids: request('listUids'),
+    };
+    this.membership = {
       addMember: request('addMember'),
       removeMember: request('removeMember'),
       members: request('members'),
       groupsOf: request('groupsOf'),
+    };
+    this.revocations = {
       revoke: request('revoke'),
       revocations: request('revocations'),
     };
+  }
+
+  /**
+   * Waits for the primary's answer to request `id`, which `send(id)` sends; fails with an
+   * UnavailableError after the timeout. The rejection is handled here, so a caller that
+   * ignores the promise (a presence write, a subscription) leaves none unhandled.
+   */
+  #ask<T>(what: string, send: (id: number) => void, id = this.#nextId++): Promise<T> {
+    const answered = new Promise<T>((resolve, reject) => {
+      // A primary that stops answering must not leave requests waiting forever.
+      const cancel = this.#deadlines.add(() => {
+        if (!this.#pending.delete(id)) return;
+        this.#unanswered = true;
+        reject(new UnavailableError(`${what}: the primary did not answer within ${String(this.#timeout)} ms`));
+      });
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, cancel });
+      send(id);
+    });
+    answered.catch(() => undefined);
+    return answered;
   }
 
   start(onMessage: (channel: string, message: string) => void): Promise<void> {
@@ -350,11 +428,14 @@ class IpcBroker implements Broker {
 
   publish(channel: string, message: string): Promise<void> {
     this.#send({ uidpush: 'pub', channel, message });
-    return Promise.resolve();
+    return RESOLVED;
   }
 
-  subscribe(channel: string): void {
-    this.#send({ uidpush: 'sub', channel });
+  /** Resolves once the primary has subscribed this worker: its later publishes reach it. */
+  subscribe(channel: string): Promise<void> {
+    return this.#ask<undefined>(`subscribe ${channel}`, (id) => {
+      this.#send({ uidpush: 'sub', channel, id });
+    });
   }
 
   unsubscribe(channel: string): void {

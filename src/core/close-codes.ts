@@ -1,9 +1,11 @@
+import { utf8ByteLength } from './utf8.js';
+
 /** The most bytes of UTF-8 a close reason may hold: what fits in a close frame. */
 export const MAX_CLOSE_REASON_BYTES = 123;
 
 /** Whether `reason` fits a close frame. */
 export function fitsCloseReason(reason: string): boolean {
-  return Buffer.byteLength(reason) <= MAX_CLOSE_REASON_BYTES;
+  return utf8ByteLength(reason) <= MAX_CLOSE_REASON_BYTES;
 }
 
 /**

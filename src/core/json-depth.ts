@@ -20,14 +20,14 @@ const CLOSE_OBJECT = 0x7d; // }
  * Stops at the first level past the limit. Text that is not JSON gets some answer; the
  * parser refuses it afterwards anyway.
  *
- * A Buffer is scanned as UTF-8 bytes: every byte of a multi-byte sequence is 0x80 or
- * above, so it is never mistaken for a quote, a backslash or a bracket.
+ * Bytes (a Buffer, or any Uint8Array) are scanned as UTF-8: every byte of a multi-byte
+ * sequence is 0x80 or above, so it is never mistaken for a quote, a backslash or a bracket.
  */
-export function exceedsJsonDepth(text: Buffer | string, limit: number): boolean {
+export function exceedsJsonDepth(text: Uint8Array | string, limit: number): boolean {
   return typeof text === 'string' ? stringExceeds(text, limit) : bytesExceeds(text, limit);
 }
 
-function bytesExceeds(bytes: Buffer, limit: number): boolean {
+function bytesExceeds(bytes: Uint8Array, limit: number): boolean {
   const length = bytes.length;
   let depth = 0;
   for (let i = 0; i < length; i++) {
@@ -51,7 +51,7 @@ function bytesExceeds(bytes: Buffer, limit: number): boolean {
 const SHORT_STRING = 32;
 
 /** The index of the quote that ends the string starting at `from`, or -1 if none does. */
-function closingQuote(bytes: Buffer, from: number): number {
+function closingQuote(bytes: Uint8Array, from: number): number {
   const shortEnd = Math.min(bytes.length, from + SHORT_STRING);
   let i = from;
   for (; i < shortEnd; i++) {

@@ -1,3 +1,4 @@
+import type { BiIndex } from './bi-index.js';
 import { ProgramErrorCode, UidpushError } from './errors.js';
 import type { Group, Uid } from './types.js';
 
@@ -37,4 +38,18 @@ export function joined(outcome: JoinOutcome, group: Group, uid: Uid, limits: Gro
 /** Whether `err` is a cap's refusal (see {@link joined}). */
 export function isLimitExceeded(err: unknown): err is UidpushError {
   return err instanceof UidpushError && err.code === ProgramErrorCode.LimitExceeded;
+}
+
+/**
+ * Adds `uid` to `group` in `index` (group -> uids) within the caps: an existing membership
+ * is never refused, a new one is when the uid or the group is full. The one rule of every
+ * in-memory membership, one process or a cluster's.
+ */
+export function joinWithin(index: BiIndex<Group, Uid>, group: Group, uid: Uid, limits: GroupLimits): JoinOutcome {
+  const members = index.rightsOf(group);
+  if (members.has(uid)) return 'member';
+  if (index.leftsOf(uid).size >= limits.maxGroupsPerUid) return 'uid_full';
+  if (members.size >= limits.maxMembersPerGroup) return 'group_full';
+  index.add(group, uid);
+  return 'added';
 }

@@ -2,16 +2,17 @@
 export type Uid = string;
 
 /**
- * A message to deliver: a string, or a Buffer holding UTF-8 text. It is sent as one
- * WebSocket text frame, exactly as given.
+ * A message to deliver: a string, or bytes of UTF-8 text (a Buffer, or any Uint8Array:
+ * `core` names no node type, so a browser can share it). It is sent as one WebSocket text
+ * frame, exactly as given.
  */
-export type Payload = string | Buffer;
+export type Payload = string | Uint8Array;
 
 /** A JSON value. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
 /**
- * What a push carries. Text (a string, or a Buffer of UTF-8) reaches seed-protocol clients
+ * What a push carries. Text (a string, or UTF-8 bytes) reaches seed-protocol clients
  * as the text frame itself and uidpush.v1 clients as a JSON string in `data`; any other
  * JSON value reaches seed clients as its JSON text and v1 clients as the value.
  */

@@ -45,13 +45,18 @@ export class PushFrames {
     if (this.#seed === undefined) {
       this.#onEncode();
       const data = this.#data;
-      this.#seed = encodeTextFrame(typeof data === 'string' || Buffer.isBuffer(data) ? data : JSON.stringify(data));
+      this.#seed = encodeTextFrame(typeof data === 'string' || data instanceof Uint8Array ? data : JSON.stringify(data));
     }
     return this.#seed;
   }
 }
 
 function dataJson(data: Data): string {
-  if (Buffer.isBuffer(data)) return JSON.stringify(data.toString('utf8'));
+  if (data instanceof Uint8Array) return JSON.stringify(utf8Text(data));
   return JSON.stringify(data);
+}
+
+/** UTF-8 bytes as text; a Buffer decodes itself, any other Uint8Array is viewed as one (no copy). */
+function utf8Text(bytes: Uint8Array): string {
+  return (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).toString('utf8');
 }

@@ -26,7 +26,7 @@ export function encodeTextFrame(payload: Payload): Buffer {
     frame.writeUInt32BE(length >>> 0, 6);
   }
   if (typeof payload === 'string') frame.write(payload, headerLength, 'utf8');
-  else payload.copy(frame, headerLength);
+  else frame.set(payload, headerLength);
   return frame;
 }
 

@@ -1,8 +1,8 @@
 import type { TokenCutoffs } from '../auth/cutoffs.js';
 import { Deadlines, InFlight } from '../broker/bounds.js';
-import type { Broker } from './legacy-broker.js';
+import type { Broker } from '../broker/broker.js';
 import { channel, decodeEnvelope, encodeEnvelope, encodePushes, type Envelope } from '../broker/envelope.js';
-import { uidOfCursor } from '../broker/uid-order.js';
+import { uidOfCursor } from '../core/uid-order.js';
 import { UnavailableError } from '../core/errors.js';
 import { joined, type GroupLimits } from '../core/limits.js';
 import type {
@@ -723,7 +723,8 @@ function broadcastResult({ connections, degraded }: PushResult): BroadcastResult
   return degraded === undefined ? { connections } : { connections, degraded };
 }
 
-/** Data as it crosses the wire: text stays text, a Buffer becomes its UTF-8 string. */
+/** Data as it crosses the wire: text stays text, bytes become their UTF-8 string. */
 function toJson(data: Data): JsonValue {
-  return Buffer.isBuffer(data) ? data.toString('utf8') : data;
+  if (!(data instanceof Uint8Array)) return data;
+  return (Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString('utf8');
 }

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { ErrorCode } from '../core/errors.js';
+import type { AckFrame, ErrorFrame, FrameId, FrameJson, MessageFrame, PongFrame, Scope, WelcomeFrame } from '../core/frames.js';
 import { exceedsJsonDepth } from '../core/json-depth.js';
-import type { JsonValue, Uid } from '../core/types.js';
+import type { JsonValue } from '../core/types.js';
 
 /**
  * The uidpush.v1 protocol: one JSON object per text frame, with a `type`. Every client
@@ -35,7 +36,7 @@ export const clientFrameSchema = z.discriminatedUnion('type', [
 /** A valid client frame. */
 export type ClientFrame = z.infer<typeof clientFrameSchema>;
 /** A request id, echoed in the reply. */
-export type RequestId = string | number | undefined;
+export type RequestId = FrameId | undefined;
 
 /** A frame that could not be parsed, with the id if one could be read. */
 export interface FrameError {
@@ -83,33 +84,33 @@ export function parseClientFrame(raw: Buffer, maxDepth: number): { kind: 'frame'
 const idPart = (requestId: RequestId): string => (requestId === undefined ? '' : `,"id":${JSON.stringify(requestId)}`);
 
 /** `welcome`: sent once authenticated. */
-export function welcomeFrame(uid: Uid, connectionId: number, requestId?: RequestId): string {
+export function welcomeFrame(uid: WelcomeFrame['uid'], connectionId: WelcomeFrame['connectionId'], requestId?: RequestId): FrameJson<WelcomeFrame> {
   return `{"type":"welcome","uid":${JSON.stringify(uid)},"connectionId":${connectionId}${idPart(requestId)}}`;
 }
 
 /** `ack`: the result of a request that carried an id (or of any request, see protocol.md). */
-export function ackFrame(requestId: RequestId, result: Record<string, JsonValue>): string {
+export function ackFrame(requestId: RequestId, result: AckFrame['result']): FrameJson<AckFrame> {
   return `{"type":"ack"${idPart(requestId)},"result":${JSON.stringify(result)}}`;
 }
 
 /** `error`: a refused request; the connection stays open unless a close follows. */
-export function errorFrame(code: ErrorCode, message: string, requestId?: RequestId): string {
+export function errorFrame(code: ErrorFrame['code'], message: string, requestId?: RequestId): FrameJson<ErrorFrame> {
   return `{"type":"error","code":"${code}","message":${JSON.stringify(message)}${idPart(requestId)}}`;
 }
 
 /** `pong`: the answer to `ping`. */
-export function pongFrame(requestId: RequestId): string {
+export function pongFrame(requestId: RequestId): FrameJson<PongFrame> {
   return `{"type":"pong"${idPart(requestId)}}`;
 }
 
-/** Where a message was addressed: one uid, a group, or every connection. */
-export type Scope = 'uid' | 'group' | 'broadcast';
+/** Where a message was addressed (the type lives in core, shared with clients). */
+export type { Scope } from '../core/frames.js';
 
 /**
  * `message`. `dataJson` is the JSON text of the data, made once per push and spliced in,
  * so a push to many recipients serialises its data once.
  */
-export function messageFrame(scope: Scope, from: Uid | null, to: string | null, dataJson: string): string {
+export function messageFrame(scope: Scope, from: MessageFrame['from'], to: MessageFrame['to'], dataJson: string): FrameJson<MessageFrame> {
   return `{"type":"message","scope":"${scope}","from":${from === null ? 'null' : JSON.stringify(from)},"to":${
     to === null ? 'null' : JSON.stringify(to)
   },"data":${dataJson}}`;

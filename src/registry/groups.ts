@@ -1,36 +1,23 @@
-import type { GroupLimits, JoinOutcome } from '../core/limits.js';
+import { BiIndex } from '../core/bi-index.js';
+import { joinWithin, type GroupLimits, type JoinOutcome } from '../core/limits.js';
 import type { Group, Uid } from '../core/types.js';
 
 /**
- * Group membership: group -> uids and uid -> groups. Membership belongs to the uid, not
- * to a connection, so it holds while the uid is offline and covers every connection it
- * opens later. Pure: no I/O. Empty sets are deleted at once.
+ * Group membership: group -> uids and uid -> groups, on the one {@link BiIndex}. Membership
+ * belongs to the uid, not to a connection, so it holds while the uid is offline and covers
+ * every connection it opens later. Pure: no I/O. Empty sets are deleted at once.
  */
 export class GroupIndex {
-  readonly #members = new Map<Group, Set<Uid>>();
-  readonly #groupsOf = new Map<Uid, Set<Group>>();
+  readonly #index = new BiIndex<Group, Uid>();
 
   /** Number of groups with at least one member. */
   get size(): number {
-    return this.#members.size;
+    return this.#index.leftCount;
   }
 
   /** Adds `uid` to `group`; returns false if it was already a member. */
   add(group: Group, uid: Uid): boolean {
-    let members = this.#members.get(group);
-    if (members === undefined) {
-      members = new Set();
-      this.#members.set(group, members);
-    }
-    if (members.has(uid)) return false;
-    members.add(uid);
-    let groups = this.#groupsOf.get(uid);
-    if (groups === undefined) {
-      groups = new Set();
-      this.#groupsOf.set(uid, groups);
-    }
-    groups.add(group);
-    return true;
+    return this.#index.add(group, uid);
   }
 
   /**
@@ -38,38 +25,25 @@ export class GroupIndex {
    * one is when the uid or the group is full.
    */
   join(group: Group, uid: Uid, limits: GroupLimits): JoinOutcome {
-    const members = this.#members.get(group);
-    if (members?.has(uid) === true) return 'member';
-    if ((this.#groupsOf.get(uid)?.size ?? 0) >= limits.maxGroupsPerUid) return 'uid_full';
-    if ((members?.size ?? 0) >= limits.maxMembersPerGroup) return 'group_full';
-    this.add(group, uid);
-    return 'added';
+    return joinWithin(this.#index, group, uid, limits);
   }
 
   /** Removes `uid` from `group`; returns false if it was not a member. */
   remove(group: Group, uid: Uid): boolean {
-    const members = this.#members.get(group);
-    if (members?.delete(uid) !== true) return false;
-    if (members.size === 0) this.#members.delete(group);
-    const groups = this.#groupsOf.get(uid);
-    groups?.delete(group);
-    if (groups?.size === 0) this.#groupsOf.delete(uid);
-    return true;
+    return this.#index.delete(group, uid);
   }
 
   has(group: Group, uid: Uid): boolean {
-    return this.#members.get(group)?.has(uid) === true;
+    return this.#index.has(group, uid);
   }
 
   /** The members of `group` (live view: do not change the group while iterating). */
   members(group: Group): ReadonlySet<Uid> {
-    return this.#members.get(group) ?? EMPTY;
+    return this.#index.rightsOf(group);
   }
 
   /** The groups `uid` belongs to. */
   groupsOf(uid: Uid): ReadonlySet<Group> {
-    return this.#groupsOf.get(uid) ?? EMPTY;
+    return this.#index.leftsOf(uid);
   }
 }
-
-const EMPTY: ReadonlySet<string> = new Set();

@@ -17,9 +17,9 @@ import { originPolicy } from '../core/origins.js';
 import { Hub, type HubStats } from '../delivery/hub.js';
 import { Metrics } from '../metrics/metrics.js';
 import type { Broker } from '../broker/broker.js';
-import { createRedisBroker } from '../broker/redis.js';
+import { createRedisBroker } from '../broker/redis/broker.js';
 import type { ProcessGroup } from '../broker/ipc.js';
-import { adapt, localBroker } from '../node/legacy-broker.js';
+import { LocalBroker } from '../broker/local.js';
 import { Node } from '../node/node.js';
 import { groupStats, workerReports, type WorkerReportBody } from './group-stats.js';
 import { fileLimitWarning, openFileLimit } from './file-limit.js';
@@ -27,7 +27,7 @@ import { apiUsesTls, loadTls, loadTlsSync, tlsPaths, type TlsMaterial, type TlsP
 import { Registry } from '../registry/registry.js';
 import type { Connection } from '../transport/connection.js';
 import type { ConnectionInfo } from '../transport/connection-info.js';
-import { WsTransport } from '../transport/ws-transport.js';
+import { WsTransport } from '../transport/ws/server.js';
 import {
   authEnabled,
   defaultClientRights,
@@ -217,7 +217,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
             namespace: this.options.redisNamespace,
             timeout: this.options.brokerTimeout,
           }));
-    this.#node = new Node(registry, hub, clusterBroker === undefined ? localBroker() : adapt(clusterBroker), {
+    this.#node = new Node(registry, hub, clusterBroker ?? new LocalBroker(), {
       log: this.#log,
       cutoffs: this.#cutoffs,
       limits: { maxGroupsPerUid: this.options.maxGroupsPerUid, maxMembersPerGroup: this.options.maxMembersPerGroup },

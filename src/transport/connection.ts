@@ -5,6 +5,7 @@ import type { Payload, Uid } from '../core/types.js';
 import type { Recipient } from '../delivery/hub.js';
 import { encodeTextFrame } from '../delivery/ws-frame.js';
 import { Codec } from '../protocol/codec.js';
+import type { SessionConnection } from '../session/connection.js';
 import type { ConnectionInfo } from './connection-info.js';
 
 /**
@@ -27,7 +28,7 @@ export interface ConnectionOwner {
  * is one object plus its socket. The fields are plain numbers: no per-connection timers
  * or closures.
  */
-export class Connection extends WebSocket implements Recipient, ConnectionInfo {
+export class Connection extends WebSocket implements Recipient, ConnectionInfo, SessionConnection {
   id = 0;
   uid: Uid | undefined = undefined;
   codec: Codec = Codec.Seed;
@@ -40,9 +41,9 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo {
   connectedAt = 0;
   /** Last time any frame (message, ping or pong) arrived, in ms since the epoch. */
   lastSeen = 0;
-  /** Token bucket of the rate limit: tokens left, and when they were last counted. */
-  tokens = 0;
-  tokensAt = 0;
+  /** Rate-limit credit left (messages), and when it was last counted. */
+  credit = 0;
+  creditAt = 0;
   /** Whether pushes reach it: set by the node once its login reply may be sent. */
   attached = false;
   /** Until when rate-limit notices are not repeated. */
@@ -69,6 +70,15 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo {
 
   get bufferedBytes(): number {
     return this.bufferedAmount;
+  }
+
+  get isOpen(): boolean {
+    return this.readyState === WebSocket.OPEN;
+  }
+
+  /** Sends a reply through the hub, under the send-buffer cap of any push. */
+  sendText(text: string): void {
+    this.owner?.write(this, encodeTextFrame(text));
   }
 
   writeFrame(frame: Buffer): boolean {

@@ -122,8 +122,8 @@ describe('kick with revokeTokens, one node', () => {
   });
 });
 
-/** The cluster cases, on a cluster made by `broker()`; `store` reads the shared store. */
-function clusterCases(name: string, make: () => { broker: () => Broker; store: () => Broker['store'] }): void {
+/** The cluster cases, on a cluster made by `broker()`; `store` reads the shared cut-offs. */
+function clusterCases(name: string, make: () => { broker: () => Broker; store: () => Broker['revocations'] }): void {
   describe(`kick with revokeTokens, ${name}`, () => {
     it('refuses the old token on another node and on a node started after the kick', async () => {
       const cluster = make();
@@ -163,7 +163,7 @@ function clusterCases(name: string, make: () => { broker: () => Broker; store: (
 
 clusterCases('in-process cluster (MemoryCluster)', () => {
   const shared = new MemoryCluster();
-  return { broker: () => shared.createBroker(), store: () => shared.createBroker().store };
+  return { broker: () => shared.createBroker(), store: () => shared.createBroker().revocations };
 });
 
 clusterCases('Redis', () => {
@@ -182,5 +182,5 @@ clusterCases('Redis', () => {
     return b;
   };
   // Read through the first node's broker: the store is Redis, whichever node asks.
-  return { broker, store: () => (made[0] as Broker).store };
+  return { broker, store: () => (made[0] as Broker).revocations };
 });

@@ -67,7 +67,7 @@ beforeAll(async () => {
     }),
   );
   await writeFile(join(project, 'embedding.ts'), await snippet('README.md', '## Embedding'));
-  await writeFile(join(project, 'client.ts'), await snippet('docs/http-api.md', '## From Node: `uidpush/client`'));
+  await writeFile(join(project, 'client.ts'), await snippet('docs/http-api.md', '## From Node: `uidpush/api-client`'));
   // @types/node at the version we build against: any Node TypeScript project has it.
   await sh(NPM, ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, `@types/node@${typesNode.version}`], project);
 }, 180_000);
@@ -77,7 +77,7 @@ afterAll(async () => {
 });
 
 describe('the packed package', { timeout: 60_000 }, () => {
-  it("type-checks the README's Embedding snippet and the uidpush/client example in a strict project without skipLibCheck", async () => {
+  it("type-checks the README's Embedding snippet and the uidpush/api-client example in a strict project without skipLibCheck", async () => {
     const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
     const result = await run(process.execPath, [tsc, '-p', project], { cwd: project }).then(
       ({ stdout }) => ({ code: 0, stdout }),
@@ -100,7 +100,9 @@ describe('the packed package', { timeout: 60_000 }, () => {
     await writeFile(
       join(project, 'serve.js'),
       `import { createServer } from 'uidpush';
-import { PushClient } from 'uidpush/client';
+import { PushClient } from 'uidpush/api-client';
+import { PushClient as OldName } from 'uidpush/client';
+if (OldName !== PushClient) throw new Error('uidpush/client is not the API client');
 const server = createServer({ port: 0, apiPort: 0 });
 const { api } = await server.listen();
 const client = new PushClient({ url: \`http://127.0.0.1:\${api.port}\` });
@@ -111,7 +113,7 @@ await server.close();
     await writeFile(
       join(project, 'require.cjs'),
       `const { createServer } = require('uidpush');
-const { PushClient } = require('uidpush/client');
+const { PushClient } = require('uidpush/api-client');
 console.log(typeof createServer, typeof PushClient);
 `,
     );

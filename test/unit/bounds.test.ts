@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { boundedStore, Deadlines, InFlight } from '../../src/broker/bounds.js';
-import type { ClusterStore } from '../../src/broker/broker.js';
+import { boundedStores, Deadlines, InFlight } from '../../src/broker/bounds.js';
+import type { BrokerStores } from '../../src/broker/broker.js';
 import { ProgramErrorCode, UidpushError, UnavailableError } from '../../src/core/errors.js';
 
 /** A clock the test moves by hand. */
@@ -130,36 +130,29 @@ describe('InFlight', () => {
   });
 });
 
-describe('boundedStore', () => {
+describe('boundedStores', () => {
   it('bounds every read and write of a store that never answers', async () => {
     const never = (): Promise<never> => new Promise<never>(() => undefined);
-    const store: ClusterStore = {
-      setLocal: () => undefined,
-      connections: never,
-      totals: never,
-      connectionTotal: never,
-      listUids: never,
-      addMember: never,
-      removeMember: never,
-      members: never,
-      groupsOf: never,
-      revoke: never,
-      revocations: never,
+    const stores: BrokerStores = {
+      presence: { setLocal: never, connections: never, holders: never, totals: never, connectionTotal: never, listUids: never },
+      membership: { addMember: never, removeMember: never, members: never, groupsOf: never },
+      revocations: { revoke: never, revocations: never },
     };
     const deadlines = new Deadlines(50);
-    const bounded = boundedStore(store, deadlines);
+    const { presence, membership, revocations } = boundedStores(stores, deadlines);
     const started = Date.now();
     const calls = [
-      bounded.connections(['u']),
-      bounded.totals(),
-      bounded.connectionTotal(),
-      bounded.listUids(null, 10),
-      bounded.addMember('g', 'u', { maxGroupsPerUid: 10, maxMembersPerGroup: 10 }),
-      bounded.removeMember('g', 'u'),
-      bounded.members('g'),
-      bounded.groupsOf('u'),
-      bounded.revoke({ uid: 'u', before: 0, until: 1 }),
-      bounded.revocations(),
+      presence.connections(['u']),
+      presence.holders('u'),
+      presence.totals(),
+      presence.connectionTotal(),
+      presence.listUids(null, 10),
+      membership.addMember('g', 'u', { maxGroupsPerUid: 10, maxMembersPerGroup: 10 }),
+      membership.removeMember('g', 'u'),
+      membership.members('g'),
+      membership.groupsOf('u'),
+      revocations.revoke({ uid: 'u', before: 0, until: 1 }),
+      revocations.revocations(),
     ];
     const results = await Promise.allSettled(calls);
     for (const r of results) expect(r).toMatchObject({ status: 'rejected', reason: { name: 'UnavailableError' } });

@@ -144,11 +144,11 @@ async function srcFolders(): Promise<Map<string, string[]>> {
   return folders;
 }
 
-/** What eslint.config.js lets each folder import: `layer('<dir>', [<allowed>])`. */
+/** What eslint.config.js lets each folder import: `layer('<dir>', [<allowed>])`, or with extra rules after the list. */
 async function allowedImports(): Promise<Map<string, string[]>> {
   const config = await readFile(join(root, 'eslint.config.js'), 'utf8');
   const allowed = new Map<string, string[]>();
-  for (const [, dir, list] of config.matchAll(/layer\('([\w-]+)', \[([^\]]*)\]\)/g)) {
+  for (const [, dir, list] of config.matchAll(/layer\('([\w-]+)', \[([^\]]*)\][,)]/g)) {
     allowed.set(dir ?? '', [...(list ?? '').matchAll(/'([\w-]+)'/g)].map((m) => m[1] ?? ''));
   }
   return allowed;

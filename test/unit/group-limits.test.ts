@@ -26,7 +26,7 @@ describe('GroupIndex.join', () => {
 
 describe('the membership store caps (MemoryCluster)', () => {
   it('adds within the caps, never refuses an existing membership, and refuses a full uid or group, changing nothing', async () => {
-    const store = new MemoryCluster().createBroker().store;
+    const store = new MemoryCluster().createBroker().membership;
     expect(await store.addMember('a', 'u', limits)).toBe('added');
     expect(await store.addMember('b', 'u', limits)).toBe('added');
     expect(await store.addMember('a', 'u', limits)).toBe('member');
@@ -44,8 +44,8 @@ describe('the membership store caps (MemoryCluster)', () => {
 
   it('shares the caps between the nodes of one cluster', async () => {
     const cluster = new MemoryCluster();
-    const one = cluster.createBroker('one').store;
-    const two = cluster.createBroker('two').store;
+    const one = cluster.createBroker('one').membership;
+    const two = cluster.createBroker('two').membership;
     expect(await one.addMember('a', 'u', limits)).toBe('added');
     expect(await two.addMember('b', 'u', limits)).toBe('added');
     expect(await two.addMember('c', 'u', limits)).toBe('uid_full');

@@ -44,3 +44,87 @@ describe('Heartbeat', () => {
     wheel.stop();
   });
 });
+
+describe('Heartbeat: the wheel', () => {
+  it('visits each connection once per interval, spreading them over the buckets', () => {
+    vi.useFakeTimers();
+    const visits = new Map<number, number[]>();
+    const wheel = new Heartbeat<{ slot: number; n: number }>(
+      1000,
+      (conn, now) => visits.set(conn.n, [...(visits.get(conn.n) ?? []), now]),
+      () => undefined,
+    );
+    const start = Date.now();
+    for (let n = 0; n < 20; n++) wheel.add({ slot: 0, n });
+    vi.advanceTimersByTime(3000);
+    expect(visits.size).toBe(20);
+    for (const times of visits.values()) {
+      expect(times).toHaveLength(3);
+      expect((times[1] ?? 0) - (times[0] ?? 0)).toBe(1000);
+    }
+    // Round robin: two connections per bucket, the first bucket visited 100 ms in.
+    expect(visits.get(0)?.[0]).toBe(start + 100);
+    expect(visits.get(10)?.[0]).toBe(start + 100);
+    expect(visits.get(1)?.[0]).toBe(start + 200);
+    wheel.stop();
+  });
+
+  it('no longer visits a removed connection', () => {
+    vi.useFakeTimers();
+    const visited: string[] = [];
+    const wheel = new Heartbeat<{ slot: number; name: string }>(1000, (c) => visited.push(c.name), () => undefined);
+    const a = { slot: 0, name: 'a' };
+    const b = { slot: 0, name: 'b' };
+    wheel.add(a);
+    wheel.add(b);
+    expect(wheel.size).toBe(2);
+    wheel.remove(a);
+    expect(wheel.size).toBe(1);
+    expect([...wheel.all()]).toEqual([b]);
+    vi.advanceTimersByTime(1000);
+    expect(visited).toEqual(['b']);
+    wheel.stop();
+  });
+
+  it('lets a visit remove the connection it is given', () => {
+    vi.useFakeTimers();
+    const visited: number[] = [];
+    const wheel = new Heartbeat<{ slot: number; n: number }>(
+      1000,
+      (c) => {
+        visited.push(c.n);
+        wheel.remove(c);
+      },
+      () => undefined,
+      1,
+    );
+    for (let n = 0; n < 5; n++) wheel.add({ slot: 0, n });
+    vi.advanceTimersByTime(1000);
+    expect(visited).toEqual([0, 1, 2, 3, 4]);
+    expect(wheel.size).toBe(0);
+    wheel.stop();
+  });
+
+  it('stops ticking when stopped', () => {
+    vi.useFakeTimers();
+    let ticks = 0;
+    const wheel = new Heartbeat<{ slot: number }>(1000, () => undefined, () => ticks++);
+    vi.advanceTimersByTime(300);
+    wheel.stop();
+    const before = ticks;
+    vi.advanceTimersByTime(10_000);
+    expect(ticks).toBe(before);
+  });
+
+  it('visits one bucket, not a backlog, after a late tick', () => {
+    vi.useFakeTimers();
+    const visited: number[] = [];
+    const wheel = new Heartbeat<{ slot: number; n: number }>(1000, (c) => visited.push(c.n), () => undefined);
+    for (let n = 0; n < 10; n++) wheel.add({ slot: 0, n });
+    // The clock jumps 5 s while no timer runs: a blocked event loop.
+    vi.setSystemTime(Date.now() + 5000);
+    vi.advanceTimersByTime(100);
+    expect(visited).toEqual([0]);
+    wheel.stop();
+  });
+});

@@ -160,8 +160,8 @@ describe('a worker\'s broker', () => {
     // Outside a worker nothing reaches a primary: exactly a primary that stops answering.
     const broker = createIpcBroker({ timeout: 100 });
     const started = Date.now();
-    await expect(broker.store.connections(['u'])).rejects.toThrow(UnavailableError);
-    await expect(broker.store.members('g')).rejects.toThrow('members: the primary did not answer within 100 ms');
+    await expect(broker.presence.connections(['u'])).rejects.toThrow(UnavailableError);
+    await expect(broker.membership.members('g')).rejects.toThrow('members: the primary did not answer within 100 ms');
     expect(Date.now() - started).toBeLessThan(2000);
     expect(broker.isReady()).toBe(false);
     await broker.close();

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { setReceiveLimit } from '../../src/transport/receive-limit.js';
+import { setReceiveLimit } from '../../src/transport/ws/receive-limit.js';
 import { defaultIdleTimeout, resolveServerOptions } from '../../src/server/options.js';
 
 const open: { close(): void }[] = [];

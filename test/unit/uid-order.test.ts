@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareUids, cursorAfter, UidIndex, uidOfCursor } from '../../src/broker/uid-order.js';
+import { compareUids, cursorAfter, UidIndex, uidOfCursor } from '../../src/core/uid-order.js';
 import { UidpushError } from '../../src/core/errors.js';
 
 // Characters from every range whose UTF-16 and UTF-8 orders could disagree.
@@ -86,6 +86,14 @@ describe('uid order', () => {
       expect(uidOfCursor(cursorAfter(uid))).toBe(uid);
     }
     expect(uidOfCursor(cursorAfter('\ufeffbom'))).toBe('\ufeffbom');
+  });
+
+  it('writes the cursor format of every earlier release: unpadded base64url of the UTF-8', () => {
+    const next = random(4);
+    for (let i = 0; i < 500; i++) {
+      const uid = randomUid(next);
+      expect(cursorAfter(uid)).toBe(Buffer.from(uid).toString('base64url'));
+    }
   });
 
   it('refuses every cursor it did not make instead of reading some uid out of it', () => {

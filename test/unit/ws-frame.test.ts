@@ -38,6 +38,18 @@ describe('encodeTextFrame', () => {
     expect((await decode(frame)).text).toBe(text);
   });
 
+  it.each([
+    [0, [0x81, 0]],
+    [125, [0x81, 125]],
+    [126, [0x81, 126, 0, 126]],
+    [65535, [0x81, 126, 0xff, 0xff]],
+    [65536, [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]],
+  ])('uses the shortest length form for %i bytes (header %j)', (n, header) => {
+    const frame = encodeTextFrame('a'.repeat(n));
+    expect([...frame.subarray(0, header.length)]).toEqual(header);
+    expect(frame.length).toBe(header.length + n);
+  });
+
   it('is one contiguous buffer: FIN, text opcode, unmasked', () => {
     const frame = encodeTextFrame('hi');
     expect([...frame]).toEqual([0x81, 0x02, 0x68, 0x69]);

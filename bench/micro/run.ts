@@ -1,0 +1,134 @@
+/**
+ * Micro-benches of the hot pure functions, sizes in their names. Each case runs for a
+ * fixed time budget (after a warm-up) and reports operations per second and ns per
+ * operation (the median of 5 samples). No sockets, no child processes; bounded: about
+ * 0.4 s per case.
+ *
+ * Usage: npm run bench:micro [-- --filter <substring>] [--sample-ms 60]
+ */
+import { parseArgs } from 'node:util';
+import { decodeEnvelope, encodeEnvelope, encodePushes } from '../../src/broker/envelope.js';
+import { Hub, type Recipient } from '../../src/delivery/hub.js';
+import { PushFrames } from '../../src/delivery/push-frames.js';
+import { encodeTextFrame } from '../../src/delivery/ws-frame.js';
+import { Codec } from '../../src/protocol/codec.js';
+import { parseClientFrame } from '../../src/protocol/json-v1.js';
+import { parseCommand } from '../../src/protocol/seed-text.js';
+import { Registry } from '../../src/registry/registry.js';
+import { describeMachine } from '../lib/proc.js';
+
+const { values } = parseArgs({ options: { filter: { type: 'string' }, 'sample-ms': { type: 'string', default: '60' } } });
+const SAMPLE_MS = Number(values['sample-ms']);
+if (!Number.isFinite(SAMPLE_MS) || SAMPLE_MS < 1 || SAMPLE_MS > 1000) throw new Error('--sample-ms: 1..1000');
+
+interface Case {
+  name: string;
+  /** Runs the operation once; `ops` operations when it batches them (e.g. a fan-out). */
+  fn: () => unknown;
+  ops?: number;
+}
+
+const text = (bytes: number): string => 'x'.repeat(bytes);
+const KiB = 1024;
+
+class FakeRecipient implements Recipient {
+  readonly codec: Codec;
+  readonly bufferedBytes = 0;
+  written = 0;
+  attached = true;
+  constructor(codec: Codec) {
+    this.codec = codec;
+  }
+  writeFrame(frame: Buffer): boolean {
+    this.written += frame.length;
+    return true;
+  }
+  close(): void {
+    // never closed here
+  }
+}
+
+function hubWith(recipients: number, uids: number): Hub<FakeRecipient> {
+  const registry = new Registry<FakeRecipient>();
+  for (let i = 0; i < recipients; i++) registry.bind(new FakeRecipient(Codec.Seed), `u${String(i % uids)}`);
+  return new Hub(registry, { maxBufferedBytes: 1 << 30, slowConsumerPolicy: 'drop' });
+}
+
+const t16 = text(16);
+const t64 = text(64);
+const t1k = text(KiB);
+const t16k = text(16 * KiB);
+const recipients10k = Array.from({ length: 10_000 }, (_, i) => new FakeRecipient(i % 2 === 0 ? Codec.Seed : Codec.JsonV1));
+const hub10k = hubWith(10_000, 10_000);
+const uids100 = Array.from({ length: 100 }, (_, i) => `user-${String(i)}`);
+const envelope1k = encodeEnvelope('node-1', { t: 'push', uid: 'alice', data: text(1000), from: null, exp: Date.now() });
+const seed64 = Buffer.from(`alice:${text(58)}`);
+const v1Send256 = Buffer.from(JSON.stringify({ type: 'send', id: 1, to: 'alice', data: text(256 - 42) }));
+const registry = new Registry<object>();
+const conns100k = Array.from({ length: 100_000 }, () => ({}));
+const uidNames100k = conns100k.map((_, i) => `u${String(i)}`);
+
+const cases: Case[] = [
+  { name: 'encodeTextFrame 16 B', fn: () => encodeTextFrame(t16) },
+  { name: 'encodeTextFrame 1 KiB', fn: () => encodeTextFrame(t1k) },
+  { name: 'encodeTextFrame 16 KiB', fn: () => encodeTextFrame(t16k) },
+  {
+    name: 'PushFrames prepared × 10k recipients (seed + v1)',
+    ops: 10_000,
+    fn: () => {
+      const frames = new PushFrames('broadcast payload of some 40 bytes....', null, 'broadcast', null, () => undefined);
+      for (const r of recipients10k) r.writeFrame(frames.frameFor(r.codec, ''));
+    },
+  },
+  { name: 'Hub.broadcast 64 B × 10k connections', ops: 10_000, fn: () => hub10k.broadcast(t64) },
+  { name: 'Hub.sendToUid 64 B, 1 connection', fn: () => hub10k.sendToUid('u7', t64) },
+  { name: 'encodeEnvelope push 1 KiB', fn: () => encodeEnvelope('node-1', { t: 'push', uid: 'alice', data: t1k, from: null }) },
+  { name: 'decodeEnvelope push 1 KiB', fn: () => decodeEnvelope(envelope1k) },
+  { name: 'encodePushes 100 uids, 64 B', ops: 100, fn: () => encodePushes('node-1', uids100, t64, null, 0) },
+  { name: 'parseCommand seed 64 B', fn: () => parseCommand(seed64, 128) },
+  { name: 'parseClientFrame v1 send 256 B', fn: () => parseClientFrame(v1Send256, 32) },
+  {
+    name: 'Registry bind/unbind 100k',
+    ops: 200_000,
+    fn: () => {
+      for (let i = 0; i < 100_000; i++) registry.bind(conns100k[i] as object, uidNames100k[i] as string);
+      for (let i = 0; i < 100_000; i++) registry.unbind(conns100k[i] as object);
+    },
+  },
+];
+
+/** Runs `fn` repeatedly for `ms`; returns ns per call. */
+function sample(fn: () => unknown, ms: number): number {
+  const budget = BigInt(ms) * 1_000_000n;
+  const start = process.hrtime.bigint();
+  let calls = 0;
+  let elapsed = 0n;
+  // Check the clock every `batch` calls, so hrtime does not dominate fast cases.
+  let batch = 1;
+  while (elapsed < budget) {
+    for (let i = 0; i < batch; i++) fn();
+    calls += batch;
+    elapsed = process.hrtime.bigint() - start;
+    if (elapsed < budget / 100n) batch *= 2;
+  }
+  return Number(elapsed) / calls;
+}
+
+const rows: { name: string; opsPerSec: number; nsPerOp: number }[] = [];
+for (const c of cases) {
+  if (values.filter !== undefined && !c.name.includes(values.filter)) continue;
+  sample(c.fn, SAMPLE_MS); // warm-up: JIT and caches
+  const samples = Array.from({ length: 5 }, () => sample(c.fn, SAMPLE_MS)).sort((a, b) => a - b);
+  const nsPerCall = samples[2] ?? NaN;
+  const nsPerOp = nsPerCall / (c.ops ?? 1);
+  rows.push({ name: c.name, opsPerSec: 1e9 / nsPerOp, nsPerOp });
+}
+
+const fmt = (x: number, d: number): string => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+console.log(`machine: ${describeMachine()}`);
+console.log('');
+console.log('| case | ops/s | ns/op |');
+console.log('|---|---:|---:|');
+for (const r of rows) console.log(`| ${r.name} | ${fmt(r.opsPerSec, 0)} | ${fmt(r.nsPerOp, 1)} |`);
+console.log('');
+console.log('(an op of a fan-out or batch case is one recipient, uid or bind/unbind; median of 5 samples)');

@@ -1,0 +1,66 @@
+import type { ErrorCode } from './errors.js';
+import type { JsonValue, Uid } from './types.js';
+
+/**
+ * Every frame the server sends in uidpush.v1 (docs/protocol.md), as a client parses it: the
+ * server's frame builders (protocol/json-v1.ts) are typed by it, and a client (the browser
+ * SDK) reads frames through it. Browser-safe, like the rest of `core`.
+ */
+
+/** A request id as a client may send it, echoed in the reply: a string or a safe integer. */
+export type FrameId = string | number;
+
+/** Where a message was addressed: one uid, a group, or every connection. */
+export type Scope = 'uid' | 'group' | 'broadcast';
+
+/** Sent once the connection is authenticated (and its uid reachable from every node). */
+export interface WelcomeFrame {
+  readonly type: 'welcome';
+  readonly uid: Uid;
+  /** The connection's id on its server. */
+  readonly connectionId: number;
+  /** The id of the `auth` frame it answers; absent for a handshake token. */
+  readonly id?: FrameId;
+}
+
+/** A push to this connection: to its uid, to a group it is a member of, or to everyone. */
+export interface MessageFrame {
+  readonly type: 'message';
+  readonly scope: Scope;
+  /** The sending client's uid; null when the server (its API, the program) sent it. */
+  readonly from: Uid | null;
+  /** The uid or group it was addressed to; null for a broadcast. */
+  readonly to: string | null;
+  readonly data: JsonValue;
+}
+
+/** The result of a request that carried an id. */
+export interface AckFrame {
+  readonly type: 'ack';
+  readonly id?: FrameId;
+  readonly result: Readonly<Record<string, JsonValue>>;
+}
+
+/** A refused request; the connection stays open unless a close follows. */
+export interface ErrorFrame {
+  readonly type: 'error';
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly id?: FrameId;
+}
+
+/** The answer to a `ping` frame. */
+export interface PongFrame {
+  readonly type: 'pong';
+  readonly id?: FrameId;
+}
+
+/** Any frame the server sends on a uidpush.v1 connection. */
+export type ServerFrame = WelcomeFrame | MessageFrame | AckFrame | ErrorFrame | PongFrame;
+
+/**
+ * The JSON text of a frame of type `F`: a string, marked with the frame it encodes so that
+ * a builder cannot return another frame's text unnoticed. The mark exists only for the
+ * type checker.
+ */
+export type FrameJson<F extends ServerFrame> = string & { readonly __frame?: F };

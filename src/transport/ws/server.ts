@@ -1,0 +1,322 @@
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { TokenError, type Identity, type TokenVerifier } from '../../auth/jwt.js';
+import { CloseCode } from '../../core/close-codes.js';
+import { ErrorCode } from '../../core/errors.js';
+import type { SessionNode } from '../../core/service.js';
+import type { Logger } from '../../core/types.js';
+import type { Hub } from '../../delivery/hub.js';
+import { Codec, negotiate } from '../../protocol/codec.js';
+import { receiveLimits } from '../../session/limits.js';
+import { Session } from '../../session/session.js';
+import { Connection, type ConnectionOwner } from '../connection.js';
+import { Liveness } from '../liveness.js';
+import { Admission } from './admission.js';
+import type { TransportEvents, TransportOptions, TransportStats } from './options.js';
+import { setReceiveLimit } from './receive-limit.js';
+import { answerClientError, handshakeOrigin, handshakeToken, offersOurSubprotocol, refuseUpgrade, UNSUPPORTED_SUBPROTOCOL } from './upgrade.js';
+
+export type { TransportEvents, TransportOptions, TransportStats } from './options.js';
+
+/**
+ * The WebSocket transport: upgrade checks and subprotocol, the handshake token, accepting
+ * connections and their shared listeners, closing. What a client says goes to the
+ * {@link Session}; deadlines are {@link Liveness}'s; delivery goes through the hub.
+ */
+export class WsTransport implements ConnectionOwner {
+  readonly #wss: WebSocketServer;
+  readonly #hub: Hub<Connection>;
+  #node: SessionNode<Connection>;
+  readonly #options: TransportOptions;
+  readonly #events: TransportEvents;
+  readonly #log: Logger;
+  readonly #session: Session<Connection>;
+  readonly #liveness: Liveness;
+  readonly #admission: Admission;
+  /** Upgrades waiting for their handshake token's verification: pending too. */
+  #handshaking = 0;
+  readonly #preLoginLimit: number;
+  #warnedReceiveLimit = false;
+  #verifier: TokenVerifier | undefined;
+  #nextId = 1;
+  #accepting = true;
+
+  constructor(hub: Hub<Connection>, node: SessionNode<Connection>, options: TransportOptions, events: TransportEvents, log: Logger) {
+    this.#hub = hub;
+    this.#node = node;
+    this.#options = options;
+    this.#events = events;
+    this.#log = log;
+    this.#preLoginLimit = receiveLimits(options).preLogin;
+    this.#admission = new Admission(options);
+    this.#session = new Session<Connection>(
+      node,
+      options,
+      {
+        loggedIn: (conn, bytes) => {
+          this.#liveness.loggedIn(conn);
+          this.#limitReceive(conn, bytes);
+        },
+        expireAt: (conn, expiresAt) => {
+          this.#liveness.expireAt(conn, expiresAt);
+        },
+      },
+      events,
+      log,
+    );
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      WebSocket: Connection,
+      // The registry and the heartbeat wheel track connections; a third Set is waste.
+      clientTracking: false,
+      perMessageDeflate: false,
+      // The logged-in limit; each connection starts at the pre-login one (#accept).
+      maxPayload: options.maxMessageSize,
+      // uidpush.v1 when offered (handleUpgrade refused a handshake offering only others);
+      // no header: the seed text protocol.
+      handleProtocols: (offered) => negotiate(offered).subprotocol ?? false,
+    });
+    this.#liveness = new Liveness(
+      options,
+      log,
+      (conn) => {
+        this.#node.detach(conn);
+      },
+      (now) => {
+        this.#admission.tick(now);
+      },
+    );
+  }
+
+  /** The node client sessions push through (a cluster's, once it has one); set before listening. */
+  setNode(node: SessionNode<Connection>): void {
+    this.#node = node;
+    this.#session.setNode(node);
+  }
+
+  /** Turns token auth on; set before listening. */
+  setVerifier(verifier: TokenVerifier | undefined): void {
+    this.#verifier = verifier;
+    this.#session.setVerifier(verifier);
+  }
+
+  /** A snapshot of the transport's counters. */
+  get stats(): TransportStats {
+    return {
+      ...this.#session.stats,
+      heartbeatCloses: this.#liveness.heartbeatCloses,
+      closeGraceTerminations: this.#liveness.closeGraceTerminations,
+      upgradesRefused: { ...this.#admission.refused },
+    };
+  }
+
+  /** Number of open connections, logged in or not. */
+  get openConnections(): number {
+    return this.#liveness.size;
+  }
+
+  /**
+   * Hands an HTTP upgrade request to ws, verifying a handshake token first. The caps on
+   * pending connections and per-IP limits are checked here, before ws does any work.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (!this.#accepting) {
+      refuseUpgrade(socket, 503, 'server shutting down');
+      return;
+    }
+    // Before any work: a page from a refused origin gets no WebSocket and no token check.
+    if (this.#options.checkOrigin?.(handshakeOrigin(req)) === false) {
+      this.#log.debug({ origin: handshakeOrigin(req) }, 'handshake refused: origin not allowed');
+      refuseUpgrade(socket, 403, 'uidpush: origin not allowed');
+      return;
+    }
+    if (!offersOurSubprotocol(req.headers['sec-websocket-protocol'])) {
+      this.#log.debug({ offered: req.headers['sec-websocket-protocol'] }, 'handshake refused: no supported subprotocol');
+      refuseUpgrade(socket, 400, UNSUPPORTED_SUBPROTOCOL);
+      return;
+    }
+    const ip = req.socket.remoteAddress;
+    if (ip === undefined) {
+      // The peer is already gone.
+      socket.destroy();
+      return;
+    }
+    const refusal = this.#admission.admit(ip, this.#liveness.pending.size + this.#handshaking);
+    if (refusal !== undefined) {
+      refuseUpgrade(socket, refusal.status, refusal.text);
+      return;
+    }
+    this.#handshaking++;
+    const token = handshakeToken(req);
+    const verifier = this.#verifier;
+    if (token === undefined || verifier === undefined) {
+      this.#upgrade(req, socket, head, undefined, ip);
+      return;
+    }
+    // The socket waits for the 101 while the token is checked; an error meanwhile must
+    // not go unheard (ws takes the socket's errors over once it upgrades).
+    const onError = (): void => {
+      socket.destroy();
+    };
+    socket.on('error', onError);
+    verifier.verify(token).then(
+      (identity) => {
+        socket.off('error', onError);
+        this.#upgrade(req, socket, head, identity, ip);
+      },
+      (err: unknown) => {
+        socket.off('error', onError);
+        this.#upgrade(req, socket, head, err instanceof TokenError ? err : new TokenError('token refused'), ip);
+      },
+    );
+  }
+
+  /** Attaches to an HTTP server's upgrade event. */
+  attach(server: HttpServer): void {
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.handleUpgrade(req, socket, head);
+    });
+    // Without a listener node answers what its parser refuses with a bare status line;
+    // these say what was wrong, in the text/plain of every other refusal of this port.
+    server.on('clientError', answerClientError);
+  }
+
+  write(conn: Connection, frame: Buffer): boolean {
+    return this.#hub.write(conn, frame);
+  }
+
+  /**
+   * Stops accepting, closes every connection with 1001, and resolves once all are closed
+   * or `graceMs` has passed (the rest are then terminated).
+   */
+  async close(graceMs: number): Promise<void> {
+    this.#accepting = false;
+    const open = [...this.#liveness.all()];
+    const closed = open.map(
+      (conn) =>
+        new Promise<void>((resolve) => {
+          if (conn.readyState === Connection.CLOSED) {
+            resolve();
+            return;
+          }
+          conn.once('close', () => {
+            resolve();
+          });
+          conn.close(CloseCode.GoingAway, 'server shutting down');
+        }),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+    });
+    await Promise.race([Promise.all(closed), grace]);
+    clearTimeout(timer);
+    for (const conn of this.#liveness.all()) conn.terminate();
+    this.#liveness.stop();
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, auth: Identity | TokenError | undefined, ip: string): void {
+    const nextId = this.#nextId;
+    this.#handshaking--;
+    // Synchronous: without verifyClient, ws either calls back or refuses the socket at once
+    // (a bad handshake answered 400 then destroyed, or destroyed outright when the peer sent
+    // FIN while its token was being verified).
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      // Always true: the server builds its sockets with the `WebSocket: Connection` option.
+      if (!(ws instanceof Connection)) return;
+      try {
+        this.#session.open(this.#accept(ws, req, ip), Date.now(), auth);
+      } catch (err) {
+        this.#session.internal(ws, err, 'opening a connection');
+      }
+    });
+    // #accept takes an id; if none was taken, the upgrade failed and gives its slot back.
+    if (this.#nextId === nextId) this.#admission.release(ip);
+  }
+
+  #accept(conn: Connection, req: IncomingMessage, ip: string): Connection {
+    const now = Date.now();
+    if (this.#admission.countsIp) conn.countedIp = ip;
+    this.#limitReceive(conn, this.#preLoginLimit);
+    conn.id = this.#nextId++;
+    conn.owner = this;
+    conn.tcp = req.socket;
+    conn.codec = conn.protocol === '' ? Codec.Seed : Codec.JsonV1;
+    conn.connectedAt = now;
+    conn.lastSeen = now;
+    conn.on('message', onMessage);
+    // Client pings are answered by ws; liveness is judged by pongs to our own pings.
+    conn.on('pong', onAlive);
+    conn.on('close', onClose);
+    conn.on('error', onError);
+    this.#liveness.add(conn);
+    this.#events.connection(conn);
+    return conn;
+  }
+
+  /** @internal called by the shared message listener. */
+  onMessage(conn: Connection, data: Buffer, isBinary: boolean): void {
+    const now = Date.now();
+    conn.lastSeen = now;
+    this.#session.receive(conn, data, isBinary, now);
+  }
+
+  /** @internal called when a connection starts closing, whoever closed it. */
+  onClosing(conn: Connection): void {
+    // At shutdown, close() waits `shutdownGrace` for everyone and terminates the rest.
+    if (!this.#accepting) return;
+    this.#liveness.closing(conn, Date.now());
+  }
+
+  /** @internal called by the shared error listener: ws is closing the connection. */
+  onError(conn: Connection, err: Error): void {
+    if ((err as Error & { code?: unknown }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+      this.#session.refused(conn, ErrorCode.TooLarge);
+    }
+  }
+
+  /** @internal called by the shared close listener. */
+  onClose(conn: Connection, code: number, reason: Buffer): void {
+    this.#liveness.remove(conn);
+    if (conn.countedIp !== undefined) {
+      this.#admission.release(conn.countedIp);
+      conn.countedIp = undefined;
+    }
+    this.#session.closed(conn);
+    // The uid may already be unbound (kick, slow consumer); report the one it had.
+    this.#node.detach(conn);
+    const text = reason.toString();
+    this.#log.debug({ conn: conn.id, uid: conn.uid, code, reason: text, by: conn.closedBy ?? 'lost' }, 'connection closed');
+    try {
+      this.#events.close(conn, conn.uid, code, text);
+    } catch (err) {
+      this.#session.internal(conn, err, 'reporting a close');
+    }
+  }
+
+  /** Sets a connection's receive limit; without ws's field, it keeps the server-wide one. */
+  #limitReceive(conn: Connection, bytes: number): void {
+    if (setReceiveLimit(conn, bytes) || this.#warnedReceiveLimit) return;
+    this.#warnedReceiveLimit = true;
+    this.#log.warn({}, 'this ws version has no per-connection receive limit: maxPreLoginMessageSize is not enforced');
+  }
+}
+
+// Shared listeners: `this` is the connection (ws types it as its base class; the
+// instanceof checks narrow it), so no closure is made per connection.
+function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  if (this instanceof Connection) this.owner?.onMessage(this, data, isBinary);
+}
+function onAlive(this: WebSocket): void {
+  if (this instanceof Connection) this.lastSeen = Date.now();
+}
+function onClose(this: WebSocket, code: number, reason: Buffer): void {
+  if (this instanceof Connection) this.owner?.onClose(this, code, reason);
+}
+function onError(this: WebSocket, err: Error): void {
+  // ws has already started closing the connection with the matching code (1002, 1007,
+  // 1008, 1009); the close listener does the cleanup. Nothing here may throw.
+  if (this instanceof Connection) this.owner?.onError(this, err);
+}
+
