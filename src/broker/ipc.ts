@@ -1,4 +1,4 @@
-import type { Worker } from 'node:cluster';
+import nodeCluster, { type Worker } from 'node:cluster';
 import { UnavailableError } from '../core/errors.js';
 import type { Logger } from '../core/types.js';
 import { Deadlines } from './bounds.js';
@@ -318,7 +318,10 @@ interface Waiter {
 }
 
 class IpcBroker implements Broker {
-  readonly nodeId = `worker-${process.env.NODE_UNIQUE_ID ?? process.pid}`;
+  // The primary names this worker's node `worker-<id>` in the store (holders answers with
+  // it); node deletes NODE_UNIQUE_ID from the worker's environment at start, so the id is
+  // read from cluster.worker.
+  readonly nodeId = `worker-${String(nodeCluster.worker?.id ?? process.pid)}`;
   readonly peers = true;
   readonly presence: PresenceStore;
   readonly membership: MembershipStore;
