@@ -40,7 +40,7 @@ afterAll(async () => {
   if (copy !== '') await rm(copy, { recursive: true, force: true });
 });
 
-describe('npm run build', { timeout: 120_000 }, () => {
+describe('npm run build', { timeout: 300_000 }, () => {
   it('rewrites nothing when no source changed, and rebuilds after a change, a deleted dist or a deleted output', async () => {
     await build();
     const first = await mtimes();
