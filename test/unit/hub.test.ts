@@ -316,3 +316,55 @@ describe('Hub: kick', () => {
   });
 });
 
+
+describe('Hub: a push made during a fan-out (the slow-consumer listener pushes)', () => {
+  it('finishes the outer fan-out over every remaining connection and counts it right', () => {
+    const late: { hub?: Hub<FakeRecipient> } = {};
+    const nested: number[] = [];
+    const made = setup({
+      maxBufferedBytes: 100,
+      slowConsumerPolicy: 'drop',
+      // A program that tells someone else about the slow one, from inside the fan-out.
+      onSlowConsumer: () => nested.push(late.hub?.sendToUid('watcher', 'alice is slow') ?? -1),
+    });
+    const hub = made.hub;
+    late.hub = hub;
+    const watcher = made.connect('watcher');
+    const first = made.connect('alice');
+    const stuck = made.connect('alice');
+    const third = made.connect('alice');
+    const fourth = made.connect('alice');
+    stuck.bufferedBytes = 1000;
+    expect(hub.sendToUid('alice', 'hello')).toBe(3);
+    expect(nested).toEqual([1]);
+    for (const c of [first, third, fourth]) expect(c.texts).toEqual(['hello']);
+    expect(stuck.frames).toEqual([]);
+    expect(watcher.texts).toEqual(['alice is slow']);
+  });
+
+  it('keeps a group publish going past a listener that pushes to the same uid', () => {
+    const late: { hub?: Hub<FakeRecipient> } = {};
+    const made = setup({
+      maxBufferedBytes: 100,
+      slowConsumerPolicy: 'close',
+      onSlowConsumer: (_conn, uid) => {
+        if (uid !== undefined) late.hub?.sendToUid(uid, 'you were slow');
+      },
+    });
+    const hub = made.hub;
+    late.hub = hub;
+    const a1 = made.connect('a');
+    const a2 = made.connect('a');
+    const a3 = made.connect('a');
+    const b = made.connect('b');
+    made.registry.join('g', 'a');
+    made.registry.join('g', 'b');
+    a2.bufferedBytes = 1000;
+    expect(hub.publish('g', 'news')).toEqual({ online: 2, connections: 3 });
+    expect(a1.texts).toEqual(['news', 'you were slow']);
+    // The nested push ran before the outer one reached a3: both arrive, once each.
+    expect(a3.texts).toEqual(['you were slow', 'news']);
+    expect(b.texts).toEqual(['news']);
+    expect(a2.closed?.code).toBe(CloseCode.SlowConsumer);
+  });
+});
