@@ -71,7 +71,13 @@ function fleetPerTest(factory: BrokerFactory, nodes: number): () => Node[] {
   let started: Node[] = [];
   beforeEach(async () => {
     fleet = await factory(nodes);
-    started = await startNodes(fleet.brokers);
+    try {
+      started = await startNodes(fleet.brokers);
+    } catch (err) {
+      // Not left reconnecting in the background of the next tests.
+      await Promise.allSettled(fleet.brokers.map((b) => b.close()));
+      throw err;
+    }
   });
   afterEach(async () => {
     await Promise.all(started.map((n) => n.broker.close()));
