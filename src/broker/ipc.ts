@@ -333,6 +333,12 @@ class IpcBroker implements Broker {
   #unanswered = false;
   #nextId = 1;
   #onMessage: ((channel: string, message: string) => void) | undefined;
+  /** Whether the answers of the primary are listened to: from the first request or start. */
+  #listening = false;
+  /** Settles once started (rejects if closed first): what a subscription made before start waits for. */
+  readonly #started: Promise<void>;
+  #markStarted: (() => void) | undefined;
+  #cancelStart: ((err: Error) => void) | undefined;
   /** This turn's last presence write, and the answer every write of the turn waits for. */
   #lastLocal: LocalMessage | undefined;
   #localWritten: { id: number; promise: Promise<void> } | undefined;
@@ -367,6 +373,11 @@ class IpcBroker implements Broker {
   constructor(timeout: number) {
     this.#timeout = timeout;
     this.#deadlines = new Deadlines(timeout);
+    this.#started = new Promise<void>((resolve, reject) => {
+      this.#markStarted = resolve;
+      this.#cancelStart = reject;
+    });
+    this.#started.catch(() => undefined);
     const request =
       <T>(op: StoreOp) =>
       (...args: unknown[]): Promise<T> =>
@@ -416,6 +427,8 @@ class IpcBroker implements Broker {
         reject(new UnavailableError(`${what}: the primary did not answer within ${String(this.#timeout)} ms`));
       });
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, cancel });
+      // Before start too: an answer that comes while nobody listens would be lost.
+      this.#listen();
       send(id);
     });
     answered.catch(() => undefined);
@@ -425,8 +438,15 @@ class IpcBroker implements Broker {
   start(onMessage: (channel: string, message: string) => void): Promise<void> {
     if (process.send === undefined) throw new Error('the IPC broker runs in a node:cluster worker');
     this.#onMessage = onMessage;
-    process.on('message', this.#listener);
+    this.#listen();
+    this.#markStarted?.();
     return Promise.resolve();
+  }
+
+  #listen(): void {
+    if (this.#listening) return;
+    this.#listening = true;
+    process.on('message', this.#listener);
   }
 
   publish(channel: string, message: string): Promise<void> {
@@ -434,11 +454,18 @@ class IpcBroker implements Broker {
     return RESOLVED;
   }
 
-  /** Resolves once the primary has subscribed this worker: its later publishes reach it. */
+  /**
+   * Resolves once the primary has subscribed this worker: its later publishes reach it.
+   * Before start, also once started: until then a message would find no `onMessage`.
+   */
   subscribe(channel: string): Promise<void> {
-    return this.#ask<undefined>(`subscribe ${channel}`, (id) => {
+    const made = this.#ask<undefined>(`subscribe ${channel}`, (id) => {
       this.#send({ uidpush: 'sub', channel, id });
     });
+    if (this.#onMessage !== undefined) return made;
+    const both = Promise.all([made, this.#started]).then(() => undefined);
+    both.catch(() => undefined);
+    return both;
   }
 
   unsubscribe(channel: string): void {
@@ -451,6 +478,8 @@ class IpcBroker implements Broker {
 
   close(): Promise<void> {
     process.off('message', this.#listener);
+    this.#listening = false;
+    this.#cancelStart?.(new Error('closed'));
     this.#deadlines.close();
     for (const waiter of this.#pending.values()) waiter.reject(new Error('closed'));
     this.#pending.clear();
