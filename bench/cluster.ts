@@ -36,7 +36,7 @@ import { createClient } from '@redis/client';
 import { WebSocket } from 'ws';
 import type { Collected, RunResult } from './clients/paced.js';
 import { ask, now, quantile } from './lib/ipc.js';
-import { describeMachine, machineCpu, machinePct, processCpuSeconds } from './lib/proc.js';
+import { alive, describeMachine, exited, machineCpu, machinePct, processCpuSeconds } from './lib/proc.js';
 
 const DEFAULT_RATES = '15000,20000,25000,30000,35000,40000,50000,60000,70000,80000,100000,120000,150000,200000';
 const { values } = parseArgs({
@@ -124,10 +124,6 @@ const children = new Set<ChildProcess>();
 /** Workers of a `--workers` primary: not our children, ended by pid if still running. */
 const workerPids = new Set<number>();
 
-function alive(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
-
 /** True while `pid` runs and is a uidpush process (so a reused pid is never signalled). */
 function isUidpush(pid: number): boolean {
   try {
@@ -161,21 +157,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     killAll();
     process.exit(130);
-  });
-}
-
-function exited(child: ChildProcess, ms: number): Promise<boolean> {
-  if (!alive(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      child.off('exit', onExit);
-      resolve(false);
-    }, ms);
-    const onExit = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    child.once('exit', onExit);
   });
 }
 
