@@ -3,7 +3,22 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /** Every folder of src/; each one's allowed imports are listed below, the rest are errors. */
-const FOLDERS = ['core', 'protocol', 'registry', 'delivery', 'session', 'transport', 'api', 'auth', 'broker', 'node', 'metrics', 'api-client', 'server', 'cli'];
+const FOLDERS = [
+  'core',
+  'protocol',
+  'registry',
+  'delivery',
+  'session',
+  'transport',
+  'api',
+  'auth',
+  'broker',
+  'node',
+  'metrics',
+  'api-client',
+  'server',
+  'cli',
+];
 
 /**
  * Module boundaries: src/<dir> may import only the folders in `allowed` (and itself); see
@@ -85,5 +100,19 @@ export default tseslint.config(
   layer('metrics', ['core']),
   layer('api-client', ['core']),
   layer('server', ['core', 'protocol', 'registry', 'delivery', 'session', 'transport', 'api', 'auth', 'broker', 'node', 'metrics']),
-  layer('cli', ['core', 'protocol', 'registry', 'delivery', 'session', 'transport', 'api', 'auth', 'broker', 'node', 'metrics', 'api-client', 'server']),
+  layer('cli', [
+    'core',
+    'protocol',
+    'registry',
+    'delivery',
+    'session',
+    'transport',
+    'api',
+    'auth',
+    'broker',
+    'node',
+    'metrics',
+    'api-client',
+    'server',
+  ]),
 );

@@ -437,10 +437,7 @@ type StepFn = (rate: number, durationMs: number) => Promise<Step>;
  * Starts fresh nodes (two on Redis, or one alone) and clients, warms up at 1,000/s, runs
  * `body` with a step function, and ends everything, also on error.
  */
-async function withNodes<T>(
-  mode: LatencyReport['mode'],
-  body: (step: StepFn) => Promise<T>,
-): Promise<{ result: T; warnings: string[] }> {
+async function withNodes<T>(mode: LatencyReport['mode'], body: (step: StepFn) => Promise<T>): Promise<{ result: T; warnings: string[] }> {
   const ns = `bench-cluster-${process.pid}-${Date.now().toString(36)}`;
   const servers: ServerProc[] = [];
   const clients: ChildProcess[] = [];
@@ -679,9 +676,7 @@ function latencyTables(reports: LatencyReport[]): string {
     row(
       `highest sustained rate (pushes/s, ${STEP_MS / 1000} s steps)`,
       (r) =>
-        r.sustained > 0
-          ? r.sustained.toLocaleString('en-US')
-          : `< ${Math.min(...r.steps.map((s) => s.rate)).toLocaleString('en-US')}`,
+        r.sustained > 0 ? r.sustained.toLocaleString('en-US') : `< ${Math.min(...r.steps.map((s) => s.rate)).toLocaleString('en-US')}`,
       `>= ${TARGET_CROSS_RATE.toLocaleString('en-US')} (cross-node)`,
     ),
     row(
@@ -825,7 +820,9 @@ async function workersPart(): Promise<WorkersReport> {
     const total = opened.reduce((a, o) => a + o.opened, 0);
     const errors = opened.reduce((a, o) => a + o.errors, 0);
     const errorMessages = (await Promise.all(clients.map((c) => ask<string[]>(c, 'errors')))).flat();
-    wlog(`opened ${total}/${N} in ${(openMs / 1000).toFixed(1)} s, ${errors} errors${errorMessages.length > 0 ? `: ${errorMessages.slice(0, 5).join(' | ')}` : ''}`);
+    wlog(
+      `opened ${total}/${N} in ${(openMs / 1000).toFixed(1)} s, ${errors} errors${errorMessages.length > 0 ? `: ${errorMessages.slice(0, 5).join(' | ')}` : ''}`,
+    );
 
     const ws = new WebSocket(url, { perMessageDeflate: false });
     control = ws;
@@ -899,7 +896,9 @@ async function workersPart(): Promise<WorkersReport> {
     const primaryRssMiB = rssMiB(primary.pid);
     const workerRssMiB = workers.map(rssMiB);
     const clientRssMiB = clients.map((c) => rssMiB(c.pid ?? NaN));
-    wlog(`RSS MiB: primary ${primaryRssMiB.toFixed(0)}, workers ${workerRssMiB.map((r) => r.toFixed(0)).join(', ')}, clients ${clientRssMiB.map((r) => r.toFixed(0)).join(', ')}`);
+    wlog(
+      `RSS MiB: primary ${primaryRssMiB.toFixed(0)}, workers ${workerRssMiB.map((r) => r.toFixed(0)).join(', ')}, clients ${clientRssMiB.map((r) => r.toFixed(0)).join(', ')}`,
+    );
     return {
       target: N,
       opened: total,
@@ -970,12 +969,7 @@ try {
   if (PART === 'workers' || PART === 'all') {
     if (PART === 'all') await sleep(3000); // let the kernel reap the sockets of part A
     json.workers = await workersPart();
-    out.push(
-      '',
-      `### B. ${N.toLocaleString('en-US')} clients through \`serve --workers ${WORKERS}\``,
-      '',
-      workersTable(json.workers),
-    );
+    out.push('', `### B. ${N.toLocaleString('en-US')} clients through \`serve --workers ${WORKERS}\``, '', workersTable(json.workers));
     if (json.workers.errorMessages.length > 0) out.push('', `errors: ${json.workers.errorMessages.join('; ')}`);
     if (json.workers.warnings.length > 0) out.push('', `Server log lines at warn or above: ${json.workers.warnings.join('; ')}.`);
   }

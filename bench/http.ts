@@ -99,11 +99,7 @@ interface Ready {
   innerPort?: number;
 }
 
-function start(
-  script: string,
-  env: Record<string, string> = {},
-  execArgv: string[] = [],
-): Promise<{ child: ChildProcess; ready: Ready }> {
+function start(script: string, env: Record<string, string> = {}, execArgv: string[] = []): Promise<{ child: ChildProcess; ready: Ready }> {
   const child = fork(join(here, script), [], {
     execArgv: ['--import', 'tsx', ...execArgv],
     env: { ...process.env, ...env },
@@ -202,7 +198,9 @@ async function main(): Promise<void> {
   );
   const openErrors = opened.reduce((a, o) => a + o.errors, 0);
   const counts = await ask<{ connections: number; online: number }>(server.child, 'counts');
-  log(`opened ${opened.reduce((a, o) => a + o.opened, 0)} clients in ${Date.now() - t0} ms, ${openErrors} errors; server: ${counts.connections} connections, ${counts.online} uids`);
+  log(
+    `opened ${opened.reduce((a, o) => a + o.opened, 0)} clients in ${Date.now() - t0} ms, ${openErrors} errors; server: ${counts.connections} connections, ${counts.online} uids`,
+  );
   if (openErrors > 0 || counts.online !== N) throw new Error(`expected ${N} online uids, server has ${counts.online}`);
 
   // The uids, interleaved over the client processes so each gets an even share at any time.
@@ -270,7 +268,14 @@ async function main(): Promise<void> {
   /** Runs `load` with CPU, server stats and client counts taken around it. */
   /** The fields every scenario's row takes from its measurement, the same way. */
   const measuredFields = (
-    m: { clientDeliveries: number; serverFrames: number; serverCpu: number; loaderCpu: number; clientsCpu: number; machine: { busy: number; irq: number; steal: number } },
+    m: {
+      clientDeliveries: number;
+      serverFrames: number;
+      serverCpu: number;
+      loaderCpu: number;
+      clientsCpu: number;
+      machine: { busy: number; irq: number; steal: number };
+    },
     r: { latencyP50: number; latencyP99: number },
     errors: number,
     detail: string,
@@ -456,10 +461,7 @@ async function main(): Promise<void> {
 }
 
 function deliveriesCheck(r: Row): string {
-  const ok =
-    r.clientDeliveries === r.serverFrames &&
-    r.clientDeliveries >= r.expectedDeliveries &&
-    r.clientDeliveries <= r.maxDeliveries;
+  const ok = r.clientDeliveries === r.serverFrames && r.clientDeliveries >= r.expectedDeliveries && r.clientDeliveries <= r.maxDeliveries;
   return ok ? 'ok' : `MISMATCH (server ${r.serverFrames}, written x batch ${r.maxDeliveries})`;
 }
 

@@ -22,7 +22,11 @@ if (!Number.isInteger(N) || N < 1 || N > 10_000) throw new Error('--n: an intege
 if (!Number.isInteger(CONCURRENCY) || CONCURRENCY < 1 || CONCURRENCY > 1000) throw new Error('--concurrency: 1..1000');
 
 const here = import.meta.dirname;
-async function start(script: string, env: Record<string, string> = {}, execArgv: string[] = []): Promise<{ child: ChildProcess; port: number }> {
+async function start(
+  script: string,
+  env: Record<string, string> = {},
+  execArgv: string[] = [],
+): Promise<{ child: ChildProcess; port: number }> {
   const { child, ready } = await forkReady(join(here, script), { env, execArgv });
   return { child, port: ready.port ?? 0 };
 }

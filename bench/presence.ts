@@ -72,7 +72,9 @@ try {
   for (let n = 0; n < NODES; n++) {
     const nodeId = `node${String(n)}`;
     const broker =
-      STORE === 'redis' ? createRedisBroker(URL, silentLogger, { namespace: NS, nodeId, presenceTtl: 60_000 }) : memory.createBroker(nodeId);
+      STORE === 'redis'
+        ? createRedisBroker(URL, silentLogger, { namespace: NS, nodeId, presenceTtl: 60_000 })
+        : memory.createBroker(nodeId);
     await broker.start(() => undefined);
     brokers.push(broker);
   }
@@ -96,7 +98,7 @@ try {
   let pages = 0;
   let listed = 0;
   const walkStart = performance.now();
-  for (let cursor: string | null = null; pages < 100_000; ) {
+  for (let cursor: string | null = null; pages < 100_000;) {
     const page = await store.listUids(cursor, 1000);
     pages++;
     listed += page.uids.length;
@@ -124,7 +126,9 @@ try {
   const entries = UIDS + SHARED * NODES;
   const cpu = cpus()[0]?.model ?? 'unknown';
   console.log(`machine: ${String(cpus().length)} x ${cpu}, Node ${process.version}, store: ${STORE === 'redis' ? URL : 'in-process bus'}`);
-  console.log(`${String(UIDS)} uids over ${String(NODES)} nodes + ${String(SHARED)} on every node; presence written in ${(written / 1000).toFixed(1)} s; ${String(REPS)} runs each, median (max)`);
+  console.log(
+    `${String(UIDS)} uids over ${String(NODES)} nodes + ${String(SHARED)} on every node; presence written in ${(written / 1000).toFixed(1)} s; ${String(REPS)} runs each, median (max)`,
+  );
   console.log(`| query | time |`);
   console.log(`|---|---:|`);
   console.log(`| GET /v1/users?limit=${String(LIMIT)}, first page | ${fmt(first)} |`);
@@ -135,7 +139,9 @@ try {
   console.log(`| connections in all (what POST /v1/broadcast answers) | ${fmt(broadcast)} |`);
   console.log(`| GET /v1/users/<uid> | ${fmt(one)} |`);
   if (raw !== undefined) {
-    console.log(`| Redis memory per online uid per node: hash / sorted set | ${(hashBytes / entries).toFixed(0)} / ${(zsetBytes / entries).toFixed(0)} bytes |`);
+    console.log(
+      `| Redis memory per online uid per node: hash / sorted set | ${(hashBytes / entries).toFixed(0)} / ${(zsetBytes / entries).toFixed(0)} bytes |`,
+    );
   }
 } finally {
   await Promise.all(brokers.map((b) => b.close()));

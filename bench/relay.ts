@@ -128,7 +128,13 @@ async function run(): Promise<RunResult> {
           const cpu = process.cpuUsage(cpu0);
           const l = msg.latencies ?? [];
           const q = (p: number): number => l[Math.min(l.length - 1, Math.floor(p * l.length))] ?? NaN;
-          resolve({ perSecond: (N / ms) * 1000, primaryCpu: ((cpu.user + cpu.system) / 1000 / ms) * 100, p50: q(0.5), p99: q(0.99), max: l.at(-1) ?? NaN });
+          resolve({
+            perSecond: (N / ms) * 1000,
+            primaryCpu: ((cpu.user + cpu.system) / 1000 / ms) * 100,
+            p50: q(0.5),
+            p99: q(0.99),
+            max: l.at(-1) ?? NaN,
+          });
         }
       };
       pub.on('message', onMessage);
@@ -161,11 +167,15 @@ if (cluster.isWorker) {
     const r = await run();
     results.push(r);
     const latency = RATE > 0 ? `; hop latency p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} max ${r.max.toFixed(1)} ms` : '';
-    console.log(`run ${String(i + 1)}: ${Math.round(r.perSecond).toLocaleString('en-US')} pushes/s relayed, primary ${r.primaryCpu.toFixed(0)}% of a core${latency}`);
+    console.log(
+      `run ${String(i + 1)}: ${Math.round(r.perSecond).toLocaleString('en-US')} pushes/s relayed, primary ${r.primaryCpu.toFixed(0)}% of a core${latency}`,
+    );
   }
   results.sort((a, b) => a.perSecond - b.perSecond);
   const median = results[Math.floor(results.length / 2)];
   if (median !== undefined) {
-    console.log(`median: ${Math.round(median.perSecond).toLocaleString('en-US')} pushes/s, primary ${median.primaryCpu.toFixed(0)}% of a core`);
+    console.log(
+      `median: ${Math.round(median.perSecond).toLocaleString('en-US')} pushes/s, primary ${median.primaryCpu.toFixed(0)}% of a core`,
+    );
   }
 }

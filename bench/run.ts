@@ -76,10 +76,7 @@ async function bench(impl: string): Promise<Result> {
   };
   // BENCH_PROF=<dir> writes a V8 CPU profile of the server (written when it exits).
   const prof = process.env.BENCH_PROF;
-  const server = await start(`servers/${impl}.ts`, [
-    '--expose-gc',
-    ...(prof !== undefined ? ['--cpu-prof', '--cpu-prof-dir', prof] : []),
-  ]);
+  const server = await start(`servers/${impl}.ts`, ['--expose-gc', ...(prof !== undefined ? ['--cpu-prof', '--cpu-prof-dir', prof] : [])]);
   const url = `ws://127.0.0.1:${server.port}`;
   const base = await ask<NodeJS.MemoryUsage>(server.child, 'memory');
 
@@ -125,7 +122,9 @@ async function bench(impl: string): Promise<Result> {
   log(`opened ${opened.reduce((a, o) => a + o.opened, 0)} idle connections in ${Date.now() - t0} ms, ${errors} errors`);
   const control = new WebSocket(url, { perMessageDeflate: false });
   await new Promise<void>((resolve) => {
-    control.once('open', () => { control.send('control'); });
+    control.once('open', () => {
+      control.send('control');
+    });
     control.once('message', () => {
       resolve();
     });
@@ -162,7 +161,9 @@ async function bench(impl: string): Promise<Result> {
     const deadline = Date.now() + 30_000;
     while (received < idleCount && Date.now() < deadline) {
       await sleep(100);
-      const reports = await Promise.all(idle.map((c) => ask<{ seq: number; count: number; last: number; latencies: number[] }[]>(c.child, 'broadcasts')));
+      const reports = await Promise.all(
+        idle.map((c) => ask<{ seq: number; count: number; last: number; latencies: number[] }[]>(c.child, 'broadcasts')),
+      );
       for (const r of reports.flat()) {
         if (r.seq !== seq) continue;
         received += r.count;

@@ -18,7 +18,11 @@ import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
 
 const { values, positionals } = parseArgs({
-  options: { limit: { type: 'string', default: '1024' }, slow: { type: 'string', default: '1100' }, clients: { type: 'string', default: '50' } },
+  options: {
+    limit: { type: 'string', default: '1024' },
+    slow: { type: 'string', default: '1100' },
+    clients: { type: 'string', default: '50' },
+  },
   allowPositionals: true,
 });
 const limit = Number(values.limit);
@@ -74,7 +78,9 @@ await Promise.all(
           ws.terminate();
           resolve();
         }, 5000);
-        ws.on('open', () => { ws.send(`u${i}`); });
+        ws.on('open', () => {
+          ws.send(`u${i}`);
+        });
         ws.on('message', (data: Buffer) => {
           const text = data.toString();
           if (text.startsWith('login success')) ws.send(`u${i}:push ${i}`);

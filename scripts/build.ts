@@ -21,9 +21,7 @@ function stems(dir: string, ext: string): Set<string> {
 
 const sources = stems(SRC, '.ts');
 const built = stems(DIST, '.js');
-const incomplete = [...sources].some((stem) =>
-  ['.js', '.d.ts', '.js.map'].some((ext) => !existsSync(join(DIST, stem + ext))),
-);
+const incomplete = [...sources].some((stem) => ['.js', '.d.ts', '.js.map'].some((ext) => !existsSync(join(DIST, stem + ext))));
 const orphaned = [...built].some((stem) => !sources.has(stem));
 if (existsSync(DIST) && (incomplete || orphaned)) rmSync(DIST, { recursive: true, force: true });
 

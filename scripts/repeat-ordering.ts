@@ -16,7 +16,9 @@ for (let run = 1; run <= runs; run++) {
     env: { ...process.env, NO_COLOR: '1' },
   });
   const summary = /Tests\s+(.*)/.exec(result.stdout)?.[1] ?? '?';
-  console.log(`run ${String(run)}/${String(runs)}: ${result.status === 0 ? 'ok' : 'FAILED'} (${summary.trim()}) in ${String(Date.now() - t0)} ms`);
+  console.log(
+    `run ${String(run)}/${String(runs)}: ${result.status === 0 ? 'ok' : 'FAILED'} (${summary.trim()}) in ${String(Date.now() - t0)} ms`,
+  );
   if (result.status !== 0) {
     console.log(result.stdout);
     process.exit(1);

@@ -22,15 +22,7 @@ export {
 } from './server/server.js';
 export type { ServerOptionsInput, ResolvedServerOptions } from './server/options.js';
 export type { HubStats, SlowConsumerPolicy } from './delivery/hub.js';
-export type {
-  PushService,
-  PushResult,
-  BroadcastResult,
-  UidPage,
-  ServiceStats,
-  WorkerStats,
-  DropReason,
-} from './core/service.js';
+export type { PushService, PushResult, BroadcastResult, UidPage, ServiceStats, WorkerStats, DropReason } from './core/service.js';
 export type { ConnectionInfo } from './transport/connection-info.js';
 export { CloseCode, mayReconnect } from './core/close-codes.js';
 export { ErrorCode, ProgramErrorCode, UidpushError, UnavailableError } from './core/errors.js';

@@ -67,7 +67,9 @@ function open(args: OpenArgs): Promise<{ opened: number; errors: number }> {
         if (done === args.count) resolve({ opened: sockets.length - before, errors: errors - errorsBefore });
         else launch();
       };
-      ws.on('open', () => { ws.send(uid); });
+      ws.on('open', () => {
+        ws.send(uid);
+      });
       ws.on('message', (data: Buffer) => {
         if (!loggedIn) {
           loggedIn = true;

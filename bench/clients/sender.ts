@@ -32,7 +32,9 @@ let onDelivery: (() => void) | undefined;
 function connect(url: string, uid: string, localAddress: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { localAddress, perMessageDeflate: false });
-    ws.once('open', () => { ws.send(uid); });
+    ws.once('open', () => {
+      ws.send(uid);
+    });
     ws.once('message', () => {
       sockets.push(ws);
       resolve(ws);

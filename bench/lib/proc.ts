@@ -74,8 +74,17 @@ export function machineCpu(): MachineCpu | undefined {
 /** Each field's share of the time between two readings, in % of one core (NaN if unknown). */
 export function machinePct(a: MachineCpu | undefined, b: MachineCpu | undefined): Record<keyof MachineCpu, number> {
   const ticks = a === undefined || b === undefined ? 0 : b.total - a.total;
-  const pct = (k: keyof MachineCpu): number => (a === undefined || b === undefined || ticks <= 0 ? NaN : ((b[k] - a[k]) / ticks) * 100 * cpus().length);
-  return { user: pct('user'), system: pct('system'), irq: pct('irq'), steal: pct('steal'), idle: pct('idle'), busy: pct('busy'), total: pct('total') };
+  const pct = (k: keyof MachineCpu): number =>
+    a === undefined || b === undefined || ticks <= 0 ? NaN : ((b[k] - a[k]) / ticks) * 100 * cpus().length;
+  return {
+    user: pct('user'),
+    system: pct('system'),
+    irq: pct('irq'),
+    steal: pct('steal'),
+    idle: pct('idle'),
+    busy: pct('busy'),
+    total: pct('total'),
+  };
 }
 
 /** `2 x <CPU model>, 8 GiB, Node v20.x`: the line every bench prints with its figures. */

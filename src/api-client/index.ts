@@ -5,12 +5,6 @@
  *
  * @packageDocumentation
  */
-export {
-  PushClient,
-  PushApiError,
-  type PushClientOptions,
-  type PushClientErrorCode,
-  type UserPresence,
-} from './push-client.js';
+export { PushClient, PushApiError, type PushClientOptions, type PushClientErrorCode, type UserPresence } from './push-client.js';
 export type { PushResult, BroadcastResult, UidPage, ServiceStats, WorkerStats, DropReason, GroupInfo } from '../core/service.js';
 export { ErrorCode } from '../core/errors.js';

@@ -88,7 +88,10 @@ export interface ApiTls {
  * connections every `connectionsCheckingInterval`, not with a timer per connection; for
  * https they count from the end of the TLS handshake, which `handshakeTimeout` bounds.
  */
-export function apiServerOptions(limits: ApiConnectionLimits, tls?: ApiTls): FastifyHttpOptions<HttpServer> | FastifyHttpsOptions<HttpsServer> {
+export function apiServerOptions(
+  limits: ApiConnectionLimits,
+  tls?: ApiTls,
+): FastifyHttpOptions<HttpServer> | FastifyHttpsOptions<HttpsServer> {
   const node = {
     headersTimeout: limits.headersTimeout,
     requestTimeout: limits.requestTimeout,

@@ -52,10 +52,20 @@ export interface ApiOptions {
 function refuseForeign(request: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
   const { host, origin } = request.headers;
   if (host !== undefined && !isLoopbackHostHeader(host)) {
-    return sendError(reply, 403, ErrorCode.Forbidden, 'keyless server API: the Host header must name a loopback address (set an API key to serve other names)');
+    return sendError(
+      reply,
+      403,
+      ErrorCode.Forbidden,
+      'keyless server API: the Host header must name a loopback address (set an API key to serve other names)',
+    );
   }
   if (!isLocalOrigin(origin)) {
-    return sendError(reply, 403, ErrorCode.Forbidden, 'keyless server API: requests from pages of other origins are refused (set an API key)');
+    return sendError(
+      reply,
+      403,
+      ErrorCode.Forbidden,
+      'keyless server API: requests from pages of other origins are refused (set an API key)',
+    );
   }
   return undefined;
 }
@@ -118,10 +128,7 @@ export function createApi(options: ApiOptions): FastifyInstance {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.observeApiRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
     // Our own line rather than fastify's request logging, which logs headers (the key).
-    log.debug(
-      { method: request.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 },
-      'api request',
-    );
+    log.debug({ method: request.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'api request');
   });
 
   app.setErrorHandler((error: FastifyError | ApiError | UidpushError | UnavailableError, request, reply) => {

@@ -1,13 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import {
-  createLocalJWKSet,
-  createRemoteJWKSet,
-  errors as joseErrors,
-  jwtVerify,
-  type JWTPayload,
-  type JWTVerifyGetKey,
-} from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { checkGroup, checkUid } from '../core/names.js';
 import type { Group, Uid } from '../core/types.js';
 import type { TokenCutoffs } from './cutoffs.js';
@@ -115,10 +108,7 @@ export class TokenVerifier {
     let payload: JWTPayload;
     try {
       const key = this.#key;
-      const result =
-        typeof key === 'function'
-          ? await jwtVerify(token, key, this.#checks)
-          : await jwtVerify(token, key, this.#checks);
+      const result = typeof key === 'function' ? await jwtVerify(token, key, this.#checks) : await jwtVerify(token, key, this.#checks);
       payload = result.payload;
     } catch (err) {
       throw new TokenError(reason(err), { cause: err });

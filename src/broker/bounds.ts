@@ -80,7 +80,11 @@ export class Deadlines {
           if (settled) return;
           settled = true;
           cancel();
-          reject(err instanceof UnavailableError || err instanceof UidpushError ? err : new UnavailableError(`${what}: the broker failed`, { cause: err }));
+          reject(
+            err instanceof UnavailableError || err instanceof UidpushError
+              ? err
+              : new UnavailableError(`${what}: the broker failed`, { cause: err }),
+          );
         },
       );
     });

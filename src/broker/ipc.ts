@@ -182,12 +182,7 @@ export interface ServePrimaryOptions {
 }
 
 /** In the primary: relays for `worker` until it exits; returns the cleanup to call then. */
-export function servePrimary(
-  cluster: MemoryCluster,
-  worker: Worker,
-  log: Logger,
-  options: ServePrimaryOptions = {},
-): () => Promise<void> {
+export function servePrimary(cluster: MemoryCluster, worker: Worker, log: Logger, options: ServePrimaryOptions = {}): () => Promise<void> {
   const broker = cluster.createBroker(`worker-${worker.id}`);
   const outbox = new Outbox<ToWorker>((msg) => {
     if (worker.isConnected()) worker.send(msg);
@@ -267,14 +262,16 @@ export function servePrimary(
         member.joined = true;
         return;
       case 'gather':
-        ownGroup.gather(() => presence.totals(), reportTimeout).then(
-          (result) => {
-            send({ uidpush: 'gathered', id: msg.id, result });
-          },
-          (err: unknown) => {
-            send({ uidpush: 'gathered', id: msg.id, error: (err as Error).message });
-          },
-        );
+        ownGroup
+          .gather(() => presence.totals(), reportTimeout)
+          .then(
+            (result) => {
+              send({ uidpush: 'gathered', id: msg.id, result });
+            },
+            (err: unknown) => {
+              send({ uidpush: 'gathered', id: msg.id, error: (err as Error).message });
+            },
+          );
         return;
       case 'reported':
         ownGroup.reported(member, msg.id, msg.report);

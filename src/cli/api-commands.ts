@@ -159,7 +159,11 @@ export async function runApiCommand(command: string, args: string[], env: NodeJS
         else if (sub === 'push' && positionals.length === 3) print(await client.pushToGroup(group, data(positionals[2])));
         else if (sub === 'show' && positionals.length === 2) print(await client.group(group));
         else if (sub === 'leave-all' && positionals.length === 2) print(await client.removeFromAllGroups(positionals[1] ?? ''));
-        else throw new CliError(`group: expected add|remove <group> <uid>, push <group> <message>, show <group> or leave-all <uid>\n\n${API_USAGE}`, 2);
+        else
+          throw new CliError(
+            `group: expected add|remove <group> <uid>, push <group> <message>, show <group> or leave-all <uid>\n\n${API_USAGE}`,
+            2,
+          );
         return;
       }
       default:
@@ -210,7 +214,10 @@ async function token(args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<
     throw new CliError('token: needs the HS256 secret (--jwt-secret or UIDPUSH_JWT_SECRET, 32+ characters)', 2);
   }
   const list = (text: string | undefined): string[] | undefined =>
-    text?.split(',').map((v) => v.trim()).filter((v) => v.length > 0);
+    text
+      ?.split(',')
+      .map((v) => v.trim())
+      .filter((v) => v.length > 0);
   const rights = list(values.rights);
   const unknown = rights?.filter((r) => !(RIGHTS as readonly string[]).includes(r)) ?? [];
   if (unknown.length > 0) throw new CliError(`--rights: unknown ${unknown.join(', ')}; known: ${RIGHTS.join(', ')}`, 2);

@@ -1,13 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
-import {
-  formatIssues,
-  optionDocs,
-  resolveServerOptions,
-  serverOptionFields,
-  type ResolvedServerOptions,
-} from '../server/options.js';
+import { formatIssues, optionDocs, resolveServerOptions, serverOptionFields, type ResolvedServerOptions } from '../server/options.js';
 import { loadTlsSync, tlsPaths } from '../server/tls.js';
 
 /** How the CLI reads an option's text from a flag or a variable. */
@@ -94,11 +88,14 @@ export const serveOnlyFields = z.object({
     arg: '<file.json>',
     description: 'JSON config file: an object with the option names as keys, plus logLevel.',
   }),
-  logLevel: z.enum(LOG_LEVELS).default('info').register(optionDocs, {
-    section: 'cli',
-    arg: '<level>',
-    description: `pino level: ${LOG_LEVELS.join(', ')}. \`debug\` adds a line per login, close, refused login and API request.`,
-  }),
+  logLevel: z
+    .enum(LOG_LEVELS)
+    .default('info')
+    .register(optionDocs, {
+      section: 'cli',
+      arg: '<level>',
+      description: `pino level: ${LOG_LEVELS.join(', ')}. \`debug\` adds a line per login, close, refused login and API request.`,
+    }),
   workers: z.number().int().min(0).max(64).default(0).register(optionDocs, {
     section: 'cluster',
     arg: '<n>',
@@ -126,9 +123,7 @@ export const SERVE_FLAGS = {
   workers: { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
-  ...Object.fromEntries(
-    OPTION_KEYS.map((k) => [flagName(k), { type: OPTION_KINDS[k] === 'boolean' ? 'boolean' : 'string' }]),
-  ),
+  ...Object.fromEntries(OPTION_KEYS.map((k) => [flagName(k), { type: OPTION_KINDS[k] === 'boolean' ? 'boolean' : 'string' }])),
 } as const satisfies Record<string, { type: 'string' | 'boolean'; short?: string }>;
 
 const fileSchema = z
@@ -145,10 +140,7 @@ const fileSchema = z
  * @throws UidpushError UIDPUSH_ERR_INVALID_CONFIG with one line per problem, naming the
  *   flag, variable or file it came from.
  */
-export async function loadServeConfig(
-  flags: Record<string, string | boolean | undefined>,
-  env: NodeJS.ProcessEnv,
-): Promise<ServeConfig> {
+export async function loadServeConfig(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): Promise<ServeConfig> {
   const merged: Record<string, unknown> = {};
   const problems: string[] = [];
   let logLevel: unknown = undefined;
@@ -158,10 +150,7 @@ export async function loadServeConfig(
     const file = await readConfigFile(configPath);
     const parsed = fileSchema.safeParse(file);
     if (!parsed.success) {
-      throw new UidpushError(
-        ProgramErrorCode.InvalidConfig,
-        `invalid config file ${configPath}:\n${formatIssues(parsed.error)}`,
-      );
+      throw new UidpushError(ProgramErrorCode.InvalidConfig, `invalid config file ${configPath}:\n${formatIssues(parsed.error)}`);
     }
     const { logLevel: fileLevel, ...rest } = parsed.data;
     Object.assign(merged, rest);
@@ -177,11 +166,7 @@ export async function loadServeConfig(
     }
     const fromFlag = str(flag);
     const [text, source] =
-      fromFlag !== undefined
-        ? [fromFlag, `--${flagName(key)}`]
-        : fromEnv !== undefined
-          ? [fromEnv, envName(key)]
-          : [undefined, ''];
+      fromFlag !== undefined ? [fromFlag, `--${flagName(key)}`] : fromEnv !== undefined ? [fromEnv, envName(key)] : [undefined, ''];
     if (text === undefined) continue;
     const kind: string = OPTION_KINDS[key];
     if (kind === 'boolean') {
@@ -226,10 +211,7 @@ export async function loadServeConfig(
     problems.push(`  - log level: expected one of ${LOG_LEVELS.join(', ')}, got '${String(logLevel)}'`);
   }
   if (problems.length > 0) {
-    throw new UidpushError(
-      ProgramErrorCode.InvalidConfig,
-      `invalid configuration:\n${problems.join('\n')}`,
-    );
+    throw new UidpushError(ProgramErrorCode.InvalidConfig, `invalid configuration:\n${problems.join('\n')}`);
   }
   try {
     const server = resolveServerOptions(merged);
@@ -249,10 +231,7 @@ export async function loadServeConfig(
  * (`  - tlsCert (--tls-cert / UIDPUSH_TLS_CERT): ...`), so the fix is obvious.
  */
 export function withFlagNames(err: UidpushError): UidpushError {
-  const message = err.message.replace(
-    /^ {2}- (\w+):/gm,
-    (_m, key: string) => `  - ${key} (--${flagName(key)} / ${envName(key)}):`,
-  );
+  const message = err.message.replace(/^ {2}- (\w+):/gm, (_m, key: string) => `  - ${key} (--${flagName(key)} / ${envName(key)}):`);
   return new UidpushError(err.code, message, { cause: err });
 }
 
@@ -261,20 +240,14 @@ async function readConfigFile(path: string): Promise<unknown> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new UidpushError(
-      ProgramErrorCode.InvalidConfig,
-      `cannot read config file ${path}: ${(err as Error).message}`,
-      { cause: err },
-    );
+    throw new UidpushError(ProgramErrorCode.InvalidConfig, `cannot read config file ${path}: ${(err as Error).message}`, { cause: err });
   }
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new UidpushError(
-      ProgramErrorCode.InvalidConfig,
-      `config file ${path} is not valid JSON: ${(err as Error).message}`,
-      { cause: err },
-    );
+    throw new UidpushError(ProgramErrorCode.InvalidConfig, `config file ${path} is not valid JSON: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 

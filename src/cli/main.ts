@@ -83,7 +83,8 @@ async function serve(args: string[]): Promise<number> {
   const tls = config.server.tlsCert !== undefined;
   if (config.workers > 0 && cluster.isPrimary) return runPrimary(config.workers, config.server.shutdownGrace, tls, logger);
   // A worker joins its siblings through the primary, unless a Redis joins every node.
-  const broker = cluster.isWorker && config.server.redis === undefined ? createIpcBroker({ timeout: config.server.brokerTimeout }) : undefined;
+  const broker =
+    cluster.isWorker && config.server.redis === undefined ? createIpcBroker({ timeout: config.server.brokerTimeout }) : undefined;
   // Stats and metrics answer for every worker, whichever takes the request; on Redis the
   // workers' presence also goes to the primary, which counts the group's distinct uids.
   const group = cluster.isWorker ? createWorkerGroup({ presence: config.server.redis !== undefined }) : undefined;

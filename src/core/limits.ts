@@ -27,10 +27,16 @@ export type JoinOutcome = 'added' | 'member' | 'uid_full' | 'group_full';
  */
 export function joined(outcome: JoinOutcome, group: Group, uid: Uid, limits: GroupLimits): boolean {
   if (outcome === 'uid_full') {
-    throw new UidpushError(ProgramErrorCode.LimitExceeded, `uid ${uid} is already in ${String(limits.maxGroupsPerUid)} groups (maxGroupsPerUid)`);
+    throw new UidpushError(
+      ProgramErrorCode.LimitExceeded,
+      `uid ${uid} is already in ${String(limits.maxGroupsPerUid)} groups (maxGroupsPerUid)`,
+    );
   }
   if (outcome === 'group_full') {
-    throw new UidpushError(ProgramErrorCode.LimitExceeded, `group ${group} already has ${String(limits.maxMembersPerGroup)} members (maxMembersPerGroup)`);
+    throw new UidpushError(
+      ProgramErrorCode.LimitExceeded,
+      `group ${group} already has ${String(limits.maxMembersPerGroup)} members (maxMembersPerGroup)`,
+    );
   }
   return outcome === 'added';
 }

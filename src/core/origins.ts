@@ -60,7 +60,9 @@ interface OriginPattern {
  *
  * @returns the matcher, or the first entry that is not one of those.
  */
-export function compileOrigins(entries: readonly string[]): { ok: true; allows: (origin: string) => boolean } | { ok: false; entry: string } {
+export function compileOrigins(
+  entries: readonly string[],
+): { ok: true; allows: (origin: string) => boolean } | { ok: false; entry: string } {
   let any = false;
   let allowNull = false;
   const patterns: OriginPattern[] = [];

@@ -72,7 +72,6 @@ export interface HubStats {
   offlineDrops: number;
 }
 
-
 /**
  * The one place that delivers. Every push encodes its frame once and writes the same bytes
  * to each recipient, applying the send-buffer cap on the way.

@@ -1,13 +1,7 @@
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
 import type { DropReason, ServiceStats } from '../core/service.js';
 
-const DROP_REASONS: readonly DropReason[] = [
-  'offline',
-  'slow_consumer',
-  'bad_request',
-  'too_large',
-  'rate_limited',
-];
+const DROP_REASONS: readonly DropReason[] = ['offline', 'slow_consumer', 'bad_request', 'too_large', 'rate_limited'];
 
 /**
  * Where the last-resort guard caught a throw: a WebSocket connection's message, opening or
@@ -118,8 +112,16 @@ export class Metrics {
       },
     });
     // Zero outside a cluster: the series exist everywhere, so dashboards need no special case.
-    gauge('uidpush_broker_pending_bytes', 'Bytes of publishes handed to the broker and not yet answered.', (s) => s.broker?.pendingBytes ?? 0);
-    gauge('uidpush_broker_pending_publishes', 'Publishes handed to the broker and not yet answered.', (s) => s.broker?.pendingPublishes ?? 0);
+    gauge(
+      'uidpush_broker_pending_bytes',
+      'Bytes of publishes handed to the broker and not yet answered.',
+      (s) => s.broker?.pendingBytes ?? 0,
+    );
+    gauge(
+      'uidpush_broker_pending_publishes',
+      'Publishes handed to the broker and not yet answered.',
+      (s) => s.broker?.pendingPublishes ?? 0,
+    );
     gauge(
       'uidpush_broker_oldest_pending_seconds',
       'How long the oldest publish waiting for the broker has waited.',
@@ -133,12 +135,12 @@ export class Metrics {
     );
     counter(
       'uidpush_broker_stale_pushes_total',
-      'Pushes from other nodes dropped on arrival, older than the sender\'s brokerTimeout.',
+      "Pushes from other nodes dropped on arrival, older than the sender's brokerTimeout.",
       (s) => s.broker?.stalePushes ?? 0,
     );
     counter(
       'uidpush_broker_degraded_pushes_total',
-      'Pushes answered with this node\'s deliveries only (degraded: true).',
+      "Pushes answered with this node's deliveries only (degraded: true).",
       (s) => s.broker?.degradedPushes ?? 0,
     );
     new Counter({

@@ -385,7 +385,9 @@ export class Node<C extends Recipient> implements SessionNode<C> {
         envelopes = encodePushes(this.#broker.nodeId, unique, wire, from, exp).map(([uid, env]) => [channel.uid(uid), env]);
         break;
       case 'group':
-        envelopes = [[channel.group(target.group), encodeEnvelope(this.#broker.nodeId, { t: 'publish', group: target.group, data: wire, from, exp })]];
+        envelopes = [
+          [channel.group(target.group), encodeEnvelope(this.#broker.nodeId, { t: 'publish', group: target.group, data: wire, from, exp })],
+        ];
         break;
       case 'all':
         envelopes = [[channel.all, encodeEnvelope(this.#broker.nodeId, { t: 'broadcast', data: wire, from, exp })]];
@@ -493,7 +495,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     const current = (): boolean => this.#preparing.get(uid) === preparing;
     const ready = this.#bound(() => this.#prepare(uid, current), 'login').catch((err: unknown) => {
       // The client is served here anyway; pushes through other nodes may miss it a while.
-      this.#notice('login', 'cluster: a uid\'s channels are not subscribed in time; its login reply is sent anyway', { err, uid });
+      this.#notice('login', "cluster: a uid's channels are not subscribed in time; its login reply is sent anyway", { err, uid });
     });
     preparing.ready = ready.then(() => {
       if (current()) this.#preparing.delete(uid);
@@ -547,7 +549,11 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     await new Promise<void>((resolve) => {
       const cancel = this.#deadlines.add(() => {
         if (!this.#spreads.delete(ref)) return;
-        this.#notice('join wait', 'cluster: a node holding the uid did not confirm a join in time', { uid, group, waiting: [...spread.waiting] });
+        this.#notice('join wait', 'cluster: a node holding the uid did not confirm a join in time', {
+          uid,
+          group,
+          waiting: [...spread.waiting],
+        });
         resolve();
       });
       const spread: Spread = {
@@ -619,7 +625,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
   #admits(bytes: number): boolean {
     if (this.#broker.isReady() && this.#inFlight.admits(bytes)) return true;
     this.#stats.refusedPushes++;
-    this.#notice('refused', 'cluster: broker unavailable or over its bounds; pushes reach this node\'s clients only', {
+    this.#notice('refused', "cluster: broker unavailable or over its bounds; pushes reach this node's clients only", {
       pendingBytes: this.#inFlight.bytes,
       oldestMs: this.#inFlight.oldestAge(),
     });

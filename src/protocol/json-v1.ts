@@ -84,7 +84,11 @@ export function parseClientFrame(raw: Buffer, maxDepth: number): { kind: 'frame'
 const idPart = (requestId: RequestId): string => (requestId === undefined ? '' : `,"id":${JSON.stringify(requestId)}`);
 
 /** `welcome`: sent once authenticated. */
-export function welcomeFrame(uid: WelcomeFrame['uid'], connectionId: WelcomeFrame['connectionId'], requestId?: RequestId): FrameJson<WelcomeFrame> {
+export function welcomeFrame(
+  uid: WelcomeFrame['uid'],
+  connectionId: WelcomeFrame['connectionId'],
+  requestId?: RequestId,
+): FrameJson<WelcomeFrame> {
   return `{"type":"welcome","uid":${JSON.stringify(uid)},"connectionId":${connectionId}${idPart(requestId)}}`;
 }
 

@@ -56,10 +56,16 @@ export function groupStats(group: GroupReport, cluster?: { onlineUids: number; c
     bytesIn: sum((s) => s.bytesIn),
     messagesOut: sum((s) => s.messagesOut),
     bytesOut: sum((s) => s.bytesOut),
-    dropped: sumRecords(all.map((s) => s.dropped), first?.dropped),
+    dropped: sumRecords(
+      all.map((s) => s.dropped),
+      first?.dropped,
+    ),
     heartbeatCloses: sum((s) => s.heartbeatCloses),
     closeGraceTerminations: sum((s) => s.closeGraceTerminations),
-    upgradesRefused: sumRecords(all.map((s) => s.upgradesRefused), first?.upgradesRefused),
+    upgradesRefused: sumRecords(
+      all.map((s) => s.upgradesRefused),
+      first?.upgradesRefused,
+    ),
     // The group has run as long as its oldest worker.
     uptimeSeconds: Math.max(...all.map((s) => s.uptimeSeconds)),
     ...(brokers.length === 0 ? {} : { broker: sumBrokers(brokers) }),

@@ -43,7 +43,12 @@ export interface OptionDoc {
  */
 export const optionDocs = z.registry<OptionDoc>();
 
-const ms = (min: number) => z.number().int().min(min).max(24 * 3600 * 1000);
+const ms = (min: number) =>
+  z
+    .number()
+    .int()
+    .min(min)
+    .max(24 * 3600 * 1000);
 
 /** The fields of {@link serverOptionsSchema}, before the checks across fields. */
 export const serverOptionFields = z
@@ -56,7 +61,7 @@ export const serverOptionFields = z
     port: z.number().int().min(0).max(65535).default(1234).register(optionDocs, {
       section: 'websocket',
       arg: '<port>',
-      description: 'Port of the WebSocket listener (the seed protocol\'s 1234); `0` takes any free port.',
+      description: "Port of the WebSocket listener (the seed protocol's 1234); `0` takes any free port.",
     }),
     maxMessageSize: z
       .number()
@@ -88,8 +93,7 @@ export const serverOptionFields = z
     maxConnectionsPerIp: z.number().int().min(0).max(10_000_000).default(0).register(optionDocs, {
       section: 'limits',
       default: '`0` (off)',
-      description:
-        'Open connections per client address; more get HTTP 429. Off by default: behind a proxy every client has its address.',
+      description: 'Open connections per client address; more get HTTP 429. Off by default: behind a proxy every client has its address.',
     }),
     maxHandshakesPerIp: z.number().int().min(0).max(10_000_000).default(0).register(optionDocs, {
       section: 'limits',
@@ -233,8 +237,7 @@ export const serverOptionFields = z
     innerIdleTimeout: ms(10).default(60_000).register(optionDocs, {
       section: 'inner',
       unit: 'ms',
-      description:
-        'How long an inner-port connection may go without completing a line (idle, or holding a half line) before it is closed.',
+      description: 'How long an inner-port connection may go without completing a line (idle, or holding a half line) before it is closed.',
     }),
     innerMaxConnections: z.number().int().min(1).max(1_000_000).default(256).register(optionDocs, {
       section: 'inner',
@@ -299,7 +302,7 @@ export const serverOptionFields = z
     insecure: z.boolean().default(false).register(optionDocs, {
       section: 'auth',
       description:
-        'Allow uid-as-login (no token auth) on a non-loopback `host`. Off by default: like Redis\'s protected mode, the server refuses to start that way.',
+        "Allow uid-as-login (no token auth) on a non-loopback `host`. Off by default: like Redis's protected mode, the server refuses to start that way.",
     }),
     allowedOrigins: z
       .array(z.string().min(1).max(2048))
@@ -357,7 +360,7 @@ export const serverOptionFields = z
       section: 'cluster',
       unit: 'ms',
       description:
-        'How long a node waits for Redis (or the workers\' primary): reads and cluster-wide answers fail with `unavailable` after it, `/readyz` turns 503, and a push older than it is dropped, not delivered late (node clocks must be NTP-synced).',
+        "How long a node waits for Redis (or the workers' primary): reads and cluster-wide answers fail with `unavailable` after it, `/readyz` turns 503, and a push older than it is dropped, not delivered late (node clocks must be NTP-synced).",
     }),
     brokerMaxPendingBytes: z
       .number()
@@ -380,27 +383,23 @@ export const serverOptionFields = z
  * validates what it is given.
  */
 export const serverOptionsSchema = serverOptionFields
-  .refine(
-    (o) => [o.jwtSecret, o.jwtPublicKey, o.jwks].filter((k) => k !== undefined).length <= 1,
-    { error: 'set at most one of jwtSecret, jwtPublicKey and jwks', path: ['jwtSecret'] },
-  )
-  .refine(
-    (o) => (o.jwtAudience === undefined && o.jwtIssuer === undefined) || o.jwtSecret !== undefined || o.jwtPublicKey !== undefined || o.jwks !== undefined,
-    { error: 'jwtAudience and jwtIssuer check tokens: set jwtSecret, jwtPublicKey or jwks too', path: ['jwtAudience'] },
-  )
+  .refine((o) => [o.jwtSecret, o.jwtPublicKey, o.jwks].filter((k) => k !== undefined).length <= 1, {
+    error: 'set at most one of jwtSecret, jwtPublicKey and jwks',
+    path: ['jwtSecret'],
+  })
   .refine(
     (o) =>
+      (o.jwtAudience === undefined && o.jwtIssuer === undefined) ||
       o.jwtSecret !== undefined ||
       o.jwtPublicKey !== undefined ||
-      o.jwks !== undefined ||
-      o.insecure ||
-      isLoopback(o.host),
-    {
-      error:
-        'protected mode: without token auth (jwtSecret, jwtPublicKey or jwks) the server only listens on loopback; set one, or insecure to accept uid-as-login on this address',
-      path: ['host'],
-    },
+      o.jwks !== undefined,
+    { error: 'jwtAudience and jwtIssuer check tokens: set jwtSecret, jwtPublicKey or jwks too', path: ['jwtAudience'] },
   )
+  .refine((o) => o.jwtSecret !== undefined || o.jwtPublicKey !== undefined || o.jwks !== undefined || o.insecure || isLoopback(o.host), {
+    error:
+      'protected mode: without token auth (jwtSecret, jwtPublicKey or jwks) the server only listens on loopback; set one, or insecure to accept uid-as-login on this address',
+    path: ['host'],
+  })
   .refine((o) => o.apiPort === null || o.apiKey !== undefined || isLoopback(o.apiHost), {
     error: 'an API key (apiKey) is required when the server API listens on a non-loopback address',
     path: ['apiKey'],
@@ -408,7 +407,11 @@ export const serverOptionsSchema = serverOptionFields
   .superRefine((o, ctx) => {
     // Named after the one that is missing.
     if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
-      ctx.addIssue({ code: 'custom', message: 'set both tlsCert and tlsKey, or neither', path: [o.tlsCert === undefined ? 'tlsCert' : 'tlsKey'] });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'set both tlsCert and tlsKey, or neither',
+        path: [o.tlsCert === undefined ? 'tlsCert' : 'tlsKey'],
+      });
     }
   })
   .refine((o) => o.apiTls !== true || o.tlsCert !== undefined, {
@@ -453,11 +456,7 @@ export function defaultClientRights(o: ResolvedServerOptions): readonly (typeof 
 export function resolveServerOptions(input: unknown): ResolvedServerOptions {
   const result = serverOptionsSchema.safeParse(input);
   if (result.success) return result.data;
-  throw new UidpushError(
-    ProgramErrorCode.InvalidConfig,
-    `invalid configuration:\n${formatIssues(result.error)}`,
-    { cause: result.error },
-  );
+  throw new UidpushError(ProgramErrorCode.InvalidConfig, `invalid configuration:\n${formatIssues(result.error)}`, { cause: result.error });
 }
 
 /** One line per problem: `  - <field>: <what is wrong>`. */

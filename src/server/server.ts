@@ -10,7 +10,16 @@ import { InnerTextServer } from '../api/inner-text.js';
 import { TokenCutoffs } from '../auth/cutoffs.js';
 import { TokenVerifier } from '../auth/jwt.js';
 import { ProgramErrorCode, UidpushError, type ErrorCode } from '../core/errors.js';
-import type { BroadcastResult, GroupInfo, MaybePromise, PushResult, PushService, ServiceStats, TokenRevocation, UidPage } from '../core/service.js';
+import type {
+  BroadcastResult,
+  GroupInfo,
+  MaybePromise,
+  PushResult,
+  PushService,
+  ServiceStats,
+  TokenRevocation,
+  UidPage,
+} from '../core/service.js';
 import { silentLogger, type Data, type Group, type Logger, type Uid } from '../core/types.js';
 import { isLoopback } from '../api/api-key.js';
 import { originPolicy } from '../core/origins.js';
@@ -28,13 +37,7 @@ import { Registry } from '../registry/registry.js';
 import type { Connection } from '../transport/connection.js';
 import type { ConnectionInfo } from '../transport/connection-info.js';
 import { WsTransport } from '../transport/ws/server.js';
-import {
-  authEnabled,
-  defaultClientRights,
-  resolveServerOptions,
-  type ResolvedServerOptions,
-  type ServerOptionsInput,
-} from './options.js';
+import { authEnabled, defaultClientRights, resolveServerOptions, type ResolvedServerOptions, type ServerOptionsInput } from './options.js';
 
 /** Options of {@link createServer}: the validated settings plus a logger and a broker. */
 export interface ServerOptions extends ServerOptionsInput {
@@ -212,7 +215,10 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       },
     };
     const clusterBroker =
-      broker ?? (this.options.redis === undefined ? undefined : createRedisBroker(this.options.redis, this.#log, {
+      broker ??
+      (this.options.redis === undefined
+        ? undefined
+        : createRedisBroker(this.options.redis, this.#log, {
             presenceTtl: this.options.presenceTtl,
             namespace: this.options.redisNamespace,
             timeout: this.options.brokerTimeout,
@@ -310,9 +316,10 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
           maxConnections: this.options.apiMaxConnections,
         },
         // The API's own handshake bound: a backend sends its headers within this, too.
-        tls: material !== undefined && apiUsesTls(this.options)
-          ? { cert: material.cert, key: material.key, handshakeTimeout: this.options.apiHeadersTimeout }
-          : undefined,
+        tls:
+          material !== undefined && apiUsesTls(this.options)
+            ? { cert: material.cert, key: material.key, handshakeTimeout: this.options.apiHeadersTimeout }
+            : undefined,
         logger: this.#log,
       });
       if (this.#api.server instanceof HttpsServer) this.#tls?.servers.push(this.#api.server);
@@ -530,14 +537,18 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       }
       await this.#node.start();
       const { host, port, apiHost, apiPort, innerPort } = this.options;
-      await bind('websocket', host, port, () =>
-        new Promise<void>((resolve, reject) => {
-          this.#http.once('error', reject);
-          this.#http.listen({ host, port }, () => {
-            this.#http.off('error', reject);
-            resolve();
-          });
-        }),
+      await bind(
+        'websocket',
+        host,
+        port,
+        () =>
+          new Promise<void>((resolve, reject) => {
+            this.#http.once('error', reject);
+            this.#http.listen({ host, port }, () => {
+              this.#http.off('error', reject);
+              resolve();
+            });
+          }),
       );
       const api = this.#api;
       if (api !== undefined) await bind('api', apiHost, apiPort ?? 0, () => api.listen({ host: apiHost, port: apiPort ?? 0 }));

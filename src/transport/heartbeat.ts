@@ -23,12 +23,7 @@ export class Heartbeat<C extends { slot: number }> {
    * @param everyTick - called at each tick (every min(interval / slots, 250 ms)), before
    *   the bucket, if one is due.
    */
-  constructor(
-    intervalMs: number,
-    visit: (conn: C, now: number) => void,
-    everyTick: (now: number) => void,
-    slots = 10,
-  ) {
+  constructor(intervalMs: number, visit: (conn: C, now: number) => void, everyTick: (now: number) => void, slots = 10) {
     this.#slots = Array.from({ length: slots }, () => new Set<C>());
     this.#bucketMs = Math.max(1, Math.floor(intervalMs / slots));
     this.#nextBucketAt = Date.now() + this.#bucketMs;

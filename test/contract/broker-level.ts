@@ -228,7 +228,9 @@ export function brokerStoreContract(name: string, factory: BrokerFactory, nodes:
               [`new${String(i)}`, 'alice'],
             ] as const;
             const [group, uid] = join[i % join.length] ?? join[0];
-            return at(i).membership.addMember(group, uid, limits).then((outcome) => ({ group, uid, outcome }));
+            return at(i)
+              .membership.addMember(group, uid, limits)
+              .then((outcome) => ({ group, uid, outcome }));
           }),
         );
         for (const { group, uid, outcome } of again) {
@@ -283,7 +285,7 @@ export function brokerLevelContract(name: string, factory: BrokerFactory): void 
     /** A channel of this test alone. */
     const channel = (what: string): string => `${what}-${randomUUID()}`;
 
-    it('delivers a publish from another node once subscribe resolved, and the node\'s own publishes too', async () => {
+    it("delivers a publish from another node once subscribe resolved, and the node's own publishes too", async () => {
       const news = channel('news');
       await node(0).broker.subscribe(news);
       await node(1).broker.publish(news, 'from 1');
@@ -335,7 +337,11 @@ export function brokerLevelContract(name: string, factory: BrokerFactory): void 
       await Promise.all([node(0).broker.subscribe(room), node(1).broker.subscribe(room), node(2).broker.subscribe(marker)]);
       await node(1).broker.publish(room, 'hi');
       await node(1).broker.publish(marker, 'done');
-      await Promise.all([node(0).next(room, (m) => m === 'hi'), node(1).next(room, (m) => m === 'hi'), node(2).next(marker, (m) => m === 'done')]);
+      await Promise.all([
+        node(0).next(room, (m) => m === 'hi'),
+        node(1).next(room, (m) => m === 'hi'),
+        node(2).next(marker, (m) => m === 'done'),
+      ]);
       expect(on(node(2), room)).toEqual([]);
     });
 

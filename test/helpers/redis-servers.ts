@@ -50,9 +50,13 @@ export async function startRedisCluster(masters = 3, replicas = 0): Promise<Redi
   const killed = new Set<number>();
   try {
     await until(() => ports.every((p) => cli(p, 'ping').trim() === 'PONG'), 'redis cluster nodes to start');
-    spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'], {
-      encoding: 'utf8',
-    });
+    spawnSync(
+      'redis-cli',
+      ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'],
+      {
+        encoding: 'utf8',
+      },
+    );
     await until(() => ports.every((p) => cli(p, 'cluster', 'info').includes('cluster_state:ok')), 'cluster_state:ok');
     if (replicas > 0) {
       // A replica takes over only once it holds its master's data: wait for every link.
@@ -129,9 +133,27 @@ export async function startRedisSentinel(): Promise<RedisSentinelHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'uidpush-redis-sentinel-'));
   const [masterPort, replicaPort, sentinelPort] = [await freePort(), await freePort(), await freePort()];
   const redis = (port: number, ...extra: string[]): ChildProcess =>
-    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0', '--dir', dir, ...extra], {
-      stdio: 'ignore',
-    });
+    spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--repl-diskless-sync-delay',
+        '0',
+        '--dir',
+        dir,
+        ...extra,
+      ],
+      {
+        stdio: 'ignore',
+      },
+    );
   const master = redis(masterPort);
   const replica = redis(replicaPort, '--replicaof', '127.0.0.1', String(masterPort));
   const conf = join(dir, 'sentinel.conf');
@@ -157,7 +179,11 @@ export async function startRedisSentinel(): Promise<RedisSentinelHandle> {
     await until(() => cli(replicaPort, 'info', 'replication').includes('master_link_status:up'), 'the replica in sync');
     // Sentinel learns of replicas from the master's INFO, every 10 s: a master killed
     // before then has no replica to fail over to.
-    await until(() => cli(sentinelPort, 'sentinel', 'replicas', 'uidpush-master').includes(String(replicaPort)), 'sentinel to know the replica', 30_000);
+    await until(
+      () => cli(sentinelPort, 'sentinel', 'replicas', 'uidpush-master').includes(String(replicaPort)),
+      'sentinel to know the replica',
+      30_000,
+    );
   } catch (err) {
     stop();
     throw err;

@@ -96,7 +96,15 @@ describe('keyless server API: Host and Origin checks', () => {
     const key = 'host-test-key-0123456789';
     const { server } = await setup({ apiKey: key });
     const port = server.address().api?.port ?? 0;
-    expect((await call(port, 'GET', '/v1/stats', { host: 'push.example.com', origin: 'https://admin.example.com', authorization: `Bearer ${key}` })).status).toBe(200);
+    expect(
+      (
+        await call(port, 'GET', '/v1/stats', {
+          host: 'push.example.com',
+          origin: 'https://admin.example.com',
+          authorization: `Bearer ${key}`,
+        })
+      ).status,
+    ).toBe(200);
     expect((await call(port, 'GET', '/v1/stats', { host: 'push.example.com' })).status).toBe(401);
   });
 });

@@ -196,7 +196,10 @@ describe('token auth with public keys', () => {
 
   it('fails to listen, with a clear error, when the key file cannot be read', async () => {
     const server = createServer({ port: 0, apiPort: null, jwtPublicKey: '/nonexistent/key.pem' });
-    await expect(server.listen()).rejects.toMatchObject({ code: 'UIDPUSH_ERR_INVALID_CONFIG', message: expect.stringMatching(/cannot load the token key/) as string });
+    await expect(server.listen()).rejects.toMatchObject({
+      code: 'UIDPUSH_ERR_INVALID_CONFIG',
+      message: expect.stringMatching(/cannot load the token key/) as string,
+    });
   });
 });
 

@@ -8,7 +8,9 @@ describe('uidpush serve --help', { timeout: 60_000 }, () => {
     expect(stdout).toContain('  --workers <n>  (UIDPUSH_WORKERS)');
     expect(stdout).toContain('  --log-level <level>  (UIDPUSH_LOG_LEVEL)');
     expect(stdout).toContain('  --config <file.json>  (UIDPUSH_CONFIG)');
-    expect(stdout).toMatch(/--close-grace <ms> {2}\(UIDPUSH_CLOSE_GRACE\)\n\s+How long a peer the server closes[^]*?Default: 2000 ms \(2 s\)\./);
+    expect(stdout).toMatch(
+      /--close-grace <ms> {2}\(UIDPUSH_CLOSE_GRACE\)\n\s+How long a peer the server closes[^]*?Default: 2000 ms \(2 s\)\./,
+    );
     expect(stdout).not.toContain('see the README');
     for (const line of stdout.split('\n')) expect(line.length, line).toBeLessThanOrEqual(100);
   });

@@ -55,7 +55,7 @@ describe('uidpush serve', { timeout: 60_000 }, () => {
   // the suite runs beside an `npm start`.
   it('serves the seed protocol and the API on 127.0.0.1, on the ports of --port and --api-port', async () => {
     const child = cli(['serve', '--port', '0', '--api-port', '0']);
-    const where = await listening(child) as { host: string; port: number; api?: { host: string; port: number } };
+    const where = (await listening(child)) as { host: string; port: number; api?: { host: string; port: number } };
     expect(where).toMatchObject({ host: '127.0.0.1', api: { host: '127.0.0.1' } });
     expect(where.port).toBeGreaterThan(0);
     const health = await fetch(`http://127.0.0.1:${where.api?.port ?? 0}/healthz`);
@@ -108,9 +108,7 @@ describe('uidpush serve', { timeout: 60_000 }, () => {
     const child2 = cli(['serve'], { UIDPUSH_SLOW_CONSUMER_POLICY: 'explode' });
     const second = await exited(child2);
     expect(second.code).toBe(2);
-    expect(second.stderr).toMatch(
-      /slowConsumerPolicy \(--slow-consumer-policy \/ UIDPUSH_SLOW_CONSUMER_POLICY\): Invalid option/,
-    );
+    expect(second.stderr).toMatch(/slowConsumerPolicy \(--slow-consumer-policy \/ UIDPUSH_SLOW_CONSUMER_POLICY\): Invalid option/);
   });
 
   it('exits 2 on an unknown flag, an unknown command and a bad config file', async () => {

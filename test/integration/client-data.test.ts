@@ -112,7 +112,9 @@ describe('nesting limit on the server API', () => {
         body: { error: { code: 'bad_request', message: 'body: data nested deeper than 32 levels' } },
       });
       await bystander.nothingFor(50);
-      expect(await post(route, route === '/v1/push' ? '{"uid":"bystander","data":"next"}' : '{"data":"next"}')).toMatchObject({ status: 200 });
+      expect(await post(route, route === '/v1/push' ? '{"uid":"bystander","data":"next"}' : '{"data":"next"}')).toMatchObject({
+        status: 200,
+      });
       expect(await bystander.next()).toBe('next');
     });
   }

@@ -58,7 +58,6 @@ async function seed(n: Node, uid: string): Promise<TestClient> {
   return c.login(uid);
 }
 
-
 afterEach(() => {
   for (const c of clients.splice(0)) c.close();
   for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
@@ -72,16 +71,17 @@ describe('3 uidpush nodes on one Redis', { timeout: 60_000 }, () => {
     const alice = await seed(a, 'alice');
     const aliceOnC = await seed(c, 'alice');
     await eventually(async () => {
-      for (const n of [a, b, c]) expect((await api(n, 'GET', '/v1/users/alice')).body).toEqual({ uid: 'alice', online: true, connections: 2 });
+      for (const n of [a, b, c])
+        expect((await api(n, 'GET', '/v1/users/alice')).body).toEqual({ uid: 'alice', online: true, connections: 2 });
     });
     expect((await api(b, 'POST', '/v1/push', { uid: 'alice', data: 'from B' })).body).toEqual({ online: 1, connections: 2 });
     expect(await alice.next()).toBe('from B');
     expect(await aliceOnC.next()).toBe('from B');
     await api(c, 'PUT', '/v1/groups/g/members/alice');
-    await untilReached((probe) => api(b, 'POST', '/v1/groups/g/push', { data: probe }), [
-      (ms) => alice.next(ms),
-      (ms) => aliceOnC.next(ms),
-    ]);
+    await untilReached(
+      (probe) => api(b, 'POST', '/v1/groups/g/push', { data: probe }),
+      [(ms) => alice.next(ms), (ms) => aliceOnC.next(ms)],
+    );
     await api(b, 'POST', '/v1/groups/g/push', { data: 'group from B' });
     expect(await alice.next()).toBe('group from B');
     expect(await aliceOnC.next()).toBe('group from B');

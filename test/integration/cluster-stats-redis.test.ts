@@ -76,7 +76,7 @@ describe('two uidpush nodes on one Redis: stats and metrics', { timeout: 30_000 
     expect((await stats(b)).dropped.offline).toBe(2);
   });
 
-  it('answer online uids and connections for the cluster in /v1/stats, and this node\'s in local* and /metrics', async () => {
+  it("answer online uids and connections for the cluster in /v1/stats, and this node's in local* and /metrics", async () => {
     const [a, b] = await twoNodes();
     await login(a, 'alice');
     await login(a, 'alice');

@@ -21,7 +21,11 @@ describe('debug log lines', () => {
     expect(closed.fields).toEqual({ conn: aliceLogin.fields.conn, uid: 'alice', code: 1000, reason: 'bye', by: 'client' });
     await server.kick('bob', 'account closed');
     expect(await bob.closed()).toBe(4501);
-    expect((await log.line('connection closed', { uid: 'bob' })).fields).toMatchObject({ code: 4501, reason: 'account closed', by: 'server' });
+    expect((await log.line('connection closed', { uid: 'bob' })).fields).toMatchObject({
+      code: 4501,
+      reason: 'account closed',
+      by: 'server',
+    });
   });
 
   it('logs a refused token with the connection id and code, never the token', async () => {

@@ -74,7 +74,10 @@ describe('group routes', () => {
   it('refuses bad group requests with 4xx JSON errors', async () => {
     expect(await call('POST', '/v1/groups/g/push', {})).toMatchObject({ status: 400, body: { error: { code: 'bad_request' } } });
     expect(await call('PUT', `/v1/groups/${'g'.repeat(129)}/members/a`)).toMatchObject({ status: 400 });
-    expect(await call('POST', '/v1/groups/g/members/a', {})).toMatchObject({ status: 405, body: { error: { code: 'method_not_allowed' } } });
+    expect(await call('POST', '/v1/groups/g/members/a', {})).toMatchObject({
+      status: 405,
+      body: { error: { code: 'method_not_allowed' } },
+    });
     expect(await call('DELETE', '/v1/groups/g')).toMatchObject({ status: 405 });
   });
 

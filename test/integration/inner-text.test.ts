@@ -49,16 +49,7 @@ describe('inner text port', () => {
   it('answers malformed lines with error <code> and stays usable', async () => {
     const alice = await client('alice');
     const port = await inner();
-    const bad = [
-      'not json',
-      '["alice"]',
-      '"alice"',
-      'null',
-      '{"to":"alice"}',
-      '{"uid":5}',
-      '{"uid":""}',
-      `{"uid":"${'a'.repeat(129)}"}`,
-    ];
+    const bad = ['not json', '["alice"]', '"alice"', 'null', '{"to":"alice"}', '{"uid":5}', '{"uid":""}', `{"uid":"${'a'.repeat(129)}"}`];
     for (const line of bad) port.send(`${line}\n`);
     for (let i = 0; i < bad.length; i++) expect(await port.answer()).toBe('error bad_request');
     port.send(`{"uid":"alice","pad":"${'x'.repeat(3000)}"}\n`);

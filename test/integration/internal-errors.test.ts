@@ -20,10 +20,7 @@ let errors: Logged[] = [];
 // The hub is no longer reachable from the server: a bug is injected into every Hub for
 // the test's duration, and each injection is undone after it.
 const restores: (() => void)[] = [];
-function inject<K extends 'write' | 'broadcast' | 'sendToUid' | 'sendToUids'>(
-  method: K,
-  make: (original: Hub[K]) => Hub[K],
-): void {
+function inject<K extends 'write' | 'broadcast' | 'sendToUid' | 'sendToUids'>(method: K, make: (original: Hub[K]) => Hub[K]): void {
   const proto = Hub.prototype as Hub;
   const original = proto[method];
   proto[method] = make(original);
@@ -112,11 +109,13 @@ describe('last-resort guard on WebSocket connections', () => {
     const server = await setup();
     const bystander = await seed('bystander');
     const { c: victim, id: victimId } = await v1('victim');
-    inject('write', (write) =>
-      function (this: Hub, conn, frame) {
-        if ((conn as Recipient & { id?: number }).id === victimId) throw new Error('write bug');
-        return write.call(this, conn, frame);
-      },
+    inject(
+      'write',
+      (write) =>
+        function (this: Hub, conn, frame) {
+          if ((conn as Recipient & { id?: number }).id === victimId) throw new Error('write bug');
+          return write.call(this, conn, frame);
+        },
     );
     victim.sendJson({ type: 'ping', id: 1 });
     expect(await victim.closed()).toBe(1011);
@@ -193,18 +192,22 @@ describe('last-resort guard on the inner text port', () => {
     const server = await setup({ innerPort: 0 });
     const bystander = await seed('bystander');
     // A push to one uid takes sendToUid, to several sendToUids: both get the bug.
-    inject('sendToUid', (sendToUid) =>
-      function (this: Hub, uid, data, from) {
-        if (uid === 'bad') throw new Error('push bug');
-        return sendToUid.call(this, uid, data, from);
-      },
+    inject(
+      'sendToUid',
+      (sendToUid) =>
+        function (this: Hub, uid, data, from) {
+          if (uid === 'bad') throw new Error('push bug');
+          return sendToUid.call(this, uid, data, from);
+        },
     );
-    inject('sendToUids', (sendToUids) =>
-      function (this: Hub, uids, data, from) {
-        const list = [...uids];
-        if (list.includes('bad')) throw new Error('push bug');
-        return sendToUids.call(this, list, data, from);
-      },
+    inject(
+      'sendToUids',
+      (sendToUids) =>
+        function (this: Hub, uids, data, from) {
+          const list = [...uids];
+          if (list.includes('bad')) throw new Error('push bug');
+          return sendToUids.call(this, list, data, from);
+        },
     );
     const port = bed.track(await innerClient(server.address().inner?.port ?? 0));
     port.send('{"uid":"bad"}\n{"uid":"bystander","n":1}\n');

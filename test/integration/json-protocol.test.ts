@@ -189,7 +189,7 @@ describe('uidpush.v1 errors', () => {
       const error = await c.nextJson();
       expect(error).toMatchObject({ type: 'error', code: 'bad_request' });
       expect(error.message).toMatch(message);
-      const id = typeof frame === 'object' && frame !== null && 'id' in frame ? (frame).id : undefined;
+      const id = typeof frame === 'object' && frame !== null && 'id' in frame ? frame.id : undefined;
       expect(error.id).toBe(id);
     }
     c.sendJson({ type: 'ping', id: 'still' });
@@ -207,7 +207,12 @@ describe('uidpush.v1 errors', () => {
     c.sendJson({ type: 'auth', id: 1 });
     expect(await c.nextJson()).toMatchObject({ type: 'error', code: 'bad_request', id: 1 });
     c.sendJson({ type: 'auth', uid: 'all', id: 2 });
-    expect(await c.nextJson()).toMatchObject({ type: 'error', code: 'bad_request', message: expect.stringMatching(/reserved/) as string, id: 2 });
+    expect(await c.nextJson()).toMatchObject({
+      type: 'error',
+      code: 'bad_request',
+      message: expect.stringMatching(/reserved/) as string,
+      id: 2,
+    });
     c.sendJson({ type: 'auth', uid: 'me' });
     await c.nextJson();
     c.sendJson({ type: 'auth', uid: 'me', id: 3 });

@@ -54,9 +54,23 @@ describe('a port that cannot be bound', { timeout: 60_000 }, () => {
 
   it('under --workers, says it once from the primary and exits 1 instead of forking again', async () => {
     const port = await busyPort();
-    const { code, stderr } = await runCli(['serve', '--workers', '2', '--port', String(port), '--api-port', 'off', '--log-level', 'silent']);
+    const { code, stderr } = await runCli([
+      'serve',
+      '--workers',
+      '2',
+      '--port',
+      String(port),
+      '--api-port',
+      'off',
+      '--log-level',
+      'silent',
+    ]);
     expect(code).toBe(1);
-    expect(oneLine(stderr)).toMatch(new RegExp(`^uidpush serve: cannot listen on 127\\.0\\.0\\.1:${port} \\(WebSocket port\\): already in use \\(EADDRINUSE\\); choose another with --port`));
+    expect(oneLine(stderr)).toMatch(
+      new RegExp(
+        `^uidpush serve: cannot listen on 127\\.0\\.0\\.1:${port} \\(WebSocket port\\): already in use \\(EADDRINUSE\\); choose another with --port`,
+      ),
+    );
   });
 
   it('rejects an embedded listen() with a ListenError naming the listener', async () => {

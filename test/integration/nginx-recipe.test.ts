@@ -83,7 +83,13 @@ async function startRecipe(): Promise<Bed> {
   const certPath = join(dir, 'uidpush.crt');
   const keyPath = join(dir, 'uidpush.key');
   for (const line of cert) {
-    await run('sh', ['-c', substitute(line, [['/etc/ssl/certs/uidpush.crt', certPath], ['/etc/ssl/private/uidpush.key', keyPath]])]);
+    await run('sh', [
+      '-c',
+      substitute(line, [
+        ['/etc/ssl/certs/uidpush.crt', certPath],
+        ['/etc/ssl/private/uidpush.key', keyPath],
+      ]),
+    ]);
   }
 
   const nodeLines = commands((await recipe(DOC, 'nodes')).text);
@@ -91,7 +97,10 @@ async function startRecipe(): Promise<Bed> {
   const serve = nodeLines.find((l) => l.startsWith('uidpush serve '));
   if (exported === undefined || serve === undefined) throw new Error('the nodes recipe lost its export or its uidpush serve line');
   // The secret and the key the doc has the operator export, with real values.
-  const names = exported.slice('export '.length).split(/\s+/).map((a) => a.split('=')[0]);
+  const names = exported
+    .slice('export '.length)
+    .split(/\s+/)
+    .map((a) => a.split('=')[0]);
   expect(names).toEqual(['UIDPUSH_JWT_SECRET', 'UIDPUSH_API_KEY']);
   const secret = randomBytes(32).toString('hex');
   const apiKey = randomBytes(32).toString('hex');
@@ -155,9 +164,12 @@ async function startRecipe(): Promise<Bed> {
     });
   });
   try {
-    await Promise.race([eventually(async () => {
-      expect((await httpsGet(bed, '/')).status).toBe(404);
-    }), died]);
+    await Promise.race([
+      eventually(async () => {
+        expect((await httpsGet(bed, '/')).status).toBe(404);
+      }),
+      died,
+    ]);
   } finally {
     settled = true;
   }

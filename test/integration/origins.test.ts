@@ -99,7 +99,13 @@ describe('allowedOrigins', () => {
       allowedOrigins: ['https://*.example.com', 'https://example.org', 'http://localhost:*'],
     });
     const bystander = await client(url, 'bob');
-    for (const origin of ['https://app.example.com', 'https://a.b.example.com', 'https://example.org', 'http://localhost:9999', 'HTTPS://APP.EXAMPLE.COM']) {
+    for (const origin of [
+      'https://app.example.com',
+      'https://a.b.example.com',
+      'https://example.org',
+      'http://localhost:9999',
+      'HTTPS://APP.EXAMPLE.COM',
+    ]) {
       expect(await handshake(url, origin), origin).toBe('open');
     }
     expect(await handshake(url, undefined)).toBe('open');

@@ -73,7 +73,7 @@ function maskedText(text: string): Buffer {
 /** The close code of the first close frame the server sent after its 101, if any. */
 function closeCodeIn(bytes: Buffer): number | undefined {
   const start = bytes.indexOf('\r\n\r\n') + 4;
-  for (let i = start; i + 1 < bytes.length; ) {
+  for (let i = start; i + 1 < bytes.length;) {
     const opcode = (bytes[i] as number) & 0x0f;
     const len = (bytes[i + 1] as number) & 0x7f;
     let offset = i + 2;
@@ -311,7 +311,9 @@ describe('a socket half-closed during the handshake', () => {
     // The sweep runs every quarter of the timeout; allow it and a loaded box.
     expect(closedAt - start).toBeGreaterThanOrEqual(250);
     expect(closedAt - start).toBeLessThan(3000);
-    expect(r.received().toString('latin1')).toMatch(/^HTTP\/1.1 408 Request Timeout\r\n[^]*\r\n\r\nuidpush: handshake not received within loginTimeout\n$/);
+    expect(r.received().toString('latin1')).toMatch(
+      /^HTTP\/1.1 408 Request Timeout\r\n[^]*\r\n\r\nuidpush: handshake not received within loginTimeout\n$/,
+    );
     void server.push('bystander', 'still served');
     expect(await bystander.next()).toBe('still served');
   });

@@ -29,7 +29,8 @@ async function push(node: Started, uid: string, data: string): Promise<void> {
 
 /** Two nodes on `url`; a client of node A receives from node B before and after `fail()`. */
 async function deliversAcross(url: string, namespace: string, fail: () => Promise<void>): Promise<void> {
-  for (let i = 0; i < 2; i++) nodes.push(await startServer({ broker: createRedisBroker(url, silentLogger, { namespace, presenceTtl: 5000 }) }));
+  for (let i = 0; i < 2; i++)
+    nodes.push(await startServer({ broker: createRedisBroker(url, silentLogger, { namespace, presenceTtl: 5000 }) }));
   const [a, b] = nodes;
   if (a === undefined || b === undefined) throw new Error('no nodes');
   const target = await connect(a.url);

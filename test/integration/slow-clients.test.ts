@@ -160,16 +160,19 @@ describe('server API timeouts', () => {
   it.each([
     ['never arrives', false],
     ['trickles one byte at a time', true],
-  ])('answers 401 at once to a keyless request whose body %s, and closes it within apiRequestTimeout without a second answer', async (_name, trickling) => {
-    const started = await bed.setup(timeouts);
-    const slow = await raw(apiPort(started), pushHead(1000, undefined));
-    await slow.saw('"unauthorized"');
-    if (trickling) slow.trickle(' ', 50);
-    const elapsed = await slow.closed;
-    expect(elapsed).toBeLessThan(body + slack);
-    expect(slow.received()).toMatch(/^HTTP\/1\.1 401 /);
-    expect(answers(slow.received())).toBe(1);
-  });
+  ])(
+    'answers 401 at once to a keyless request whose body %s, and closes it within apiRequestTimeout without a second answer',
+    async (_name, trickling) => {
+      const started = await bed.setup(timeouts);
+      const slow = await raw(apiPort(started), pushHead(1000, undefined));
+      await slow.saw('"unauthorized"');
+      if (trickling) slow.trickle(' ', 50);
+      const elapsed = await slow.closed;
+      expect(elapsed).toBeLessThan(body + slack);
+      expect(slow.received()).toMatch(/^HTTP\/1\.1 401 /);
+      expect(answers(slow.received())).toBe(1);
+    },
+  );
 
   it('closes an idle keep-alive connection after apiKeepAliveTimeout (plus node 1 s)', async () => {
     const started = await bed.setup(timeouts);
@@ -194,23 +197,31 @@ describe('server API timeouts', () => {
 
 const refusedByNode = [
   ['headers over 16 KiB', `GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'too_large'],
-  ['many headers, 20 KB in all', `GET /healthz HTTP/1.1\r\n${'x-h: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n'.repeat(360)}\r\n`, 431, 'too_large'],
+  [
+    'many headers, 20 KB in all',
+    `GET /healthz HTTP/1.1\r\n${'x-h: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n'.repeat(360)}\r\n`,
+    431,
+    'too_large',
+  ],
   ['a garbage request line', 'NOT HTTP AT ALL\r\n\r\n', 400, 'bad_request'],
   ['a bad header line', 'GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n', 400, 'bad_request'],
 ] as const;
 
 describe('HTTP the API server refuses before a route', () => {
-  it.each(refusedByNode)('answers %s with the JSON error body and closes; a bystander request is served', async (_name, text, status, code) => {
-    const started = await bed.setup({ apiKey: KEY });
-    const c = await raw(apiPort(started), text);
-    await c.closed;
-    expect(c.received()).toMatch(new RegExp(`^HTTP/1\\.1 ${status} [^\r]+\r\n`));
-    expect(c.received()).toMatch(/\r\ncontent-type: application\/json; charset=utf-8\r\n/);
-    expect(errorBody(c.received())).toEqual({ error: { code, message: expect.any(String) as string } });
-    const bystander = await fetch(`http://127.0.0.1:${apiPort(started)}/v1/stats`, { headers: { authorization: `Bearer ${KEY}` } });
-    expect(bystander.status).toBe(200);
-    expect(await bystander.json()).toMatchObject({ onlineUids: 0 });
-  });
+  it.each(refusedByNode)(
+    'answers %s with the JSON error body and closes; a bystander request is served',
+    async (_name, text, status, code) => {
+      const started = await bed.setup({ apiKey: KEY });
+      const c = await raw(apiPort(started), text);
+      await c.closed;
+      expect(c.received()).toMatch(new RegExp(`^HTTP/1\\.1 ${status} [^\r]+\r\n`));
+      expect(c.received()).toMatch(/\r\ncontent-type: application\/json; charset=utf-8\r\n/);
+      expect(errorBody(c.received())).toEqual({ error: { code, message: expect.any(String) as string } });
+      const bystander = await fetch(`http://127.0.0.1:${apiPort(started)}/v1/stats`, { headers: { authorization: `Bearer ${KEY}` } });
+      expect(bystander.status).toBe(200);
+      expect(await bystander.json()).toMatchObject({ onlineUids: 0 });
+    },
+  );
 });
 
 describe('HTTP the WebSocket port refuses before an upgrade', () => {
@@ -232,41 +243,44 @@ describe('server API connection cap', () => {
   it.each([
     ['a valid key', KEY],
     ['no key', undefined],
-  ])('holds at most apiMaxConnections slow requests with %s: extra connections are closed at once, a WebSocket client still connects and gets a push, the slow ones are cut by the request timeout', async (_name, key) => {
-    const cap = 20;
-    const requestTimeout = 1500;
-    const started = await bed.setup({
-      apiKey: KEY,
-      apiMaxConnections: cap,
-      apiHeadersTimeout: 1000,
-      apiRequestTimeout: requestTimeout,
-    });
-    const port = apiPort(started);
-    const slow: Raw[] = [];
-    for (let i = 0; i < cap; i++) {
-      // An answer (100 Continue with the key, 401 without) shows the server holds it.
-      const r = await raw(port, pushHead(1000, key, key === undefined ? '' : 'expect: 100-continue\r\n'));
-      await r.saw(key === undefined ? '401 Unauthorized' : '100 Continue');
-      r.trickle(' ', 100);
-      slow.push(r);
-    }
-    const extra = await Promise.all(Array.from({ length: 10 }, () => raw(port, 'GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n')));
-    await closedUnanswered(extra);
+  ])(
+    'holds at most apiMaxConnections slow requests with %s: extra connections are closed at once, a WebSocket client still connects and gets a push, the slow ones are cut by the request timeout',
+    async (_name, key) => {
+      const cap = 20;
+      const requestTimeout = 1500;
+      const started = await bed.setup({
+        apiKey: KEY,
+        apiMaxConnections: cap,
+        apiHeadersTimeout: 1000,
+        apiRequestTimeout: requestTimeout,
+      });
+      const port = apiPort(started);
+      const slow: Raw[] = [];
+      for (let i = 0; i < cap; i++) {
+        // An answer (100 Continue with the key, 401 without) shows the server holds it.
+        const r = await raw(port, pushHead(1000, key, key === undefined ? '' : 'expect: 100-continue\r\n'));
+        await r.saw(key === undefined ? '401 Unauthorized' : '100 Continue');
+        r.trickle(' ', 100);
+        slow.push(r);
+      }
+      const extra = await Promise.all(Array.from({ length: 10 }, () => raw(port, 'GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n')));
+      await closedUnanswered(extra);
 
-    const bob = await webSocketStillServed(started.url);
+      const bob = await webSocketStillServed(started.url);
 
-    for (const r of slow) {
-      expect(await r.closed).toBeLessThan(requestTimeout + 250 + 1000);
-      expect(r.received()).toMatch(key === undefined ? /^HTTP\/1\.1 401 / : /\r\n\r\nHTTP\/1\.1 408 /);
-    }
-    const answer = await fetch(`http://127.0.0.1:${port}/v1/push`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ uid: 'bob', data: 'through the API again' }),
-    });
-    expect(answer.status).toBe(200);
-    expect(await bob.next()).toBe('through the API again');
-  });
+      for (const r of slow) {
+        expect(await r.closed).toBeLessThan(requestTimeout + 250 + 1000);
+        expect(r.received()).toMatch(key === undefined ? /^HTTP\/1\.1 401 / : /\r\n\r\nHTTP\/1\.1 408 /);
+      }
+      const answer = await fetch(`http://127.0.0.1:${port}/v1/push`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ uid: 'bob', data: 'through the API again' }),
+      });
+      expect(answer.status).toBe(200);
+      expect(await bob.next()).toBe('through the API again');
+    },
+  );
 });
 
 describe('a body over apiBodyLimit', () => {

@@ -37,8 +37,25 @@ function makeCert(name: string): Cert {
   try {
     execFileSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyPath, '-out', certPath,
-        '-days', '1', '-subj', `/CN=uidpush test ${name}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        keyPath,
+        '-out',
+        certPath,
+        '-days',
+        '1',
+        '-subj',
+        `/CN=uidpush test ${name}`,
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      ],
       { stdio: 'pipe' },
     );
   } catch (err) {
@@ -118,23 +135,26 @@ async function v1(wss: string, uid: string, ca: string): Promise<TestClient> {
 }
 
 /** An HTTP API call, over http or https (trusting `ca`). */
-async function apiCall(
-  url: string,
-  body?: unknown,
-  ca?: string,
-): Promise<{ status: number; json: unknown }> {
+async function apiCall(url: string, body?: unknown, ca?: string): Promise<{ status: number; json: unknown }> {
   if (ca === undefined) {
-    const res = await fetch(url, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const res = await fetch(
+      url,
+      body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) },
+    );
     return { status: res.status, json: await res.json() };
   }
   return new Promise((resolve, reject) => {
-    const req = httpsRequest(url, { ca, method: body === undefined ? 'GET' : 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => {
-        resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as unknown });
-      });
-    });
+    const req = httpsRequest(
+      url,
+      { ca, method: body === undefined ? 'GET' : 'POST', headers: { 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => {
+          resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as unknown });
+        });
+      },
+    );
     req.on('error', reject);
     req.end(body === undefined ? undefined : JSON.stringify(body));
   });
@@ -208,7 +228,9 @@ describe('TLS on the WebSocket port', () => {
     sockets.push(raw);
     raw.on('error', () => {});
     await once(raw, 'secureConnect');
-    raw.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    raw.write(
+      'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
     // Read (or the end would go unnoticed), but never answer.
     raw.resume();
     const upgraded = Date.now();
@@ -269,7 +291,10 @@ describe('reloading the certificate', () => {
     const { wss, files } = await setupTls(cert(0));
     const reload = (): Promise<unknown> => bed.started().server.reloadTls();
     const refusal = async (): Promise<UidpushError> => {
-      const err = await reload().then(() => undefined, (e: unknown) => e);
+      const err = await reload().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       if (!(err instanceof UidpushError)) throw new Error(`expected a UidpushError, got ${String(err)}`);
       expect(err.code).toBe(ProgramErrorCode.InvalidConfig);
       return err;
@@ -332,7 +357,10 @@ describe('TLS on the server API', () => {
 });
 
 /** `uidpush serve` with its JSON log lines, as they come. */
-function serve(args: string[]): { child: ChildProcessWithoutNullStreams; line: (match: (l: Record<string, unknown>) => boolean) => Promise<Record<string, unknown>> } {
+function serve(args: string[]): {
+  child: ChildProcessWithoutNullStreams;
+  line: (match: (l: Record<string, unknown>) => boolean) => Promise<Record<string, unknown>>;
+} {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--port', '0', '--api-port', '0', ...args]);
   children.push(child);
   const lines: Record<string, unknown>[] = [];
@@ -399,12 +427,14 @@ describe('uidpush serve with --tls-cert and --tls-key', { timeout: 60_000 }, () 
     for (let i = 0; i < 4; i++) expect(await servedFingerprint(port)).toBe(cert(1).fingerprint256);
   });
 
-  it('stops with a configuration error naming the flag when a file is unreadable or the key is not the certificate\'s (exit 2)', async () => {
+  it("stops with a configuration error naming the flag when a file is unreadable or the key is not the certificate's (exit 2)", async () => {
     const files = servedFiles(cert(0));
     const missing = await runCli(['serve', '--port', '0', '--tls-cert', join(dir, 'missing.crt'), '--tls-key', files.keyPath]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/tlsCert \(--tls-cert \/ UIDPUSH_TLS_CERT\): cannot read .*missing\.crt/);
-    const mismatched = await runCli(['serve', '--port', '0', '--workers', '2', '--tls-cert', files.certPath], { UIDPUSH_TLS_KEY: join(dir, 'c1.key') });
+    const mismatched = await runCli(['serve', '--port', '0', '--workers', '2', '--tls-cert', files.certPath], {
+      UIDPUSH_TLS_KEY: join(dir, 'c1.key'),
+    });
     expect(mismatched.code).toBe(2);
     expect(mismatched.stderr).toMatch(/tlsKey \(--tls-key \/ UIDPUSH_TLS_KEY\): .*is not the private key of the certificate/);
     const half = await runCli(['serve', '--port', '0', '--tls-cert', files.certPath]);

@@ -130,7 +130,7 @@ describe('uidpush serve --workers 2: stats and metrics', { timeout: 60_000 }, ()
     expect(await figures(w)).toMatchObject({ offline: K + 1, metricOffline: K + 1 });
   });
 
-  it('with --redis too: presence from Redis for the cluster, the group\'s own in local* and /metrics', async () => {
+  it("with --redis too: presence from Redis for the cluster, the group's own in local* and /metrics", async () => {
     const namespace = `it-workers-${randomUUID()}`;
     namespaces.push(namespace);
     const w = await bed.start(2, { UIDPUSH_REDIS: REDIS_URL, UIDPUSH_REDIS_NAMESPACE: namespace });

@@ -36,7 +36,6 @@ export function serverTypes(): void {
   });
   // @ts-expect-error no such event
   server.on('logout', () => {});
-
 }
 
 export function clientTypes(client: PushClient): void {

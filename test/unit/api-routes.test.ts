@@ -10,10 +10,12 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 /** A PushService whose answers a test sets, recording what the routes asked of it. */
 function fakeService(overrides: Partial<PushService> = {}): PushService & { calls: unknown[][] } {
   const calls: unknown[][] = [];
-  const record = <T>(name: string, value: T) => (...args: unknown[]): T => {
-    calls.push([name, ...args]);
-    return value;
-  };
+  const record =
+    <T>(name: string, value: T) =>
+    (...args: unknown[]): T => {
+      calls.push([name, ...args]);
+      return value;
+    };
   return {
     calls,
     pushToUids: record('pushToUids', { online: 1, connections: 2 }),
@@ -36,7 +38,12 @@ function fakeService(overrides: Partial<PushService> = {}): PushService & { call
 function api(service: PushService, apiKey: string | undefined) {
   return createApi({
     service,
-    metrics: { observeApiRequest() {}, internalError() {}, contentType: 'text/plain; version=0.0.4', exposition: () => Promise.resolve('up 1\n') },
+    metrics: {
+      observeApiRequest() {},
+      internalError() {},
+      contentType: 'text/plain; version=0.0.4',
+      exposition: () => Promise.resolve('up 1\n'),
+    },
     apiKey,
     maxUids: 3,
     maxUidLength: 16,
@@ -54,7 +61,10 @@ describe('server API routes on a fake PushService', () => {
     const one = await app.inject({ method: 'POST', url: '/v1/push', headers: auth, payload: { uid: 'alice', data: { n: 1 } } });
     expect([one.statusCode, one.json()]).toEqual([200, { online: 1, connections: 2 }]);
     await app.inject({ method: 'POST', url: '/v1/push', headers: auth, payload: { uids: ['a', 'b'], data: 'x' } });
-    expect(service.calls).toEqual([['pushToUids', ['alice'], { n: 1 }], ['pushToUids', ['a', 'b'], 'x']]);
+    expect(service.calls).toEqual([
+      ['pushToUids', ['alice'], { n: 1 }],
+      ['pushToUids', ['a', 'b'], 'x'],
+    ]);
   });
 
   it('refuses bad JSON, wrong types, both uid and uids, too many uids, bad names, deep data, oversize and non-JSON bodies', async () => {
@@ -73,7 +83,11 @@ describe('server API routes on a fake PushService', () => {
     ];
     for (const [body, status, code] of cases) {
       const res = await post(body);
-      expect([body.slice(0, 40), res.statusCode, res.json<{ error: { code: string } }>().error.code]).toEqual([body.slice(0, 40), status, code]);
+      expect([body.slice(0, 40), res.statusCode, res.json<{ error: { code: string } }>().error.code]).toEqual([
+        body.slice(0, 40),
+        status,
+        code,
+      ]);
     }
     expect((await post('hi', 'text/plain')).statusCode).toBe(415);
     expect(service.calls).toEqual([]);
@@ -116,7 +130,11 @@ describe('server API routes on a fake PushService', () => {
       KEY,
     );
     const down = await app.inject({ method: 'POST', url: '/v1/broadcast', headers: auth, payload: { data: 1 } });
-    expect([down.statusCode, down.headers['retry-after'], down.json<{ error: { code: string } }>().error.code]).toEqual([503, '1', ErrorCode.Unavailable]);
+    expect([down.statusCode, down.headers['retry-after'], down.json<{ error: { code: string } }>().error.code]).toEqual([
+      503,
+      '1',
+      ErrorCode.Unavailable,
+    ]);
     expect((await app.inject({ method: 'GET', url: '/v1/users?cursor=zz', headers: auth })).statusCode).toBe(400);
     const full = await app.inject({ method: 'PUT', url: '/v1/groups/news/members/alice', headers: auth });
     expect([full.statusCode, full.json<{ error: { code: string } }>().error.code]).toEqual([409, ErrorCode.LimitExceeded]);
@@ -144,7 +162,10 @@ describe('server API routes on a fake PushService', () => {
     expect(await get('/v1/groups/news')).toEqual({ group: 'news', members: 2, online: 1, connections: 1 });
     const leave = await app.inject({ method: 'DELETE', url: '/v1/groups/news/members/alice', headers: auth });
     expect(leave.json()).toEqual({ group: 'news', uid: 'alice', removed: false });
-    expect((await app.inject({ method: 'DELETE', url: '/v1/users/alice/groups', headers: auth })).json()).toEqual({ uid: 'alice', left: 2 });
+    expect((await app.inject({ method: 'DELETE', url: '/v1/users/alice/groups', headers: auth })).json()).toEqual({
+      uid: 'alice',
+      left: 2,
+    });
     const metrics = await app.inject({ method: 'GET', url: '/metrics', headers: auth });
     expect([metrics.body, metrics.headers['content-type']]).toEqual(['up 1\n', 'text/plain; version=0.0.4']);
     expect(service.calls).toContainEqual(['revokeTokens', 'alice']);

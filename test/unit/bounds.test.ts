@@ -42,9 +42,13 @@ describe('Deadlines', () => {
     const deadlines = new Deadlines(2000, c.now);
     const d = deferred<number>();
     let expired = 0;
-    const raced = deadlines.race(() => d.promise, 'read', () => {
-      expired++;
-    });
+    const raced = deadlines.race(
+      () => d.promise,
+      'read',
+      () => {
+        expired++;
+      },
+    );
     c.advance(2001);
     deadlines.sweep();
     await expect(raced).rejects.toThrow(UnavailableError);
@@ -57,7 +61,7 @@ describe('Deadlines', () => {
     deadlines.close();
   });
 
-  it('turns a failure of the call into UnavailableError, but passes the caller\'s own mistakes through', async () => {
+  it("turns a failure of the call into UnavailableError, but passes the caller's own mistakes through", async () => {
     const deadlines = new Deadlines(2000);
     await expect(deadlines.race(() => Promise.reject(new Error('ECONNRESET')), 'read')).rejects.toMatchObject({
       name: 'UnavailableError',

@@ -20,9 +20,7 @@ describe('docs/errors.md', () => {
   it('documents every error code that appears in the source', async () => {
     const doc = await readFile(join(root, 'docs/errors.md'), 'utf8');
     const { readdir } = await import('node:fs/promises');
-    const files = (await readdir(join(root, 'src'), { recursive: true })).filter((f) =>
-      f.endsWith('.ts'),
-    );
+    const files = (await readdir(join(root, 'src'), { recursive: true })).filter((f) => f.endsWith('.ts'));
     for (const file of files) {
       const text = await readFile(join(root, 'src', file), 'utf8');
       for (const [code] of text.matchAll(/UIDPUSH_ERR_[A-Z_]+/g)) {
@@ -149,7 +147,10 @@ async function allowedImports(): Promise<Map<string, string[]>> {
   const config = await readFile(join(root, 'eslint.config.js'), 'utf8');
   const allowed = new Map<string, string[]>();
   for (const [, dir, list] of config.matchAll(/layer\('([\w-]+)', \[([^\]]*)\][,)]/g)) {
-    allowed.set(dir ?? '', [...(list ?? '').matchAll(/'([\w-]+)'/g)].map((m) => m[1] ?? ''));
+    allowed.set(
+      dir ?? '',
+      [...(list ?? '').matchAll(/'([\w-]+)'/g)].map((m) => m[1] ?? ''),
+    );
   }
   return allowed;
 }

@@ -65,7 +65,9 @@ describe('cluster envelopes', () => {
 
   it('carries the expiry of a push, spliced or not, as the same JSON', () => {
     const [one] = encodePushes('n1', ['u'], { a: 1 }, null, 1234);
-    expect(JSON.parse(one?.[1] ?? '')).toEqual(JSON.parse(encodeEnvelope('n1', { t: 'push', uid: 'u', data: { a: 1 }, from: null, exp: 1234 })));
+    expect(JSON.parse(one?.[1] ?? '')).toEqual(
+      JSON.parse(encodeEnvelope('n1', { t: 'push', uid: 'u', data: { a: 1 }, from: null, exp: 1234 })),
+    );
     expect(decodeEnvelope(one?.[1] ?? '')).toMatchObject({ ok: true, env: { t: 'push', exp: 1234 } });
     expect(JSON.parse(encodePushes('n1', ['u'], 'd', null)[0]?.[1] ?? '')).not.toHaveProperty('exp');
   });

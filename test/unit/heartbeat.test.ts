@@ -72,7 +72,11 @@ describe('Heartbeat: the wheel', () => {
   it('no longer visits a removed connection', () => {
     vi.useFakeTimers();
     const visited: string[] = [];
-    const wheel = new Heartbeat<{ slot: number; name: string }>(1000, (c) => visited.push(c.name), () => undefined);
+    const wheel = new Heartbeat<{ slot: number; name: string }>(
+      1000,
+      (c) => visited.push(c.name),
+      () => undefined,
+    );
     const a = { slot: 0, name: 'a' };
     const b = { slot: 0, name: 'b' };
     wheel.add(a);
@@ -108,7 +112,11 @@ describe('Heartbeat: the wheel', () => {
   it('stops ticking when stopped', () => {
     vi.useFakeTimers();
     let ticks = 0;
-    const wheel = new Heartbeat<{ slot: number }>(1000, () => undefined, () => ticks++);
+    const wheel = new Heartbeat<{ slot: number }>(
+      1000,
+      () => undefined,
+      () => ticks++,
+    );
     vi.advanceTimersByTime(300);
     wheel.stop();
     const before = ticks;
@@ -119,7 +127,11 @@ describe('Heartbeat: the wheel', () => {
   it('visits one bucket, not a backlog, after a late tick', () => {
     vi.useFakeTimers();
     const visited: number[] = [];
-    const wheel = new Heartbeat<{ slot: number; n: number }>(1000, (c) => visited.push(c.n), () => undefined);
+    const wheel = new Heartbeat<{ slot: number; n: number }>(
+      1000,
+      (c) => visited.push(c.n),
+      () => undefined,
+    );
     for (let n = 0; n < 10; n++) wheel.add({ slot: 0, n });
     // The clock jumps 5 s while no timer runs: a blocked event loop.
     vi.setSystemTime(Date.now() + 5000);

@@ -316,7 +316,6 @@ describe('Hub: kick', () => {
   });
 });
 
-
 describe('Hub: a push made during a fan-out (the slow-consumer listener pushes)', () => {
   it('finishes the outer fan-out over every remaining connection and counts it right', () => {
     const late: { hub?: Hub<FakeRecipient> } = {};

@@ -80,7 +80,7 @@ function received(worker: FakeWorker): Record<string, unknown>[] {
 }
 
 describe('the process group of --workers, in the primary', () => {
-  it('answers a gather with every joined worker\'s report in worker order and the group\'s distinct uids', async () => {
+  it("answers a gather with every joined worker's report in worker order and the group's distinct uids", async () => {
     const { logger } = warningLog();
     const shared = new MemoryCluster();
     const [one, two] = [new FakeWorker(1), new FakeWorker(2)];
@@ -118,7 +118,10 @@ describe('the process group of --workers, in the primary', () => {
     const shared = new MemoryCluster();
     const [one, two] = [new FakeWorker(1), new FakeWorker(2)];
     const options = { reportTimeout: 100 };
-    const stops = [servePrimary(shared, one as unknown as Worker, logger, options), servePrimary(shared, two as unknown as Worker, logger, options)];
+    const stops = [
+      servePrimary(shared, one as unknown as Worker, logger, options),
+      servePrimary(shared, two as unknown as Worker, logger, options),
+    ];
     for (const w of [one, two]) w.emit('message', { uidpush: 'member' });
     one.emit('message', { uidpush: 'gather', id: 1 });
     await flush();
@@ -155,7 +158,7 @@ describe('the process group of --workers, in the primary', () => {
   });
 });
 
-describe('a worker\'s broker', () => {
+describe("a worker's broker", () => {
   it('fails a request the primary never answers with unavailable after its timeout, not never', async () => {
     // Outside a worker nothing reaches a primary: exactly a primary that stops answering.
     const broker = createIpcBroker({ timeout: 100 });

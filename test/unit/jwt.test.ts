@@ -65,7 +65,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
-  await new Promise<void>((resolve) => jwksServer.close(() => { resolve(); }));
+  await new Promise<void>((resolve) =>
+    jwksServer.close(() => {
+      resolve();
+    }),
+  );
 });
 
 describe('TokenVerifier: HS256', () => {
@@ -82,7 +86,12 @@ describe('TokenVerifier: HS256', () => {
 
   it('leaves rights, groups and expiry unset when the token has none', async () => {
     const v = await verifier({ jwtSecret: SECRET });
-    expect(await v.verify(await hs({ sub: 'alice' }))).toEqual({ uid: 'alice', rights: undefined, groups: undefined, expiresAt: undefined });
+    expect(await v.verify(await hs({ sub: 'alice' }))).toEqual({
+      uid: 'alice',
+      rights: undefined,
+      groups: undefined,
+      expiresAt: undefined,
+    });
   });
 
   it('refuses a token signed with another secret', async () => {
@@ -214,7 +223,14 @@ describe('mintToken', () => {
   it('mints a token the verifier accepts with the same claims', async () => {
     const v = await verifier({ jwtSecret: SECRET, jwtAudience: 'push', jwtIssuer: 'me' });
     const before = nowS();
-    const token = await mintToken(SECRET, { uid: 'alice', groups: ['g'], rights: ['send', 'publish'], ttlSeconds: 3600, audience: 'push', issuer: 'me' });
+    const token = await mintToken(SECRET, {
+      uid: 'alice',
+      groups: ['g'],
+      rights: ['send', 'publish'],
+      ttlSeconds: 3600,
+      audience: 'push',
+      issuer: 'me',
+    });
     const id = await v.verify(token);
     expect(id.uid).toBe('alice');
     expect(id.groups).toEqual(new Set(['g']));

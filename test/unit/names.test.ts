@@ -31,7 +31,24 @@ describe('name rules', () => {
     expect(checkUid(uid, 128)).toMatch(reason);
   });
 
-  const valid = ['alice', 'user 42', ' padded ', 'Ωμέγα', '李小龙', 'こんにちは', '😀🎉', '👩‍👩‍👧', 'a-b_c.d@e', 'ALL', 'all ', 'x'.repeat(128), '😀'.repeat(32), 'é'.repeat(64), '\u00a0nbsp', '\u00ff'];
+  const valid = [
+    'alice',
+    'user 42',
+    ' padded ',
+    'Ωμέγα',
+    '李小龙',
+    'こんにちは',
+    '😀🎉',
+    '👩‍👩‍👧',
+    'a-b_c.d@e',
+    'ALL',
+    'all ',
+    'x'.repeat(128),
+    '😀'.repeat(32),
+    'é'.repeat(64),
+    '\u00a0nbsp',
+    '\u00ff',
+  ];
   it.each(valid)('accepts %j', (name) => {
     expect(checkUid(name, 128)).toBeUndefined();
     expect(checkGroup(name, 128)).toBeUndefined();

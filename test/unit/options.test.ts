@@ -127,6 +127,8 @@ describe('resolveServerOptions: checks across fields', () => {
   });
 
   it('refuses an idle timeout not longer than the heartbeat interval', () => {
-    expect(refusal({ heartbeatInterval: 1000, idleTimeout: 1000 })).toContain('idleTimeout: idleTimeout must be longer than heartbeatInterval');
+    expect(refusal({ heartbeatInterval: 1000, idleTimeout: 1000 })).toContain(
+      'idleTimeout: idleTimeout must be longer than heartbeatInterval',
+    );
   });
 });

@@ -6,7 +6,15 @@ describe('origin patterns', () => {
   const allows = compiled.ok ? compiled.allows : (): boolean => false;
 
   it('matches exact origins, subdomain patterns and any-port patterns, case-insensitively', () => {
-    for (const origin of ['https://app.example.com', 'HTTPS://App.Example.Com', 'https://a.example.org', 'https://a.b.example.org', 'http://localhost:1', 'http://localhost', 'https://x.example.net:8443']) {
+    for (const origin of [
+      'https://app.example.com',
+      'HTTPS://App.Example.Com',
+      'https://a.example.org',
+      'https://a.b.example.org',
+      'http://localhost:1',
+      'http://localhost',
+      'https://x.example.net:8443',
+    ]) {
       expect(allows(origin), origin).toBe(true);
     }
   });

@@ -16,7 +16,11 @@ async function pair(): Promise<{ server: WebSocket; client: WebSocket }> {
   await once(wss, 'listening');
   const { port } = wss.address() as { port: number };
   const client = new WebSocket(`ws://127.0.0.1:${port}`);
-  open.push({ close: () => { client.terminate(); } });
+  open.push({
+    close: () => {
+      client.terminate();
+    },
+  });
   const [server] = (await once(wss, 'connection')) as [WebSocket];
   // ws reports a refused frame as an error before it closes; the close is what is checked.
   server.on('error', () => undefined);

@@ -250,7 +250,10 @@ describe('RateLimit', () => {
 
 describe('parseClientFrame', () => {
   it('parses a valid frame', () => {
-    expect(parseClientFrame(json({ type: 'join', group: 'g', id: 1 }), 8)).toEqual({ kind: 'frame', frame: { type: 'join', group: 'g', id: 1 } });
+    expect(parseClientFrame(json({ type: 'join', group: 'g', id: 1 }), 8)).toEqual({
+      kind: 'frame',
+      frame: { type: 'join', group: 'g', id: 1 },
+    });
   });
 
   it.each([

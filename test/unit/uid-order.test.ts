@@ -3,7 +3,21 @@ import { compareUids, cursorAfter, UidIndex, uidOfCursor } from '../../src/core/
 import { UidpushError } from '../../src/core/errors.js';
 
 // Characters from every range whose UTF-16 and UTF-8 orders could disagree.
-const ALPHABET = ['a', 'z', '\u00e9', '\u07ff', '\u0800', '\u65e5', '\ud7ff', '\ue000', '\uffef', '\ufffd', '\u{10000}', '\u{1f600}', '\u{10ffff}'];
+const ALPHABET = [
+  'a',
+  'z',
+  '\u00e9',
+  '\u07ff',
+  '\u0800',
+  '\u65e5',
+  '\ud7ff',
+  '\ue000',
+  '\uffef',
+  '\ufffd',
+  '\u{10000}',
+  '\u{1f600}',
+  '\u{10ffff}',
+];
 
 /** A deterministic generator (mulberry32): the same strings on every run. */
 function random(seed: number): () => number {

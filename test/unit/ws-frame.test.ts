@@ -22,14 +22,11 @@ function decode(frame: Buffer): Promise<{ text: string; isBinary: boolean }> {
 }
 
 describe('encodeTextFrame', () => {
-  it.each([0, 1, 125, 126, 127, 65535, 65536, 70000, 1 << 20])(
-    'builds a frame ws decodes, for %i bytes',
-    async (n) => {
-      const text = 'a'.repeat(n);
-      expect(await decode(encodeTextFrame(text))).toEqual({ text, isBinary: false });
-      expect(await decode(encodeTextFrame(Buffer.from(text)))).toEqual({ text, isBinary: false });
-    },
-  );
+  it.each([0, 1, 125, 126, 127, 65535, 65536, 70000, 1 << 20])('builds a frame ws decodes, for %i bytes', async (n) => {
+    const text = 'a'.repeat(n);
+    expect(await decode(encodeTextFrame(text))).toEqual({ text, isBinary: false });
+    expect(await decode(encodeTextFrame(Buffer.from(text)))).toEqual({ text, isBinary: false });
+  });
 
   it('counts multi-byte characters in bytes', async () => {
     const text = 'é🌍'.repeat(50);

@@ -112,13 +112,19 @@ class RedisBroker implements Broker {
     await Promise.all([this.#pub.connect(), this.#sub.connect()]);
     for (const [name, early] of this.#early) this.#ssubscribe(name).then(early.resolve, early.reject);
     this.#early.clear();
-    this.#timer = setInterval(() => {
-      void this.#heartbeat();
-    }, Math.max(100, Math.floor(this.#ttl / 3)));
+    this.#timer = setInterval(
+      () => {
+        void this.#heartbeat();
+      },
+      Math.max(100, Math.floor(this.#ttl / 3)),
+    );
     this.#timer.unref();
-    this.#probeTimer = setInterval(() => {
-      this.#probe();
-    }, Math.max(50, Math.min(1000, Math.floor(this.#timeout / 2))));
+    this.#probeTimer = setInterval(
+      () => {
+        this.#probe();
+      },
+      Math.max(50, Math.min(1000, Math.floor(this.#timeout / 2))),
+    );
     this.#probeTimer.unref();
     await this.#heartbeat();
   }
@@ -272,7 +278,7 @@ class RedisBroker implements Broker {
         // Presence that should be there and is not was lost without a disconnect (a
         // failover that dropped unreplicated writes, a flushed Redis): write it again.
         if (!intact) {
-          this.#log.warn({}, 'redis: this node\'s presence is missing; rewriting it');
+          this.#log.warn({}, "redis: this node's presence is missing; rewriting it");
           this.presence.rewrite();
         }
       },

@@ -74,4 +74,3 @@ export function clientFor(url: string, reconnectStrategy: (retries: number) => n
     socket: { reconnectStrategy },
   });
 }
-

@@ -191,7 +191,10 @@ export class RedisPresence implements PresenceStore {
         this.#redis.pExpire(key, this.#ttl),
         // Re-adding a member with the same score changes nothing: no need to tell a new
         // uid from a changed count.
-        this.#redis.zAdd(ordered, online.map((value) => ({ score: 0, value }))),
+        this.#redis.zAdd(
+          ordered,
+          online.map((value) => ({ score: 0, value })),
+        ),
         this.#redis.pExpire(ordered, this.#ttl),
       );
     }

@@ -61,4 +61,3 @@ export interface TransportStats {
   /** Upgrades refused: too many pending connections, per-IP open cap, per-IP rate. */
   upgradesRefused: Record<UpgradeRefusal, number>;
 }
-

@@ -15,7 +15,14 @@ import { Liveness } from '../liveness.js';
 import { Admission } from './admission.js';
 import type { TransportEvents, TransportOptions, TransportStats } from './options.js';
 import { setReceiveLimit } from './receive-limit.js';
-import { answerClientError, handshakeOrigin, handshakeToken, offersOurSubprotocol, refuseUpgrade, UNSUPPORTED_SUBPROTOCOL } from './upgrade.js';
+import {
+  answerClientError,
+  handshakeOrigin,
+  handshakeToken,
+  offersOurSubprotocol,
+  refuseUpgrade,
+  UNSUPPORTED_SUBPROTOCOL,
+} from './upgrade.js';
 
 export type { TransportEvents, TransportOptions, TransportStats } from './options.js';
 
@@ -319,4 +326,3 @@ function onError(this: WebSocket, err: Error): void {
   // 1008, 1009); the close listener does the cleanup. Nothing here may throw.
   if (this instanceof Connection) this.owner?.onError(this, err);
 }
-

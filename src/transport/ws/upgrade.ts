@@ -12,8 +12,7 @@ import { JSON_V1_SUBPROTOCOL } from '../../protocol/codec.js';
 const RETRY_AFTER_S = 1;
 
 /** The body of the 400 to a handshake that offers subprotocols, none of them ours. */
-export const UNSUPPORTED_SUBPROTOCOL =
-  `uidpush: no supported subprotocol offered; offer ${JSON_V1_SUBPROTOCOL} (JSON frames), or none (the seed text protocol)`;
+export const UNSUPPORTED_SUBPROTOCOL = `uidpush: no supported subprotocol offered; offer ${JSON_V1_SUBPROTOCOL} (JSON frames), or none (the seed text protocol)`;
 
 /**
  * Whether a handshake may go on as far as subprotocols go: it offers none (the seed
