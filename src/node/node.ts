@@ -39,6 +39,11 @@ export interface NodeOptions {
   /** Caps on joins, enforced by the broker's membership store for the whole cluster. */
   limits: GroupLimits;
   bounds: NodeBounds;
+  /**
+   * Called once this process holds no connection of `uid` and the presence store says so:
+   * from then on a presence read on any node counts none of this process's connections.
+   */
+  onOffline?: (uid: Uid) => void;
 }
 
 /** Log lines about the same trouble at most this often. */
@@ -102,6 +107,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
   readonly #inFlight: InFlight;
   readonly #cutoffs: TokenCutoffs;
   readonly #limits: GroupLimits;
+  readonly #onOffline: ((uid: Uid) => void) | undefined;
   #reload: NodeJS.Timeout | undefined;
   readonly #stats = { refusedPushes: 0, stalePushes: 0, degradedPushes: 0 };
   #offlineDrops = 0;
@@ -127,6 +133,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     this.#log = options.log;
     this.#cutoffs = options.cutoffs;
     this.#limits = options.limits;
+    this.#onOffline = options.onOffline;
     this.#timeout = options.bounds.timeout;
     this.#deadlines = new Deadlines(options.bounds.timeout);
     this.#inFlight = new InFlight(options.bounds.maxPendingBytes, options.bounds.timeout);
@@ -142,6 +149,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
       offline: (uid) => {
         this.#preparing.delete(uid);
         this.#unsubscribe(channel.uid(uid));
+        this.#recordedOffline(uid, this.#lastWrite);
       },
       groupActive: (group) => {
         this.#groupSubscriptions.set(group, this.#subscribe(channel.group(group)));
@@ -587,6 +595,20 @@ export class Node<C extends Recipient> implements SessionNode<C> {
   }
 
   /** Records this node's count of `uid`; settles (never rejects) once written, or failed. */
+  /** Tells `onOffline` once the zero count is written, unless `uid` came back meanwhile. */
+  #recordedOffline(uid: Uid, written: Promise<void>): void {
+    const tell = this.#onOffline;
+    if (tell === undefined) return;
+    void written.then(() => {
+      if (this.#registry.countOf(uid) > 0) return;
+      try {
+        tell(uid);
+      } catch (err) {
+        this.#log.error({ err, uid }, 'offline listener failed');
+      }
+    });
+  }
+
   #setLocal(uid: Uid, connections: number): Promise<void> {
     return this.#broker.presence.setLocal(uid, connections).catch((err: unknown) => {
       this.#notice('presence', 'cluster: cannot record presence', { err, uid });

@@ -98,6 +98,13 @@ export interface ServerEvents {
   refused: [connection: ConnectionInfo, code: ErrorCode];
   /** A connection closed. */
   close: [event: CloseEvent];
+  /**
+   * The last connection of `uid` on this process closed, and the cluster's presence store
+   * records it: from now on a presence read on any node counts none of this process's
+   * connections of `uid` (other processes may still hold some). Not emitted when `uid`
+   * logged in here again before the write completed.
+   */
+  offline: [uid: Uid];
   /** A connection was closed or skipped by the slow-consumer policy. */
   slowConsumer: [connection: ConnectionInfo, uid: Uid | undefined];
 }
@@ -228,6 +235,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       cutoffs: this.#cutoffs,
       limits: { maxGroupsPerUid: this.options.maxGroupsPerUid, maxMembersPerGroup: this.options.maxMembersPerGroup },
       bounds: { timeout: this.options.brokerTimeout, maxPendingBytes: this.options.brokerMaxPendingBytes },
+      onOffline: (uid) => this.emit('offline', uid),
     });
     this.#transport = new WsTransport(
       hub,

@@ -10,6 +10,8 @@ export interface ContractNode {
   api: string;
   /** Pushes from the node itself, without the API (only for nodes in this process). */
   sendToUid?(uid: string, data: string): Promise<number>;
+  /** Settles at the node's next `offline` event for `uid` (its close recorded in presence). */
+  offline(uid: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -39,6 +41,15 @@ async function inProcess(broker: Broker | undefined): Promise<ContractNode> {
     url: started.url,
     api: `http://127.0.0.1:${started.server.address().api?.port ?? 0}`,
     sendToUid: async (uid, data) => (await started.server.push(uid, data)).connections,
+    offline: (uid) =>
+      new Promise((resolve) => {
+        const on = (gone: string): void => {
+          if (gone !== uid) return;
+          started.server.off('offline', on);
+          resolve();
+        };
+        started.server.on('offline', on);
+      }),
     stop: () => started.stop(),
   };
 }
@@ -54,6 +65,11 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
     let apis: string[] = [];
     const clients: TestClient[] = [];
     const last = (): number => nodes.length - 1;
+    const node = (i: number): ContractNode => {
+      const n = nodes[i];
+      if (n === undefined) throw new Error(`no node ${String(i)}`);
+      return n;
+    };
 
     beforeEach(async () => {
       await factory.reset?.();
@@ -99,17 +115,15 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
         expect(((await api(i, 'GET', `/v1/users/${uid}`)) as { connections: number }).connections, `node ${i} counts ${uid}`).toBe(n);
       }
     }
-    /** Waits until every node sees `uid` with `n` connections: a close is recorded after it happens. */
-    async function presence(uid: string, n: number): Promise<void> {
-      for (let i = 0; i < nodes.length; i++) {
-        const deadline = Date.now() + 5000;
-        for (;;) {
-          const got = (await api(i, 'GET', `/v1/users/${uid}`)) as { connections: number };
-          if (got.connections === n) break;
-          if (Date.now() > deadline) throw new Error(`node ${i} sees ${uid} with ${got.connections}, not ${n}`);
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-      }
+    /**
+     * Closes `close` (connections of `uid` on the nodes `on`), waits for each of those nodes
+     * to record that it holds none, then checks at once that every node counts `left`.
+     */
+    async function gone(uid: string, on: number[], left: number, close: () => void): Promise<void> {
+      const recorded = on.map((i) => node(i).offline(uid));
+      close();
+      await Promise.all(recorded);
+      await present(uid, left);
     }
 
     it('delivers a push sent through any node to the uid on node 0', async () => {
@@ -237,8 +251,9 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
     it('keeps group membership when the member reconnects to another node', async () => {
       let m = await seed(0, 'mover');
       await api(0, 'PUT', '/v1/groups/club/members/mover');
-      m.close();
-      await presence('mover', 0);
+      await gone('mover', [0], 0, () => {
+        m.close();
+      });
       m = await seed(last(), 'mover');
       await present('mover', 1);
       await api(0, 'POST', '/v1/groups/club/push', { data: 'welcome back' });
@@ -249,10 +264,12 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
       const a = await seed(0, 'kicked');
       const b = await seed(last(), 'kicked');
       await present('kicked', 2);
+      const recorded = [node(0).offline('kicked'), node(last()).offline('kicked')];
       expect(await api(last(), 'POST', '/v1/users/kicked/kick', { reason: 'bye' })).toEqual({ uid: 'kicked', kicked: 2 });
       expect(await a.closed()).toBe(4501);
       expect(await b.closed()).toBe(4501);
-      await presence('kicked', 0);
+      await Promise.all(recorded);
+      await present('kicked', 0);
     });
 
     it('agrees on presence, counts and the uid list on every node', async () => {
@@ -298,8 +315,9 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
         else expect([...seen].sort(byBytes)).toEqual(expected);
       }
 
-      held.get('c3')?.close();
-      await presence('c3', 0);
+      await gone('c3', [names.indexOf('c3') % nodes.length], 0, () => {
+        held.get('c3')?.close();
+      });
       for (let i = 0; i < nodes.length; i++) expect(await walk(i)).not.toContain('c3');
     });
 
@@ -370,8 +388,9 @@ export function brokerContract(name: string, factory: ClusterFactory): void {
     it('forgets a uid on every node once its last connection closes', async () => {
       const c = await seed(last(), 'gone');
       await present('gone', 1);
-      c.close();
-      await presence('gone', 0);
+      await gone('gone', [last()], 0, () => {
+        c.close();
+      });
     });
 
     if (factory.setDown !== undefined) {

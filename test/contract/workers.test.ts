@@ -44,6 +44,15 @@ async function startWorker(host: string, shared: MemoryCluster): Promise<Contrac
   return {
     url: ready.url,
     api: ready.api,
+    offline: (uid) =>
+      new Promise((resolve) => {
+        const onMessage = (msg: { harness?: string; uid?: string }): void => {
+          if (msg.harness !== 'offline' || msg.uid !== uid) return;
+          worker.off('message', onMessage);
+          resolve();
+        };
+        worker.on('message', onMessage);
+      }),
     stop: async () => {
       worker.kill('SIGKILL');
       await exited;
