@@ -156,6 +156,21 @@ export async function eventually(check: () => Promise<void>, timeoutMs = 10_000)
   }
 }
 
+/**
+ * Settles at `server`'s next `offline` event for `uid`: its last connection here closed and
+ * the close is recorded. Call it before the close it waits for.
+ */
+export function offlineOf(server: UidpushServer, uid: string): Promise<void> {
+  return new Promise((resolve) => {
+    const on = (gone: string): void => {
+      if (gone !== uid) return;
+      server.off('offline', on);
+      resolve();
+    };
+    server.on('offline', on);
+  });
+}
+
 /** Polls `predicate` until true or `timeoutMs` passes. */
 export async function waitFor(predicate: () => boolean, timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

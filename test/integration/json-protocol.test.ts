@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { ServerOptions } from '../../src/index.js';
-import { connect, connectV1, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
+import { connect, connectV1, offlineOf, startServer, type Started, type TestClient } from '../helpers/clients.js';
 
 let started: Started;
 const clients: TestClient[] = [];
@@ -264,8 +264,9 @@ describe('groups', () => {
     let bob = await v1('bob');
     bob.sendJson({ type: 'join', id: 1, group: 'fans' });
     await bob.nextJson();
+    const gone = offlineOf(started.server, 'bob');
     bob.close();
-    await waitFor(() => !started.server.local.isOnline('bob'));
+    await gone;
     expect(await started.server.groupInfo('fans')).toEqual({ group: 'fans', members: 1, online: 0, connections: 0 });
     bob = await v1('bob');
     const laptop = await seed('bob');

@@ -1,6 +1,7 @@
+import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CloseCode, createServer, UidpushError, type MessageEvent, type UidPage } from '../../src/index.js';
-import { connect, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
+import { connect, offlineOf, startServer, type Started, type TestClient } from '../helpers/clients.js';
 
 let started: Started | undefined;
 const clients: TestClient[] = [];
@@ -120,8 +121,9 @@ describe('pushing, presence and kicks from the embedding program', () => {
     for (const u of ['a', 'b', 'c', 'd', 'e']) cs.push(await client(url, u));
     const first = await server.listUids(null, 2);
     expect(first.uids).toEqual(['a', 'b']);
+    const gone = offlineOf(server, 'a');
     cs[0]?.close();
-    await waitFor(() => !server.local.isOnline('a'));
+    await gone;
     const second = await server.listUids(first.nextCursor, 10);
     expect(second.uids).toEqual(['c', 'd', 'e']);
     expect(second.nextCursor).toBeNull();
@@ -153,8 +155,9 @@ describe('events', () => {
     await b.next();
     a.send('all:yo');
     await b.next();
+    const closed = once(server, 'close');
     a.close();
-    await waitFor(() => log.some((l) => l.startsWith('close')));
+    await closed;
     expect(log).toEqual(['connection 1', 'login 1 a', 'connection 2', 'login 2 b', 'close 1 a 1005']);
     expect(messages.map((m) => [m.from, m.scope, m.to, Buffer.isBuffer(m.data) ? m.data.toString() : m.data, m.delivered])).toEqual([
       ['a', 'uid', 'b', 'hi', 1],

@@ -1,5 +1,6 @@
+import { once } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { connect, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
+import { connect, offlineOf, startServer, type Started, type TestClient } from '../helpers/clients.js';
 
 let started: Started;
 const clients: TestClient[] = [];
@@ -94,8 +95,10 @@ describe('seed text protocol', () => {
     const phone = await client('alice');
     const laptop = await client('alice');
     const bob = await client('bob');
+    const closed = once(started.server, 'close');
     phone.close();
-    await waitFor(() => started.server.local.connectionsOf('alice') === 1);
+    await closed;
+    expect(started.server.local.connectionsOf('alice')).toBe(1);
     bob.send('alice:still here');
     expect(await laptop.next()).toBe('still here');
     bob.send('all:everyone');
@@ -106,11 +109,14 @@ describe('seed text protocol', () => {
   it('forgets a uid once its last connection closes', async () => {
     const alice = await client('alice');
     expect(started.server.local.isOnline('alice')).toBe(true);
+    const closed = once(started.server, 'close');
+    const gone = offlineOf(started.server, 'alice');
     alice.close();
-    await waitFor(() => !started.server.local.isOnline('alice'));
+    await Promise.all([closed, gone]);
+    expect(started.server.local.isOnline('alice')).toBe(false);
     expect(started.server.local.onlineUids).toBe(0);
     expect(started.server.local.connections).toBe(0);
-    await waitFor(() => started.server.openConnections === 0);
+    expect(started.server.openConnections).toBe(0);
   });
 
   it('carries multi-byte UTF-8 uids and messages intact', async () => {
