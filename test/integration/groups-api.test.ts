@@ -2,7 +2,7 @@ import { decodeJwt } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PushClient } from '../../src/api-client/index.js';
 import { runCli } from '../helpers/cli.js';
-import { connect, connectV1, startServer, waitFor, type Started, type TestClient } from '../helpers/clients.js';
+import { connect, connectV1, startServer, type Started, type TestClient } from '../helpers/clients.js';
 import { SECRET } from '../helpers/tokens.js';
 
 const KEY = 'groups-test-key-0123456789';
@@ -127,7 +127,7 @@ describe('CLI group and token commands', { timeout: 60_000 }, () => {
       c.sendJson({ type: 'join', id: 1, group: 'b' });
       expect(await c.nextJson()).toMatchObject({ type: 'ack', id: 1 });
       c.close();
-      await waitFor(() => c.closeCode !== undefined);
+      await c.closed();
     } finally {
       await secure.stop();
     }

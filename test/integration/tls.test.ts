@@ -16,7 +16,7 @@ import { ProgramErrorCode, UidpushError, type ServerOptions } from '../../src/in
 import { resolveServerOptions } from '../../src/server/options.js';
 import { apiUsesTls } from '../../src/server/tls.js';
 import { runCli } from '../helpers/cli.js';
-import { testBed, TestClient, waitFor } from '../helpers/clients.js';
+import { testBed, TestClient } from '../helpers/clients.js';
 
 const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 
@@ -220,8 +220,10 @@ describe('TLS on the WebSocket port', () => {
       });
     });
     expect(await refused).toBe('Unexpected server response: 429');
+    const firstClosed = once(bed.started().server, 'close');
     first.close();
-    await waitFor(() => bed.started().server.openConnections === 1);
+    await firstClosed;
+    expect(bed.started().server.openConnections).toBe(1);
     // A client past the 101 that ignores the close frame of the login timeout: its TLS
     // socket is destroyed once closeGrace is over.
     const raw: TLSSocket = tlsConnect({ host: '127.0.0.1', port: portOf(wss), ca });
