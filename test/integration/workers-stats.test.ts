@@ -136,9 +136,7 @@ describe('uidpush serve --workers 2: stats and metrics', { timeout: 60_000 }, ()
     const w = await bed.start(2, { UIDPUSH_REDIS: REDIS_URL, UIDPUSH_REDIS_NAMESPACE: namespace });
     for (let i = 0; i < 4; i++) await login(w.ws, `r${String(i)}`);
     const sockets = 4 + (await onBothWorkers(w, 'both'));
-    await eventually(async () => {
-      expect(await stats(w)).toMatchObject({ onlineUids: 5, connections: sockets });
-    });
+    expect(await stats(w)).toMatchObject({ onlineUids: 5, connections: sockets });
     const first = await figures(w);
     expect(first).toMatchObject({
       onlineUids: 5,
