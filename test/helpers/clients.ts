@@ -303,7 +303,10 @@ function whenHolds(
       resolve();
     };
     const end = (): void => {
-      if (holds()) return check();
+      if (holds()) {
+        check();
+        return;
+      }
       done();
       reject(new Error(`${what}: '${endEvent}' before the condition held`));
     };

@@ -342,7 +342,11 @@ describe('a socket half-closed during the handshake', () => {
       const token = await signWith(keys.rsa, 'RS256', { sub: 'alice', exp: now() + 600 }, 'rsa1');
       const r = await raw(url);
       const asked = once(jwksServer, 'request');
-      const connClosed = new Promise<void>((resolve) => server.once('close', () => resolve()));
+      const connClosed = new Promise<void>((resolve) =>
+        server.once('close', () => {
+          resolve();
+        }),
+      );
       r.socket.end(upgradeRequest(`/?token=${token}`));
       await asked;
       for (const res of waiting) res.end(body);
