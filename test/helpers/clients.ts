@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import type { Socket } from 'node:net';
 import { WebSocket, type ClientOptions } from 'ws';
 import { createServer, type ServerOptions, type UidpushServer } from '../../src/index.js';
 
@@ -275,4 +276,62 @@ export async function untilReached(
     if (all) return;
     if (Date.now() > deadline) throw new Error(`no probe reached every reader within ${timeoutMs} ms`);
   }
+}
+
+/**
+ * Settles once `holds()` is true: checked at once, then at each `event` of `emitter` (after
+ * the listeners registered before this call). Rejects if `endEvent` comes first, or after
+ * `timeoutMs`. Call it before the action whose effect it waits for.
+ */
+function whenHolds(
+  emitter: NodeJS.EventEmitter,
+  event: string,
+  endEvent: string,
+  holds: () => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      emitter.off(event, check);
+      emitter.off(endEvent, end);
+    };
+    const check = (): void => {
+      if (!holds()) return;
+      done();
+      resolve();
+    };
+    const end = (): void => {
+      if (holds()) {
+        check();
+        return;
+      }
+      done();
+      reject(new Error(`${what}: '${endEvent}' before the condition held`));
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`${what}: condition not met in ${timeoutMs} ms`));
+    }, timeoutMs);
+    emitter.on(event, check);
+    emitter.on(endEvent, end);
+    check();
+  });
+}
+
+/**
+ * Settles once `holds()` is true, checked at once and at each 'data' event of a raw socket
+ * (after its own gathering listener); rejects if it closes first or `timeoutMs` passes.
+ */
+export function dataUntil(socket: Socket, holds: () => boolean, timeoutMs = 3000): Promise<void> {
+  return whenHolds(socket, 'data', 'close', holds, timeoutMs, 'raw socket');
+}
+
+/**
+ * Settles once `holds()` is true, checked at once and at each message `client` receives
+ * (after it is queued in `received`); rejects if it closes first or `timeoutMs` passes.
+ */
+export function receivedUntil(client: TestClient, holds: () => boolean, timeoutMs = 3000): Promise<void> {
+  return whenHolds(client.ws, 'message', 'close', holds, timeoutMs, 'client');
 }

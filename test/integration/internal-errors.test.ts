@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hub, type Recipient } from '../../src/delivery/hub.js';
 import { MemoryCluster, type Logger, type ServerOptions, type UidpushServer } from '../../src/index.js';
-import { testBed, waitFor, type TestClient } from '../helpers/clients.js';
+import { testBed, type TestClient } from '../helpers/clients.js';
 import { innerClient } from '../helpers/inner.js';
 import { hs256, SECRET } from '../helpers/tokens.js';
 
@@ -16,6 +16,8 @@ interface Logged {
 
 const bed = testBed();
 let errors: Logged[] = [];
+/** Called after each error line is kept, to wake a test waiting for one. */
+let onError: (() => void) | undefined;
 
 // The hub is no longer reachable from the server: a bug is injected into every Hub for
 // the test's duration, and each injection is undone after it.
@@ -36,12 +38,14 @@ afterEach(async () => {
 
 async function setup(options: ServerOptions = {}): Promise<UidpushServer> {
   errors = [];
+  onError = undefined;
   const logger: Logger = {
     debug() {},
     info() {},
     warn() {},
     error(fields: object, msg?: string) {
       errors.push({ msg: msg ?? '', fields: fields as Record<string, unknown> });
+      onError?.();
     },
   };
   return (await bed.setup({ ...options, logger })).server;
@@ -155,8 +159,14 @@ describe('last-resort guard on WebSocket connections', () => {
     });
     const bystander = await seed('bystander');
     const leaving = await seed('leaving');
+    const logged = new Promise<void>((resolve) => {
+      onError = () => {
+        if (errors.length >= 1) resolve();
+      };
+    });
     leaving.close();
-    await waitFor(() => errors.length === 1);
+    await logged;
+    expect(errors).toHaveLength(1);
     expect(errors[0]?.msg).toBe('reporting a close failed; answered internal');
     expect(await internalErrors(server, 'ws')).toBe(1);
     expect(server.local.isOnline('leaving')).toBe(false);

@@ -150,6 +150,7 @@ function clusterCases(name: string, make: () => { broker: () => Broker; store: (
       expect((await kick(a, 'alice', { revokeTokens: true })).status).toBe(200);
       await refused(b, token, REVOKED);
       expect((await cluster.store().revocations()).map((r) => r.uid)).toEqual(['alice']);
+      // Polls: the cut-off leaves the store when its TTL runs out (in Redis, another process).
       await eventually(async () => {
         expect(await cluster.store().revocations()).toEqual([]);
       }, 5000);

@@ -1,7 +1,7 @@
 import { setImmediate as tick } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CloseCode } from '../../src/index.js';
-import { connect, testBed, waitFor, type TestClient } from '../helpers/clients.js';
+import { connect, offlineOf, receivedUntil, testBed, type TestClient } from '../helpers/clients.js';
 
 const bed = testBed();
 const { setup } = bed;
@@ -43,8 +43,9 @@ describe('slow consumers', () => {
     expect(bufferedAtClose).toBeLessThanOrEqual(256 * 1024);
     expect(pushes).toBeLessThan(8000);
     // The healthy client keeps receiving everything, during and after.
+    const fastAfter = receivedUntil(fast, () => fast.received.at(-1) === 'after', 10_000);
     void server.broadcast('after');
-    await waitFor(() => fast.received.at(-1) === 'after', 10_000);
+    await fastAfter;
     expect(fastGot).toBe(pushes + 1);
     // Once it reads again, the slow client sees the documented close code.
     slow.ws.resume();
@@ -66,9 +67,10 @@ describe('slow consumers', () => {
     }
     expect(server.local.delivery.framesDropped).toBeGreaterThan(0);
     expect(server.local.isOnline('slow')).toBe(true);
-    slow.ws.resume();
     // Everything but the dropped frame arrives, after the login reply.
-    await waitFor(() => slow.received.length === 1 + pushes - 1, 20_000);
+    const allButOne = receivedUntil(slow, () => slow.received.length === 1 + pushes - 1, 20_000);
+    slow.ws.resume();
+    await allButOne;
     expect(server.local.delivery.framesDropped).toBe(1);
     expect(slow.closeCode).toBeUndefined();
   }, 60_000);
@@ -78,14 +80,21 @@ describe('heartbeat and timeouts', () => {
   it('removes a dead peer that stops answering pings', async () => {
     // Generous margins: the live client shares a possibly loaded CPU with the server.
     const { url, server } = await setup({ heartbeatInterval: 100, idleTimeout: 800 });
+    const deadOffline = offlineOf(server, 'dead');
+    const closes: { uid: string | undefined; code: number }[] = [];
+    const firstClose = new Promise<void>((resolve) =>
+      server.on('close', (e) => {
+        closes.push({ uid: e.uid, code: e.code });
+        resolve();
+      }),
+    );
     const dead = await client(url, 'dead', false); // never answers pings
     const alive = await client(url, 'alive');
-    const closes: { uid: string | undefined; code: number }[] = [];
-    server.on('close', (e) => closes.push({ uid: e.uid, code: e.code }));
-    await waitFor(() => !server.local.isOnline('dead'), 5000);
+    await deadOffline;
+    expect(server.local.isOnline('dead')).toBe(false);
     expect(await dead.closed()).toBe(1006); // terminated: a dead peer gets no close frame
     // The uid goes offline at once; the close event follows when the socket has closed.
-    await waitFor(() => closes.length > 0, 5000);
+    await firstClose;
     expect(closes).toEqual([{ uid: 'dead', code: 1006 }]);
     // The live client answers every ping: after ten more (1 s of pings, past the 800 ms idle
     // timeout) it is still here.
@@ -106,8 +115,12 @@ describe('heartbeat and timeouts', () => {
     const { url } = await setup({ heartbeatInterval: 50, idleTimeout: 1000 });
     const a = await client(url, 'a');
     let pings = 0;
-    a.ws.on('ping', () => pings++);
-    await waitFor(() => pings >= 3, 2000);
+    await new Promise<void>((resolve) => {
+      a.ws.on('ping', () => {
+        if (++pings >= 3) resolve();
+      });
+    });
+    expect(pings).toBeGreaterThanOrEqual(3);
   });
 
   it('closes a connection that does not log in within loginTimeout with 4002', async () => {

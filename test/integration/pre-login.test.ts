@@ -4,7 +4,7 @@ import { createConnection, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { hs256, keyFiles, now, SECRET, signWith } from '../helpers/tokens.js';
-import { connect, connectV1, testBed, waitFor, type TestClient } from '../helpers/clients.js';
+import { connect, connectV1, dataUntil, testBed, type TestClient } from '../helpers/clients.js';
 
 const { setup, client, cleanup } = testBed();
 const sockets: Socket[] = [];
@@ -49,8 +49,9 @@ async function raw(url: string, localAddress?: string): Promise<Raw> {
 /** A raw client past the 101, which never answers anything the server sends. */
 async function rawWebSocket(url: string, protocol?: string): Promise<Raw> {
   const r = await raw(url);
+  const headed = dataUntil(r.socket, () => r.received().includes('\r\n\r\n'));
   r.socket.write(upgradeRequest('/', protocol));
-  await waitFor(() => r.received().includes('\r\n\r\n'));
+  await headed;
   expect(r.received().toString('latin1')).toMatch(/^HTTP\/1.1 101 /);
   return r;
 }
@@ -117,8 +118,9 @@ describe('before login: a small receive limit', () => {
     server.on('refused', (_c, code) => refused.push(code));
     const r = await rawWebSocket(url, protocol);
     // 1 MiB announced, 1 KiB sent: a close now can only come from the header.
+    const closeFrame = dataUntil(r.socket, () => closeCodeIn(r.received()) !== undefined);
     r.socket.write(Buffer.concat([frameHeader(1024 * 1024), Buffer.alloc(1024, 0x61)]));
-    await waitFor(() => closeCodeIn(r.received()) !== undefined);
+    await closeFrame;
     expect(closeCodeIn(r.received())).toBe(1009);
     expect(refused).toEqual(['too_large']);
     void server.push('bob', 'still served');
@@ -181,8 +183,9 @@ describe('close grace', () => {
   it('destroys a client that ignores the 1009 close frame after closeGrace, not ws’s 30 s', async () => {
     const { url } = await setup({ closeGrace: 300 });
     const r = await rawWebSocket(url);
+    const closeFrame = dataUntil(r.socket, () => closeCodeIn(r.received()) !== undefined);
     r.socket.write(frameHeader(1024 * 1024));
-    await waitFor(() => closeCodeIn(r.received()) !== undefined);
+    await closeFrame;
     const refusedAt = Date.now();
     const closedAt = await r.closed;
     expect(closedAt - refusedAt).toBeLessThan(300 + 1000);
@@ -191,8 +194,10 @@ describe('close grace', () => {
   it('destroys a kicked client that ignores the close frame after closeGrace', async () => {
     const { url, server } = await setup({ closeGrace: 300 });
     const r = await rawWebSocket(url);
+    const loggedIn = once(server, 'login');
     r.socket.write(maskedText('alice'));
-    await waitFor(() => server.local.isOnline('alice'));
+    await loggedIn;
+    expect(server.local.isOnline('alice')).toBe(true);
     const kickedAt = Date.now();
     expect(await server.kick('alice', 'bye')).toBe(1);
     const closedAt = await r.closed;
@@ -236,11 +241,13 @@ describe('caps at the upgrade', () => {
     try {
       const { url } = await setup({ jwks: `http://127.0.0.1:${jwksPort}/jwks.json`, maxPendingConnections: 2 });
       const token = await signWith(keys.rsa, 'RS256', { sub: 'alice', exp: now() + 600 }, 'rsa1');
+      // The JWKS request listener above runs first: at this event, `waiting` holds it.
+      const asked = once(jwksServer, 'request');
       const first = new WebSocket(`${url}/?token=${token}`);
       const second = new WebSocket(`${url}/?token=${token}`);
       first.on('error', () => undefined);
       second.on('error', () => undefined);
-      await waitFor(() => waiting.length > 0);
+      await asked;
       expect((await refusedWith(`${url}/?token=${token}`)).status).toBe(503);
       const body = await jwks;
       for (const res of waiting) res.end(body);
@@ -261,8 +268,10 @@ describe('caps at the upgrade', () => {
     expect(server.stats()).toMatchObject({ upgradesRefused: { per_ip: 1 } });
     expect(await server.metrics.registry.metrics()).toContain('uidpush_upgrades_refused_total{reason="per_ip"} 1');
     const other = await client(url, 'other', { localAddress: '127.0.0.2' });
+    const aClosed = once(server, 'close');
     a.close();
-    await waitFor(() => server.openConnections === 2);
+    await aClosed;
+    expect(server.openConnections).toBe(2);
     const again = await client(url, 'again');
     expect(again.ws.readyState).toBe(WebSocket.OPEN);
     void server.push('other', 'served');
@@ -332,11 +341,19 @@ describe('a socket half-closed during the handshake', () => {
       const { url, server } = await setup({ jwks: `http://127.0.0.1:${jwksPort}/jwks.json` });
       const token = await signWith(keys.rsa, 'RS256', { sub: 'alice', exp: now() + 600 }, 'rsa1');
       const r = await raw(url);
+      const asked = once(jwksServer, 'request');
+      const connClosed = new Promise<void>((resolve) =>
+        server.once('close', () => {
+          resolve();
+        }),
+      );
       r.socket.end(upgradeRequest(`/?token=${token}`));
-      await waitFor(() => waiting.length > 0);
+      await asked;
       for (const res of waiting) res.end(body);
       await r.closed;
-      await waitFor(() => server.openConnections === 0);
+      // Accepted after the check, the connection is closed with its socket: its close event.
+      if (server.openConnections !== 0) await connClosed;
+      expect(server.openConnections).toBe(0);
     } finally {
       jwksServer.closeAllConnections();
       jwksServer.close();

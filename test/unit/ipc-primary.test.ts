@@ -3,7 +3,6 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { createIpcBroker, MemoryCluster, servePrimary } from '../../src/broker/ipc.js';
 import { UnavailableError } from '../../src/core/errors.js';
-import { waitFor } from '../helpers/clients.js';
 import { warningLog } from '../helpers/logs.js';
 
 /** The primary's side of one worker's IPC channel, without a process behind it. */
@@ -11,6 +10,8 @@ class FakeWorker extends EventEmitter {
   readonly sent: unknown[] = [];
   readonly id: number;
   readonly process: { pid: number };
+  /** Called after each message the primary sends, once it is in `sent`. */
+  onSent: (() => void) | undefined;
   constructor(id = 1) {
     super();
     this.id = id;
@@ -21,6 +22,7 @@ class FakeWorker extends EventEmitter {
   }
   send(msg: unknown): boolean {
     this.sent.push(msg);
+    this.onSent?.();
     return true;
   }
 }
@@ -126,9 +128,14 @@ describe('the process group of --workers, in the primary', () => {
     one.emit('message', { uidpush: 'gather', id: 1 });
     await flush();
     const ask = received(one).find((m) => m.uidpush === 'report');
-    one.emit('message', { uidpush: 'reported', id: ask?.id, report: 'one' });
     // The event is the primary's answer; it comes once the timeout has passed.
-    await waitFor(() => received(one).some((m) => m.uidpush === 'gathered'));
+    const gathered = new Promise<void>((resolve) => {
+      one.onSent = () => {
+        if (received(one).some((m) => m.uidpush === 'gathered')) resolve();
+      };
+    });
+    one.emit('message', { uidpush: 'reported', id: ask?.id, report: 'one' });
+    await gathered;
     expect(received(one).find((m) => m.uidpush === 'gathered')).toEqual({
       uidpush: 'gathered',
       id: 1,
