@@ -149,7 +149,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
       offline: (uid) => {
         this.#preparing.delete(uid);
         this.#unsubscribe(channel.uid(uid));
-        this.#recordedOffline(uid, this.#lastWrite);
+        this.#recordedOffline(uid);
       },
       groupActive: (group) => {
         this.#groupSubscriptions.set(group, this.#subscribe(channel.group(group)));
@@ -594,12 +594,11 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     this.#broker.unsubscribe(name);
   }
 
-  /** Records this node's count of `uid`; settles (never rejects) once written, or failed. */
-  /** Tells `onOffline` once the zero count is written, unless `uid` came back meanwhile. */
-  #recordedOffline(uid: Uid, written: Promise<void>): void {
+  /** Tells `onOffline` once the zero count just issued is written, unless `uid` came back meanwhile. */
+  #recordedOffline(uid: Uid): void {
     const tell = this.#onOffline;
     if (tell === undefined) return;
-    void written.then(() => {
+    void this.#lastWrite.then(() => {
       if (this.#registry.countOf(uid) > 0) return;
       try {
         tell(uid);
@@ -609,6 +608,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     });
   }
 
+  /** Records this node's count of `uid`; settles (never rejects) once written, or failed. */
   #setLocal(uid: Uid, connections: number): Promise<void> {
     return this.#broker.presence.setLocal(uid, connections).catch((err: unknown) => {
       this.#notice('presence', 'cluster: cannot record presence', { err, uid });

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/index.js';
-import { connect, connectV1, startServer, type TestClient } from '../helpers/clients.js';
+import { connect, connectV1, offlineOf, startServer, type TestClient } from '../helpers/clients.js';
 
 /** One node of a cluster under test, wherever it runs. */
 export interface ContractNode {
@@ -41,15 +41,7 @@ async function inProcess(broker: Broker | undefined): Promise<ContractNode> {
     url: started.url,
     api: `http://127.0.0.1:${started.server.address().api?.port ?? 0}`,
     sendToUid: async (uid, data) => (await started.server.push(uid, data)).connections,
-    offline: (uid) =>
-      new Promise((resolve) => {
-        const on = (gone: string): void => {
-          if (gone !== uid) return;
-          started.server.off('offline', on);
-          resolve();
-        };
-        started.server.on('offline', on);
-      }),
+    offline: (uid) => offlineOf(started.server, uid),
     stop: () => started.stop(),
   };
 }
