@@ -1,5 +1,6 @@
+import type { AckOutcome, Appended, AppendRequest, InboxInfo, InboxOpened, InboxPage, Retention } from '../core/inbox.js';
 import type { GroupLimits, JoinOutcome } from '../core/limits.js';
-import type { TokenRevocation, UidPage } from '../core/service.js';
+import type { MaybePromise, TokenRevocation, UidPage } from '../core/service.js';
 import type { Group, Uid } from '../core/types.js';
 
 /**
@@ -44,6 +45,7 @@ export interface BrokerStores {
   readonly presence: PresenceStore;
   readonly membership: MembershipStore;
   readonly revocations: RevocationStore;
+  readonly inbox: InboxStore;
 }
 
 /** A uid's token cut-off, as the store keeps it. */
@@ -100,6 +102,50 @@ export interface RevocationStore {
   revoke(revocation: UidRevocation): Promise<void>;
   /** Every cut-off still in force: what a node loads at start, and reloads now and then. */
   revocations(): Promise<UidRevocation[]>;
+}
+
+/**
+ * What a retained push publishes, once its offset is known: `before + offset + ',"ep":' +
+ * JSON of the epoch + after` on `channel`. The store publishes it in the same step as the
+ * append (one Lua script on Redis, one turn in memory), so every node receives a uid's
+ * retained pushes in offset order.
+ */
+export interface RetainedEnvelope {
+  readonly channel: string;
+  readonly before: string;
+  readonly after: string;
+}
+
+/** The text a {@link RetainedEnvelope} publishes for `offset` in `epoch`. */
+export function retainedMessage(envelope: RetainedEnvelope, offset: number, epoch: string): string {
+  return `${envelope.before}${String(offset)},"ep":"${epoch}"${envelope.after}`;
+}
+
+/**
+ * The per-uid inboxes (docs/delivery.md), for the whole cluster. Every call takes the
+ * node's {@link Retention}; the store keeps no configuration. In-process stores answer at
+ * once (a value, not a promise), so the single process pays no promise per push.
+ */
+export interface InboxStore {
+  /**
+   * Retains one push to `uid` at the next offset (a new epoch if the uid has no inbox) and,
+   * in the same step, publishes `envelope` with that offset; trims by count and age. With
+   * an `idempotencyKey` seen within `retention.idempotencyMs`, retains and publishes
+   * nothing and answers the first push's position with `duplicate: true`.
+   */
+  append(uid: Uid, entry: AppendRequest, envelope: RetainedEnvelope | undefined, retention: Retention): MaybePromise<Appended>;
+  /**
+   * What a connecting `device` of `uid` finds: epoch, top, lowest retained offset and the
+   * device's cursor (null, and registered at the top, when the inbox did not know it).
+   * Makes the inbox (a new epoch, top 0) when the uid has none, and refreshes its meta.
+   */
+  open(uid: Uid, device: string, retention: Retention): MaybePromise<InboxOpened>;
+  /** Up to `limit` retained entries after offset `after`, in offset order. */
+  read(uid: Uid, after: number, limit: number, retention: Retention): MaybePromise<InboxPage>;
+  /** Moves `device`'s cursor to `upTo`; refused when unknown, backwards or beyond the top. */
+  ack(uid: Uid, device: string, upTo: number, retention: Retention): MaybePromise<AckOutcome>;
+  /** The inbox's position, retained range and devices; `epoch: null` when it has none. */
+  info(uid: Uid, retention: Retention): MaybePromise<InboxInfo>;
 }
 
 /**

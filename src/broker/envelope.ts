@@ -7,7 +7,7 @@ import type { Group, JsonValue, Uid } from '../core/types.js';
  * ignored by the receiver, so nodes can be upgraded one at a time.
  */
 export type Envelope =
-  | ({ t: 'push'; uid: Uid; data: JsonValue; from: Uid | null } & Expiring)
+  | ({ t: 'push'; uid: Uid; data: JsonValue; from: Uid | null } & Expiring & Retained)
   | ({ t: 'publish'; group: Group; data: JsonValue; from: Uid | null } & Expiring)
   | ({ t: 'broadcast'; data: JsonValue; from: Uid | null } & Expiring)
   | { t: 'kick'; uid: Uid; reason: string }
@@ -19,7 +19,20 @@ export type Envelope =
    */
   | { t: 'join'; group: Group; uid: Uid; ref?: string }
   | { t: 'joined'; ref: string }
-  | { t: 'leave'; group: Group; uid: Uid };
+  | { t: 'leave'; group: Group; uid: Uid }
+  /** A device of `uid` acked up to `upTo`, on the uid's receipts channel: for pushes that await acks. */
+  | { t: 'acked'; uid: Uid; device: string; upTo: number };
+
+/**
+ * A retained push carries its place in the uid's inbox (`off` in epoch `ep`) and, for
+ * `latest:<key>`, its key. Sent by the inbox store itself, so a node also receives its own
+ * retained pushes, in offset order with everyone else's.
+ */
+export interface Retained {
+  off?: number;
+  ep?: string;
+  key?: string;
+}
 
 /**
  * A push carries when it stops being worth delivering: `exp`, the sender's clock in ms since
@@ -39,9 +52,15 @@ export const ENVELOPE_VERSION = 1;
  * one per node (for answers to that node).
  */
 export const channel = {
-  uid: (uid: Uid): string => `uidpush:u:${uid}`,
+  /**
+   * In braces: Redis Cluster hashes only the `{...}` part, so the uid's channel and its
+   * inbox keys share a slot and one script appends and publishes.
+   */
+  uid: (uid: Uid): string => `uidpush:u:{${uid}}`,
   group: (group: Group): string => `uidpush:g:${group}`,
   node: (node: string): string => `uidpush:n:${node}`,
+  /** Acks of a uid's devices, subscribed while a push to the uid awaits them. */
+  receipts: (uid: Uid): string => `uidpush:r:{${uid}}`,
   all: 'uidpush:all',
 } as const;
 
@@ -66,6 +85,26 @@ export function encodePushes(
   const expiry = exp === undefined ? '' : `,"exp":${String(exp)}`;
   const tail = `,"data":${JSON.stringify(data)},"from":${JSON.stringify(from)}${expiry}}`;
   return uids.map((uid) => [uid, head + JSON.stringify(uid) + tail]);
+}
+
+/**
+ * A retained push to `uid` without its offset and epoch, which the inbox store splices in
+ * (see RetainedEnvelope in broker.ts): `dataJson` is serialised once per push.
+ */
+export function encodeRetainedPush(
+  node: string,
+  uid: Uid,
+  dataJson: string,
+  from: Uid | null,
+  key: string | undefined,
+  exp: number | undefined,
+): { before: string; after: string } {
+  const keyPart = key === undefined ? '' : `,"key":${JSON.stringify(key)}`;
+  const expiry = exp === undefined ? '' : `,"exp":${String(exp)}`;
+  return {
+    before: `{"v":${String(ENVELOPE_VERSION)},"node":${JSON.stringify(node)},"t":"push","uid":${JSON.stringify(uid)},"off":`,
+    after: `,"data":${dataJson},"from":${JSON.stringify(from)}${keyPart}${expiry}}`,
+  };
 }
 
 /** A decoded envelope and its sender, or why it was not understood. */
@@ -94,7 +133,13 @@ export function decodeEnvelope(text: string): Decoded {
   let fits: boolean;
   switch (e.t) {
     case 'push':
-      fits = nonEmpty(e.uid) && data && from && exp;
+      fits =
+        nonEmpty(e.uid) &&
+        data &&
+        from &&
+        exp &&
+        (e.off === undefined || (Number.isSafeInteger(e.off) && (e.off as number) > 0 && nonEmpty(e.ep))) &&
+        (e.key === undefined || typeof e.key === 'string');
       break;
     case 'publish':
       fits = nonEmpty(e.group) && data && from && exp;
@@ -116,6 +161,9 @@ export function decodeEnvelope(text: string): Decoded {
       break;
     case 'leave':
       fits = nonEmpty(e.group) && nonEmpty(e.uid);
+      break;
+    case 'acked':
+      fits = nonEmpty(e.uid) && nonEmpty(e.device) && Number.isSafeInteger(e.upTo);
       break;
     default:
       return { ok: false, reason: `unknown type ${String(e.t)}` };

@@ -1,3 +1,4 @@
+import type { AckOutcome, DeliveryClass, InboxInfo, InboxPosition } from './inbox.js';
 import type { Data, Group, Uid } from './types.js';
 
 /**
@@ -89,12 +90,40 @@ export type DropReason = 'offline' | 'slow_consumer' | 'bad_request' | 'too_larg
  */
 export type UpgradeRefusal = 'pending' | 'per_ip' | 'handshake_rate';
 
+/** How to push to uids (docs/delivery.md). */
+export interface PushOptions {
+  /** Retained or not; the server's `defaultDelivery` when absent. */
+  delivery?: DeliveryClass | undefined;
+  /** A retry with the same key within the idempotency window retains nothing new and answers the first push's position. */
+  idempotencyKey?: string | undefined;
+  /** Wait, up to `timeoutMs` (at most 30000), until `acked` devices of the uid (one uid only) acked the push. */
+  await?: { acked: number; timeoutMs: number } | undefined;
+}
+
+/** Where a push to one uid of several was retained. */
+export interface UidPosition extends InboxPosition {
+  uid: Uid;
+  /** True when an earlier push with the same idempotency key was retained, and nothing new is. */
+  duplicate?: true;
+}
+
 /** The result of pushing to one or more uids. */
 export interface PushResult {
   /** Uids that had at least one connection. */
   online: number;
   /** Connections written to. */
   connections: number;
+  /** A retained push to one uid: its offset and epoch in the uid's inbox. */
+  offset?: number;
+  epoch?: string;
+  /** A retained push to one uid whose idempotency key was seen: nothing new was retained. */
+  duplicate?: true;
+  /** A retained push to several uids: each uid's position, in the order given. */
+  positions?: UidPosition[];
+  /** With `await`: the devices that acked the push within the time, in the order they did. */
+  acked?: string[];
+  /** With `await`: true when no device acked within the time. */
+  undelivered?: boolean;
   /**
    * Set when the cluster's broker could not be reached: the counts are this node's own
    * deliveries, and clients of other nodes did not get the message (see docs/operations.md).
@@ -146,7 +175,9 @@ export interface SessionNode<C> {
    *   the answer counts this node's deliveries only and costs nothing extra. The seed
    *   protocol, which sends no acknowledgement, never asks.
    */
-  sendToUid(uid: Uid, data: Data, from: Uid | null, answer: boolean): MaybePromise<PushResult>;
+  sendToUid(uid: Uid, data: Data, from: Uid | null, answer: boolean, delivery?: DeliveryClass): MaybePromise<PushResult>;
+  /** A device's ack on `conn`: moves its cursor in the uid's inbox (docs/delivery.md). */
+  ack(conn: C, upTo: number): MaybePromise<AckOutcome>;
   broadcast(data: Data, from: Uid | null, answer: boolean): MaybePromise<BroadcastResult>;
   publish(group: Group, data: Data, from: Uid | null, answer: boolean): MaybePromise<PushResult>;
   /** @throws UidpushError UIDPUSH_ERR_LIMIT_EXCEEDED when a cap refused the join. */
@@ -184,7 +215,13 @@ export interface UidPage {
  * it on top of the hub; tests may implement it with a fake.
  */
 export interface PushService {
-  pushToUids(uids: readonly Uid[], data: Data): MaybePromise<PushResult>;
+  /**
+   * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for options that do not fit (a retained
+   *   class with the inbox off, `await` on several uids or an ephemeral push, an oversize key).
+   */
+  pushToUids(uids: readonly Uid[], data: Data, options?: PushOptions): MaybePromise<PushResult>;
+  /** A uid's inbox: position, retained range and device cursors. */
+  inboxOf(uid: Uid): MaybePromise<InboxInfo>;
   broadcast(data: Data): MaybePromise<BroadcastResult>;
   publish(group: Group, data: Data): MaybePromise<PushResult>;
   /**
