@@ -23,6 +23,7 @@ const SECTION_TITLES: Record<OptionSection, string> = {
   api: 'HTTP server API',
   inner: 'Inner text port',
   groups: 'Groups',
+  inbox: 'Inbox (docs/delivery.md)',
   auth: 'Tokens, rights and origins',
   cluster: 'Clusters',
 };

@@ -34,6 +34,11 @@ export const CloseCode = {
    * not even be answered; other connections are not affected. Reconnecting is fine.
    */
   InternalError: 1011,
+  /**
+   * The uid's inbox could not be read (its store, Redis, did not answer) for a login's
+   * recovery or a resync: reconnect later, and the device recovers then.
+   */
+  TryAgainLater: 1013,
   /** The send buffer passed `maxBufferedBytes`: the client does not read fast enough. */
   SlowConsumer: 4001,
   /** The connection did not log in (or authenticate) within `loginTimeout`. */

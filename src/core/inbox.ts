@@ -238,3 +238,26 @@ export function epochOf(random: Uint8Array): string {
   for (let i = 0; i < 12; i++) epoch += alphabet[(random[i] ?? 0) % alphabet.length];
   return epoch;
 }
+
+/** What a connecting device is told in its `welcome` (see WelcomeFrame in frames.ts). */
+export interface InboxWelcome {
+  readonly device: string;
+  readonly epoch: string;
+  readonly offset: number;
+  readonly cursor: number;
+  readonly recovered: boolean;
+  readonly missed: number;
+  readonly reason?: UnrecoveredReason | undefined;
+}
+
+/** What a v1 client asks of the inbox in `auth`: its device, and the last position it received. */
+export interface ResumeRequest {
+  readonly device?: string | undefined;
+  readonly since?: InboxPosition | undefined;
+}
+
+/** What a login is told when its inbox cannot be opened: a bad `since`, or a store that did not answer (`unavailable`). */
+export interface InboxRefusal {
+  readonly refused: string;
+  readonly unavailable: boolean;
+}

@@ -1,4 +1,4 @@
-import type { AckOutcome, DeliveryClass, InboxInfo, InboxPosition } from './inbox.js';
+import type { AckOutcome, DeliveryClass, InboxInfo, InboxPosition, InboxRefusal, InboxWelcome, ResumeRequest } from './inbox.js';
 import type { Data, Group, Uid } from './types.js';
 
 /**
@@ -164,8 +164,11 @@ export interface SessionNode<C> {
    * Binds `conn` to `uid` and calls `attached` once a push sent through any node reaches it
    * (at once when nothing need wait): the login reply is sent from there, so no push sent
    * after the reply can miss the connection. Never called if {@link detach} came first.
+   * With `resume` (a v1 connection) and the inbox on, `attached` gets the device's place in
+   * the inbox for the welcome, and the replay is written after it; or a refusal (a bad
+   * `since`, an inbox store that did not answer), with the connection detached already.
    */
-  attach(conn: C, uid: Uid, attached: (conn: C) => void): void;
+  attach(conn: C, uid: Uid, attached: (conn: C, inbox?: InboxWelcome | InboxRefusal) => void, resume?: ResumeRequest): void;
   /** Unbinds `conn` (or stops an attach in progress); nothing if it was not bound. */
   detach(conn: C): void;
   /** The uid `conn` is bound to, if it is. */
@@ -176,8 +179,13 @@ export interface SessionNode<C> {
    *   protocol, which sends no acknowledgement, never asks.
    */
   sendToUid(uid: Uid, data: Data, from: Uid | null, answer: boolean, delivery?: DeliveryClass): MaybePromise<PushResult>;
-  /** A device's ack on `conn`: moves its cursor in the uid's inbox (docs/delivery.md). */
-  ack(conn: C, upTo: number): MaybePromise<AckOutcome>;
+  /**
+   * A device's ack on `conn`: moves its cursor in the uid's inbox (docs/delivery.md).
+   * Undefined when the connection has no inbox (a seed connection, or the inbox off).
+   */
+  ack(conn: C, upTo: number): MaybePromise<AckOutcome> | undefined;
+  /** Whether pushes may be retained: the inbox is on. */
+  readonly inboxOn: boolean;
   broadcast(data: Data, from: Uid | null, answer: boolean): MaybePromise<BroadcastResult>;
   publish(group: Group, data: Data, from: Uid | null, answer: boolean): MaybePromise<PushResult>;
   /** @throws UidpushError UIDPUSH_ERR_LIMIT_EXCEEDED when a cap refused the join. */

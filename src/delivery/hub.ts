@@ -2,10 +2,43 @@ import { CloseCode, fitsCloseReason, MAX_CLOSE_REASON_BYTES } from '../core/clos
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
 import type { PushResult } from '../core/service.js';
 import type { Data, Group, Uid } from '../core/types.js';
+import type { InboxEntry } from '../core/inbox.js';
 import type { Codec } from '../protocol/codec.js';
-import type { Scope } from '../protocol/json-v1.js';
+import { messageFrame, resyncFrame, type RetainedPart, type Scope } from '../protocol/json-v1.js';
 import type { Registry } from '../registry/registry.js';
 import { PushFrames } from './push-frames.js';
+import { encodeTextFrame } from './ws-frame.js';
+
+/**
+ * A v1 connection's place in its uid's inbox (docs/delivery.md), kept on the connection:
+ * one object per connection, set by the node at login when the inbox is on.
+ */
+export interface ConnectionInbox {
+  readonly uid: Uid;
+  readonly device: string;
+  /** The epoch of the offsets below. */
+  epoch: string;
+  /** The highest offset written to the connection: a retained push at or below it is not written again. */
+  last: number;
+  /**
+   * While the node replays or resyncs: every push that arrives meanwhile, in order, written
+   * after the replay (retained ones once each, by offset). Undefined when live.
+   */
+  held: HeldFrame[] | undefined;
+  heldBytes: number;
+  /** Whether the node is resynchronising this connection now. */
+  resyncing: boolean;
+}
+
+/** A push held for a connection during its replay; `offset` 0 for one not retained. */
+export interface HeldFrame {
+  readonly frame: Buffer;
+  readonly offset: number;
+  readonly epoch: string;
+}
+
+/** What {@link Hub.release} found: all written, or a push that does not follow (a gap or another epoch). */
+export type Released = 'live' | 'gap';
 
 /**
  * What the hub needs from a connection: how much it already holds unsent, a way to write
@@ -26,6 +59,10 @@ export interface Recipient {
    * attached yet is skipped, so nothing reaches a client before its login reply.
    */
   attached: boolean;
+  /** The connection's place in its inbox; undefined for seed connections and with the inbox off. */
+  inbox?: ConnectionInbox | undefined;
+  /** Calls `listener` once the send buffer has drained (or the connection is gone): replay pages wait for it. */
+  onDrain?(listener: () => void): void;
 }
 
 /**
@@ -51,6 +88,9 @@ export interface HubOptions<C extends Recipient = Recipient> {
   /** Called when the slow-consumer policy closed or skipped a connection. */
   onSlowConsumer?: ((conn: C, uid: Uid | undefined) => void) | undefined;
 }
+
+/** Called with a connection that got a retained push that does not follow its last one: it needs a resync. */
+export type GapListener<C> = (conn: C) => void;
 
 /** Delivery counters, monotonic since the hub was made. */
 export interface HubStats {
@@ -101,8 +141,10 @@ export class Hub<C extends Recipient = Recipient> {
   #written = 0;
   readonly #writePending = (conn: C): void => {
     if (this.#pending === undefined || !conn.attached) return;
-    if (this.write(conn, this.#pending.frameFor(conn.codec, this.#pendingUid))) this.#written++;
+    if (this.#deliver(conn, this.#pending, this.#pendingUid)) this.#written++;
   };
+  /** Set by the node when the inbox is on: a connection's retained pushes skipped ahead. */
+  onGap: GapListener<C> | undefined;
 
   constructor(registry: Registry<C>, options: HubOptions<C>) {
     this.#registry = registry;
@@ -173,7 +215,7 @@ export class Hub<C extends Recipient = Recipient> {
     const frames = this.#frames(data, from, 'broadcast', null);
     let written = 0;
     for (const conn of this.#registry.connections()) {
-      if (conn.attached && this.write(conn, frames.frameFor(conn.codec, ''))) written++;
+      if (conn.attached && this.#deliver(conn, frames, '')) written++;
     }
     return written;
   }
@@ -230,8 +272,106 @@ export class Hub<C extends Recipient = Recipient> {
     return true;
   }
 
+  /**
+   * Pushes a retained push to every connection of `uid`: JSON frames carry its offset and
+   * epoch, and a connection that is replaying holds it. Returns the connections written to.
+   *
+   * @param dataJson - the data's JSON text, if the caller has it (a local push serialised it for the inbox).
+   */
+  sendRetained(uid: Uid, data: Data, from: Uid | null, retained: RetainedPart, dataJson?: string): number {
+    if (!this.#registry.has(uid)) return 0;
+    return this.#fanOut(uid, new PushFrames(data, from, 'uid', uid, this.#countEncode, retained, dataJson));
+  }
+
+  /** Writes one replayed inbox entry to `conn` (under the send-buffer cap); moves its inbox position. */
+  writeEntry(conn: C, uid: Uid, entry: InboxEntry, epoch: string): boolean {
+    this.#stats.framesEncoded++;
+    const frame = encodeTextFrame(messageFrame('uid', entry.from, uid, entry.data, { offset: entry.offset, epoch, key: entry.key }));
+    if (!this.write(conn, frame)) return false;
+    const box = conn.inbox;
+    if (box !== undefined && entry.offset > box.last) box.last = entry.offset;
+    return true;
+  }
+
+  /** Tells `conn` it was resynchronised in band (a `resync` frame). */
+  writeResync(conn: C, reason: 'epoch_changed' | 'expired', epoch: string, offset: number): boolean {
+    return this.write(conn, encodeTextFrame(resyncFrame(reason, epoch, offset)));
+  }
+
+  /**
+   * Ends a replay: writes what was held, in order, each retained push once. Stops at a
+   * retained push that does not follow (a gap, another epoch), keeping it and the rest held:
+   * the node resyncs from there. `live` when everything was written.
+   */
+  release(conn: C): Released {
+    const box = conn.inbox;
+    const held = box?.held;
+    if (box === undefined || held === undefined) return 'live';
+    let i = 0;
+    for (; i < held.length; i++) {
+      const item = held[i] as HeldFrame;
+      if (item.offset !== 0) {
+        if (item.epoch === box.epoch && item.offset <= box.last) continue;
+        if (item.epoch !== box.epoch || item.offset !== box.last + 1) break;
+        box.last = item.offset;
+      }
+      if (!this.write(conn, item.frame)) {
+        // Closed by the slow-consumer policy, or gone: nothing more to write.
+        box.held = undefined;
+        box.heldBytes = 0;
+        return 'live';
+      }
+    }
+    if (i < held.length) {
+      box.held = held.slice(i);
+      box.heldBytes = box.held.reduce((n, item) => n + item.frame.length, 0);
+      return 'gap';
+    }
+    box.held = undefined;
+    box.heldBytes = 0;
+    return 'live';
+  }
+
   #frames(data: Data, from: Uid | null, scope: Scope, to: string | null): PushFrames {
     return new PushFrames(data, from, scope, to, this.#countEncode);
+  }
+
+  /**
+   * Writes one push to one connection: directly, or through its inbox position (held
+   * while it replays; a retained push it had already is skipped; one that skips ahead is
+   * held and the node told, to resync).
+   */
+  #deliver(conn: C, frames: PushFrames, uid: Uid): boolean {
+    const box = conn.inbox;
+    const frame = frames.frameFor(conn.codec, uid);
+    if (box === undefined) return this.write(conn, frame);
+    const retained = frames.retained;
+    if (box.held !== undefined) return this.#hold(conn, box, frame, retained);
+    if (retained === undefined) return this.write(conn, frame);
+    if (retained.epoch === box.epoch) {
+      if (retained.offset <= box.last) return false;
+      if (retained.offset === box.last + 1) {
+        if (!this.write(conn, frame)) return false;
+        box.last = retained.offset;
+        return true;
+      }
+    }
+    box.held = [];
+    const held = this.#hold(conn, box, frame, retained);
+    // Even when dropped (the `drop` policy): the resync reads it back from the inbox.
+    this.onGap?.(conn);
+    return held;
+  }
+
+  /** Holds a push for a replaying connection; past the send-buffer cap, the slow-consumer policy applies. */
+  #hold(conn: C, box: ConnectionInbox, frame: Buffer, retained: RetainedPart | undefined): boolean {
+    if (box.heldBytes + frame.length > this.#maxBufferedBytes) {
+      this.#slowConsumer(conn);
+      return false;
+    }
+    box.held?.push({ frame, offset: retained?.offset ?? 0, epoch: retained?.epoch ?? '' });
+    box.heldBytes += frame.length;
+    return true;
   }
 
   #fanOut(uid: Uid, frames: PushFrames): number {

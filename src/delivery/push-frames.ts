@@ -1,6 +1,6 @@
 import type { Data, Uid } from '../core/types.js';
 import { Codec } from '../protocol/codec.js';
-import { messageFrame, type Scope } from '../protocol/json-v1.js';
+import { messageFrame, type RetainedPart, type Scope } from '../protocol/json-v1.js';
 import { encodeTextFrame } from './ws-frame.js';
 
 /**
@@ -14,17 +14,30 @@ export class PushFrames {
   readonly #scope: Scope;
   readonly #to: string | null;
   readonly #onEncode: () => void;
+  /** A retained push's place in its inbox: JSON frames carry it, the seed frame does not. */
+  readonly retained: RetainedPart | undefined;
   #seed: Buffer | undefined;
   #json: Buffer | undefined;
   #jsonFor: string | null | undefined;
   #dataJson: string | undefined;
 
-  constructor(data: Data, from: Uid | null, scope: Scope, to: string | null, onEncode: () => void) {
+  /** @param dataJson - the data's JSON text, when the caller has it already (a retained push serialised it for the inbox). */
+  constructor(
+    data: Data,
+    from: Uid | null,
+    scope: Scope,
+    to: string | null,
+    onEncode: () => void,
+    retained?: RetainedPart,
+    dataJson?: string,
+  ) {
     this.#data = data;
     this.#from = from;
     this.#scope = scope;
     this.#to = to;
     this.#onEncode = onEncode;
+    this.retained = retained;
+    this.#dataJson = dataJson;
   }
 
   /** The frame for a connection speaking `codec`; `uid` is the recipient for scope 'uid'. */
@@ -34,7 +47,7 @@ export class PushFrames {
     if (this.#json === undefined || this.#jsonFor !== to) {
       this.#dataJson ??= dataJson(this.#data);
       this.#onEncode();
-      this.#json = encodeTextFrame(messageFrame(this.#scope, this.#from, to, this.#dataJson));
+      this.#json = encodeTextFrame(messageFrame(this.#scope, this.#from, to, this.#dataJson, this.retained));
       this.#jsonFor = to;
     }
     return this.#json;
@@ -51,7 +64,8 @@ export class PushFrames {
   }
 }
 
-function dataJson(data: Data): string {
+/** The JSON text of a push's data, as frames and the inbox carry it. */
+export function dataJson(data: Data): string {
   if (data instanceof Uint8Array) return JSON.stringify(utf8Text(data));
   return JSON.stringify(data);
 }

@@ -1,23 +1,41 @@
 import type { TokenCutoffs } from '../auth/cutoffs.js';
 import { Deadlines, InFlight } from '../broker/bounds.js';
-import type { Broker } from '../broker/broker.js';
-import { channel, decodeEnvelope, encodeEnvelope, encodePushes, type Envelope } from '../broker/envelope.js';
+import type { Broker, RetainedEnvelope } from '../broker/broker.js';
+import { channel, decodeEnvelope, encodeEnvelope, encodePushes, encodeRetainedPush, type Envelope } from '../broker/envelope.js';
+import {
+  checkInboxKey,
+  isRetained,
+  MAX_AWAIT_ACKS,
+  MAX_AWAIT_MS,
+  type AckOutcome,
+  type Appended,
+  type DeliveryClass,
+  type InboxInfo,
+  type InboxRefusal,
+  type InboxWelcome,
+  type ResumeRequest,
+  type Retention,
+} from '../core/inbox.js';
 import { uidOfCursor } from '../core/uid-order.js';
-import { UnavailableError } from '../core/errors.js';
+import { ProgramErrorCode, UidpushError, UnavailableError } from '../core/errors.js';
 import { joined, type GroupLimits } from '../core/limits.js';
 import type {
   BroadcastResult,
   BrokerStats,
   GroupInfo,
   MaybePromise,
+  PushOptions,
   PushResult,
   SessionNode,
+  UidPosition,
   TokenRevocation,
   UidPage,
 } from '../core/service.js';
 import type { Data, Group, JsonValue, Logger, Uid } from '../core/types.js';
 import type { Hub, Recipient } from '../delivery/hub.js';
+import { dataJson } from '../delivery/push-frames.js';
 import type { Registry } from '../registry/registry.js';
+import { Recovery } from './recovery.js';
 
 /** What a node lets wait for its broker. */
 export interface NodeBounds {
@@ -44,6 +62,27 @@ export interface NodeOptions {
    * from then on a presence read on any node counts none of this process's connections.
    */
   onOffline?: (uid: Uid) => void;
+  /** The per-user inbox (docs/delivery.md); absent: off, every push at most once. */
+  inbox?: NodeInbox | undefined;
+}
+
+/** The inbox as a node runs it. */
+export interface NodeInbox {
+  retention: Retention;
+  /** The class of a push that names none. */
+  defaultDelivery: DeliveryClass;
+  /** The send-buffer cap: a replay waits for the buffer to drain below half of it. */
+  maxBufferedBytes: number;
+}
+
+/** A push waiting for acks of its uid's devices. */
+interface AckWait {
+  /** Its offset; until the append answers, every ack is noted in `seen`. */
+  offset: number;
+  need: number;
+  seen: Map<string, number>;
+  acked: string[];
+  done: () => void;
 }
 
 /** Log lines about the same trouble at most this often. */
@@ -124,6 +163,10 @@ export class Node<C extends Recipient> implements SessionNode<C> {
   #nextRef = 0;
   /** The presence write of the latest bind or unbind, which a login reply waits for. */
   #lastWrite: Promise<void> = RESOLVED;
+  readonly #inbox: NodeInbox | undefined;
+  readonly #recovery: Recovery<C> | undefined;
+  /** Pushes waiting for acks, by uid. */
+  readonly #awaits = new Map<Uid, Set<AckWait>>();
 
   constructor(registry: Registry<C>, hub: Hub<C>, broker: Broker, options: NodeOptions) {
     this.#registry = registry;
@@ -137,6 +180,21 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     this.#timeout = options.bounds.timeout;
     this.#deadlines = new Deadlines(options.bounds.timeout);
     this.#inFlight = new InFlight(options.bounds.maxPendingBytes, options.bounds.timeout);
+    this.#inbox = options.inbox;
+    if (options.inbox !== undefined) {
+      const recovery = new Recovery<C>(
+        hub,
+        broker.inbox,
+        options.inbox.retention,
+        (call, what) => this.#boundMaybe(call, what),
+        options.log,
+        options.inbox.maxBufferedBytes,
+      );
+      this.#recovery = recovery;
+      hub.onGap = (conn) => {
+        recovery.resync(conn);
+      };
+    }
     registry.listen({
       online: (uid) => {
         this.#online(uid);
@@ -225,7 +283,20 @@ export class Node<C extends Recipient> implements SessionNode<C> {
 
   // SessionNode: what a client session asks.
 
-  attach(conn: C, uid: Uid, attached: (conn: C) => void): void {
+  /** Whether pushes may be retained (the inbox is on). */
+  get inboxOn(): boolean {
+    return this.#inbox !== undefined;
+  }
+
+  attach(conn: C, uid: Uid, attached: (conn: C, inbox?: InboxWelcome | InboxRefusal) => void, resume?: ResumeRequest): void {
+    const recovery = resume === undefined ? undefined : this.#recovery;
+    if (recovery !== undefined && resume !== undefined) {
+      recovery.prepare(conn, uid, resume.device);
+      const inner = attached;
+      attached = (c) => {
+        this.#recover(recovery, c, uid, resume, inner);
+      };
+    }
     this.#lastWrite = RESOLVED;
     this.#registry.bind(conn, uid);
     // A first connection waits for its channels; a later one, in a cluster, for its count
@@ -253,22 +324,252 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     });
   }
 
+  /**
+   * The login's recovery, once the connection is attached (its pushes held): opens the
+   * device's place in the inbox, answers the login with it, then writes the replay.
+   */
+  #recover(recovery: Recovery<C>, conn: C, uid: Uid, resume: ResumeRequest, attached: (conn: C, inbox?: InboxWelcome | InboxRefusal) => void): void {
+    recovery.open(conn, resume.since).then(
+      (opened) => {
+        if (this.#registry.uidOf(conn) !== uid) return;
+        if ('refused' in opened) {
+          this.#refuse(conn, attached, { refused: opened.refused, unavailable: false });
+          return;
+        }
+        try {
+          attached(conn, opened.welcome);
+        } catch (err) {
+          this.#log.error({ err, uid }, 'login reply failed');
+        }
+        void recovery.replay(conn, opened.entries, opened.welcome.offset);
+      },
+      (err: unknown) => {
+        if (this.#registry.uidOf(conn) !== uid) return;
+        this.#notice('inbox open', 'inbox: cannot open a device\'s inbox; its login is refused with unavailable', { err, uid });
+        this.#refuse(conn, attached, { refused: 'the inbox is unavailable; try again', unavailable: true });
+      },
+    );
+  }
+
+  #refuse(conn: C, attached: (conn: C, inbox?: InboxWelcome | InboxRefusal) => void, refusal: InboxRefusal): void {
+    conn.inbox = undefined;
+    this.detach(conn);
+    try {
+      attached(conn, refusal);
+    } catch (err) {
+      this.#log.error({ err }, 'login refusal failed');
+    }
+  }
+
   detach(conn: C): void {
     conn.attached = false;
     this.#registry.unbind(conn);
+  }
+
+  /**
+   * A device's ack: moves its cursor in the uid's inbox, and tells pushes awaiting acks
+   * (here, and through the uid's receipts channel on other nodes). Undefined when the
+   * connection has no inbox (a seed connection, or the inbox off).
+   */
+  ack(conn: C, upTo: number): MaybePromise<AckOutcome> | undefined {
+    const box = conn.inbox;
+    if (box === undefined || this.#inbox === undefined) return undefined;
+    const retention = this.#inbox.retention;
+    const { uid, device } = box;
+    const outcome = this.#boundMaybe(() => this.#broker.inbox.ack(uid, device, upTo, retention), 'inbox ack');
+    const told = (result: AckOutcome): AckOutcome => {
+      if (!result.ok) return result;
+      this.#receipt(uid, device, upTo);
+      if (this.#peers) this.#publish(channel.receipts(uid), { t: 'acked', uid, device, upTo });
+      return result;
+    };
+    return outcome instanceof Promise ? outcome.then(told) : told(outcome);
+  }
+
+  /** A uid's inbox: position, retained range, devices. */
+  inboxOf(uid: Uid): MaybePromise<InboxInfo> {
+    const inbox = this.#inbox;
+    if (inbox === undefined) throw new UidpushError(ProgramErrorCode.InvalidArgument, 'the inbox is off (start the server with --inbox)');
+    return this.#boundMaybe(() => this.#broker.inbox.info(uid, inbox.retention), 'inbox read');
+  }
+
+  /** An ack of `device` up to `upTo`: counted by every push to `uid` waiting for it. */
+  #receipt(uid: Uid, device: string, upTo: number): void {
+    const waits = this.#awaits.get(uid);
+    if (waits === undefined) return;
+    for (const wait of waits) {
+      wait.seen.set(device, Math.max(wait.seen.get(device) ?? 0, upTo));
+      if (upTo >= wait.offset && !wait.acked.includes(device)) wait.acked.push(device);
+      if (wait.acked.length >= wait.need) wait.done();
+    }
   }
 
   uidOf(conn: C): Uid | undefined {
     return this.#registry.uidOf(conn);
   }
 
-  sendToUid(uid: Uid, data: Data, from: Uid | null, answer: boolean): MaybePromise<PushResult> {
+  sendToUid(uid: Uid, data: Data, from: Uid | null, answer: boolean, delivery?: DeliveryClass): MaybePromise<PushResult> {
+    const cls = this.#classOf(delivery);
+    if (cls !== undefined) return this.#retainedPush([uid], data, from, answer, cls, {});
     return this.#push({ kind: 'uids', uids: [uid] }, data, from, answer);
   }
 
-  /** Pushes to each uid: published to each uid's channel, delivered here, answered from the store. */
-  pushToUids(uids: readonly Uid[], data: Data, from: Uid | null = null, answer = true): MaybePromise<PushResult> {
+  /**
+   * Pushes to each uid: published to each uid's channel, delivered here, answered from the
+   * store; retained in each uid's inbox when its class says so (docs/delivery.md).
+   *
+   * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for options that do not fit.
+   */
+  pushToUids(uids: readonly Uid[], data: Data, from: Uid | null = null, answer = true, options: PushOptions = {}): MaybePromise<PushResult> {
+    const cls = this.#classOf(options.delivery);
+    if (options.idempotencyKey !== undefined) {
+      const refusal = checkInboxKey(options.idempotencyKey, 'idempotencyKey');
+      if (refusal !== undefined) throw new UidpushError(ProgramErrorCode.InvalidArgument, refusal);
+      if (cls === undefined) throw new UidpushError(ProgramErrorCode.InvalidArgument, 'idempotencyKey: only a retained push has one');
+    }
+    if (options.await !== undefined) {
+      const { acked, timeoutMs } = options.await;
+      if (cls === undefined) throw new UidpushError(ProgramErrorCode.InvalidArgument, 'await: only a retained push can be acked');
+      if (uids.length !== 1) throw new UidpushError(ProgramErrorCode.InvalidArgument, 'await: needs one uid');
+      if (!Number.isSafeInteger(acked) || acked < 1 || acked > MAX_AWAIT_ACKS) {
+        throw new UidpushError(ProgramErrorCode.InvalidArgument, `await.acked: 1 to ${String(MAX_AWAIT_ACKS)}`);
+      }
+      if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_AWAIT_MS) {
+        throw new UidpushError(ProgramErrorCode.InvalidArgument, `await.timeoutMs: 1 to ${String(MAX_AWAIT_MS)}`);
+      }
+    }
+    if (cls !== undefined) return this.#retainedPush(uids, data, from, answer, cls, options);
     return this.#push({ kind: 'uids', uids }, data, from, answer);
+  }
+
+  /**
+   * The class a push is retained with, or undefined for one that is not retained.
+   * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for a retained class with the inbox off.
+   */
+  #classOf(delivery: DeliveryClass | undefined): DeliveryClass | undefined {
+    const inbox = this.#inbox;
+    if (inbox === undefined) {
+      if (delivery !== undefined && isRetained(delivery)) {
+        throw new UidpushError(ProgramErrorCode.InvalidArgument, 'delivery: the inbox is off (start the server with --inbox); only ephemeral pushes');
+      }
+      return undefined;
+    }
+    const cls = delivery ?? inbox.defaultDelivery;
+    return isRetained(cls) ? cls : undefined;
+  }
+
+  /**
+   * A retained push: appended to each uid's inbox, which publishes it with its offset in
+   * the same step (so every node, this one included, receives a uid's pushes in offset
+   * order and delivers them from the subscription). Alone, delivered here at once. A store
+   * that cannot take it refuses the push (`unavailable`): never downgraded to ephemeral.
+   */
+  #retainedPush(
+    uids: readonly Uid[],
+    data: Data,
+    from: Uid | null,
+    answer: boolean,
+    cls: DeliveryClass,
+    options: PushOptions,
+  ): MaybePromise<PushResult> {
+    const inbox = this.#inbox as NodeInbox;
+    const unique = uids.length === 1 ? uids : [...new Set(uids)];
+    const json = dataJson(data);
+    const key = cls.kind === 'latest' ? cls.key : undefined;
+    const exp = this.#peers ? this.#expiry() : undefined;
+    const wait = options.await === undefined ? undefined : this.#startWait(unique[0] as Uid, options.await.acked);
+    const appended: MaybePromise<Appended>[] = [];
+    for (const uid of unique) {
+      let envelope: RetainedEnvelope | undefined;
+      if (this.#peers) envelope = { channel: channel.uid(uid), ...encodeRetainedPush(this.#broker.nodeId, uid, json, from, key, exp) };
+      const entry = { data: json, from, key, idempotencyKey: options.idempotencyKey };
+      appended.push(this.#boundMaybe(() => this.#broker.inbox.append(uid, entry, envelope, inbox.retention), 'inbox append'));
+    }
+    const finish = (positions: Appended[]): MaybePromise<PushResult> => {
+      let online = 0;
+      let connections = 0;
+      if (!this.#peers) {
+        positions.forEach((position, i) => {
+          const uid = unique[i] as Uid;
+          if (position.duplicate) return;
+          const written = this.#hub.sendRetained(uid, data, from, { offset: position.offset, epoch: position.epoch, key }, json);
+          if (written > 0) online++;
+          connections += written;
+        });
+      }
+      const result: PushResult = { online, connections, ...placeOf(unique, positions) };
+      const counted: MaybePromise<PushResult> =
+        this.#peers && answer
+          ? this.#connections(unique).then((counts) => ({
+              ...result,
+              online: counts.filter((n) => n > 0).length,
+              connections: counts.reduce((a, n) => a + n, 0),
+            }))
+          : result;
+      if (wait === undefined) return counted;
+      const [position] = positions;
+      return Promise.all([counted, wait.until((position as Appended).offset, (options.await as { timeoutMs: number }).timeoutMs)]).then(
+        ([r, acked]) => ({ ...r, acked, undelivered: acked.length === 0 }),
+      );
+    };
+    const failed = (err: unknown): never => {
+      wait?.cancel();
+      throw err instanceof UnavailableError ? err : new UnavailableError('the inbox store did not take the push; nothing was retained', { cause: err });
+    };
+    if (appended.every((a) => !(a instanceof Promise)) && wait === undefined) {
+      return finish(appended as Appended[]);
+    }
+    const all = (wait?.ready ?? RESOLVED).then(() => Promise.all(appended));
+    return all.then(finish, failed);
+  }
+
+  /**
+   * Starts waiting for `need` devices of `uid` to ack a push not yet appended: acks are
+   * noted from now (in a cluster, once the uid's receipts channel is subscribed), so none
+   * can come before the wait.
+   */
+  #startWait(uid: Uid, need: number): { ready: Promise<void>; until: (offset: number, timeoutMs: number) => Promise<string[]>; cancel: () => void } {
+    let waits = this.#awaits.get(uid);
+    if (waits === undefined) {
+      waits = new Set();
+      this.#awaits.set(uid, waits);
+    }
+    const ready = waits.size === 0 && this.#peers ? this.#subscribe(channel.receipts(uid)) : RESOLVED;
+    let settle: (acked: string[]) => void = () => undefined;
+    const settled = new Promise<string[]>((resolve) => {
+      settle = resolve;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const wait: AckWait = {
+      offset: Number.POSITIVE_INFINITY,
+      need,
+      seen: new Map(),
+      acked: [],
+      done: () => {
+        clearTimeout(timer);
+        const set = this.#awaits.get(uid);
+        if (set?.delete(wait) === true && set.size === 0) {
+          this.#awaits.delete(uid);
+          if (this.#peers) this.#unsubscribe(channel.receipts(uid));
+        }
+        settle([...wait.acked]);
+      },
+    };
+    waits.add(wait);
+    return {
+      // A subscription made by an earlier wait: settled already, or settling.
+      ready: ready.then(() => undefined),
+      until: (offset, timeoutMs) => {
+        wait.offset = offset;
+        for (const [device, upTo] of wait.seen) if (upTo >= offset && !wait.acked.includes(device)) wait.acked.push(device);
+        if (wait.acked.length >= need) wait.done();
+        else timer = setTimeout(wait.done, timeoutMs);
+        return settled;
+      },
+      cancel: () => {
+        wait.done();
+      },
+    };
   }
 
   broadcast(data: Data, from: Uid | null = null, answer = true): MaybePromise<BroadcastResult> {
@@ -617,6 +918,18 @@ export class Node<C extends Recipient> implements SessionNode<C> {
 
   // Publishing and answers.
 
+  /** A store call that may answer at once (in-process stores): bounded in a cluster, as is with no peers. */
+  #boundMaybe<T>(call: () => MaybePromise<T>, what: string): MaybePromise<T> {
+    if (!this.#peers) {
+      try {
+        return call();
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+    return this.#deadlines.race(() => Promise.resolve(call()), what);
+  }
+
   /** A store call under the broker timeout; with no peers, the call alone (it answers at once). */
   #bound<T>(call: () => Promise<T>, what: string): Promise<T> {
     return this.#peers ? this.#deadlines.race(call, what) : call();
@@ -708,8 +1021,15 @@ export class Node<C extends Recipient> implements SessionNode<C> {
       this.#log.warn({ reason: decoded.reason }, 'cluster: ignoring a message');
       return;
     }
-    if (decoded.node === this.#broker.nodeId) return;
     const env = decoded.env;
+    // A retained push is published by the inbox store, own ones included: delivered from
+    // the subscription, in offset order with every other node's.
+    if (env.t === 'push' && env.off !== undefined && env.ep !== undefined) {
+      if (this.#inbox === undefined) return;
+      this.#hub.sendRetained(env.uid, env.data, env.from, { offset: env.off, epoch: env.ep, key: env.key });
+      return;
+    }
+    if (decoded.node === this.#broker.nodeId) return;
     switch (env.t) {
       case 'push':
         if (!this.#stale(env.exp)) this.#hub.sendToUid(env.uid, env.data, env.from);
@@ -742,8 +1062,26 @@ export class Node<C extends Recipient> implements SessionNode<C> {
       case 'leave':
         this.#registry.leave(env.group, env.uid);
         return;
+      case 'acked':
+        this.#receipt(env.uid, env.device, env.upTo);
+        return;
     }
   }
+}
+
+/** Where a retained push went: one uid's offset and epoch, or each uid's. */
+function placeOf(uids: readonly Uid[], positions: readonly Appended[]): Partial<PushResult> {
+  const [only] = positions;
+  if (positions.length === 1 && only !== undefined) {
+    return only.duplicate ? { offset: only.offset, epoch: only.epoch, duplicate: true } : { offset: only.offset, epoch: only.epoch };
+  }
+  return {
+    positions: positions.map((p, i): UidPosition => {
+      const position: UidPosition = { uid: uids[i] as Uid, epoch: p.epoch, offset: p.offset };
+      if (p.duplicate) position.duplicate = true;
+      return position;
+    }),
+  };
 }
 
 /** A broadcast answers connections only: `online` means nothing without a target. */

@@ -1,4 +1,5 @@
 import type { ErrorCode } from '../core/errors.js';
+import type { InboxWelcome } from '../core/inbox.js';
 import type { JsonValue } from '../core/types.js';
 import { ackFrame, errorFrame, pongFrame, welcomeFrame } from './json-v1.js';
 import { errorLine, loginReply } from './seed-text.js';
@@ -33,8 +34,8 @@ type ReplyId = string | number | undefined;
  * same shape for each, so the session never branches on the protocol to answer.
  */
 export interface ProtocolCodec {
-  /** The reply to a successful login. */
-  loginReply(uid: string, connectionId: number, requestId: ReplyId): string;
+  /** The reply to a successful login; `inbox`: the device's place in the uid's inbox (v1 only). */
+  loginReply(uid: string, connectionId: number, requestId: ReplyId, inbox?: InboxWelcome): string;
   /** A refused request; the connection stays open unless a close follows. */
   error(code: ErrorCode, text: string, requestId: ReplyId): string;
   /** The result of a request; undefined when the protocol has no acknowledgements (seed). */
@@ -53,7 +54,7 @@ export const seedCodec: ProtocolCodec = {
 
 /** uidpush.v1's replies. */
 export const jsonV1Codec: ProtocolCodec = {
-  loginReply: (uid, connectionId, requestId) => welcomeFrame(uid, connectionId, requestId),
+  loginReply: (uid, connectionId, requestId, inbox) => welcomeFrame(uid, connectionId, requestId, inbox),
   error: (code, text, requestId) => errorFrame(code, text, requestId),
   ack: (requestId, result) => ackFrame(requestId, result),
   pong: (requestId) => pongFrame(requestId),

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ErrorCode } from '../core/errors.js';
-import type { AckFrame, ErrorFrame, FrameId, FrameJson, MessageFrame, PongFrame, Scope, WelcomeFrame } from '../core/frames.js';
+import type { AckFrame, ErrorFrame, FrameId, FrameJson, MessageFrame, PongFrame, ResyncFrame, Scope, WelcomeFrame } from '../core/frames.js';
+import type { InboxWelcome } from '../core/inbox.js';
 import { exceedsJsonDepth } from '../core/json-depth.js';
 import type { JsonValue } from '../core/types.js';
 
@@ -24,8 +25,18 @@ const json = z.custom<JsonValue>((value) => value !== undefined, { error: 'Inval
 
 /** The schema of every client-to-server frame. */
 export const clientFrameSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('auth'), id, token: z.string().min(1).optional(), uid: name.optional() }).strict(),
-  z.object({ type: z.literal('send'), id, to: name, data: json }).strict(),
+  z
+    .object({
+      type: z.literal('auth'),
+      id,
+      token: z.string().min(1).optional(),
+      uid: name.optional(),
+      device: z.string().optional(),
+      since: z.object({ epoch: z.string(), offset: z.number() }).strict().optional(),
+    })
+    .strict(),
+  z.object({ type: z.literal('send'), id, to: name, data: json, delivery: z.string().optional() }).strict(),
+  z.object({ type: z.literal('ack'), id, upTo: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) }).strict(),
   z.object({ type: z.literal('publish'), id, group: name, data: json }).strict(),
   z.object({ type: z.literal('broadcast'), id, data: json }).strict(),
   z.object({ type: z.literal('join'), id, group: name }).strict(),
@@ -83,13 +94,25 @@ export function parseClientFrame(raw: Buffer, maxDepth: number): { kind: 'frame'
 
 const idPart = (requestId: RequestId): string => (requestId === undefined ? '' : `,"id":${JSON.stringify(requestId)}`);
 
-/** `welcome`: sent once authenticated. */
+/** `welcome`: sent once authenticated; with the inbox on, the device's place in it. */
 export function welcomeFrame(
   uid: WelcomeFrame['uid'],
   connectionId: WelcomeFrame['connectionId'],
   requestId?: RequestId,
+  inbox?: InboxWelcome,
 ): FrameJson<WelcomeFrame> {
-  return `{"type":"welcome","uid":${JSON.stringify(uid)},"connectionId":${connectionId}${idPart(requestId)}}`;
+  const inboxPart =
+    inbox === undefined
+      ? ''
+      : `,"device":${JSON.stringify(inbox.device)},"inbox":{"epoch":${JSON.stringify(inbox.epoch)},"offset":${String(inbox.offset)}},"cursor":${String(
+          inbox.cursor,
+        )},"recovered":${String(inbox.recovered)},"missed":${String(inbox.missed)}${inbox.reason === undefined ? '' : `,"reason":"${inbox.reason}"`}`;
+  return `{"type":"welcome","uid":${JSON.stringify(uid)},"connectionId":${connectionId}${idPart(requestId)}${inboxPart}}`;
+}
+
+/** `resync`: the connection was resynchronised with its inbox in band (see ResyncFrame). */
+export function resyncFrame(reason: ResyncFrame['reason'], epoch: string, offset: number): FrameJson<ResyncFrame> {
+  return `{"type":"resync","recovered":false,"reason":"${reason}","inbox":{"epoch":${JSON.stringify(epoch)},"offset":${String(offset)}}}`;
 }
 
 /** `ack`: the result of a request that carried an id (or of any request, see protocol.md). */
@@ -114,8 +137,27 @@ export type { Scope } from '../core/frames.js';
  * `message`. `dataJson` is the JSON text of the data, made once per push and spliced in,
  * so a push to many recipients serialises its data once.
  */
-export function messageFrame(scope: Scope, from: MessageFrame['from'], to: MessageFrame['to'], dataJson: string): FrameJson<MessageFrame> {
+export function messageFrame(
+  scope: Scope,
+  from: MessageFrame['from'],
+  to: MessageFrame['to'],
+  dataJson: string,
+  retained?: RetainedPart,
+): FrameJson<MessageFrame> {
+  const place =
+    retained === undefined
+      ? ''
+      : `,"offset":${String(retained.offset)},"epoch":${JSON.stringify(retained.epoch)}${
+          retained.key === undefined ? '' : `,"key":${JSON.stringify(retained.key)}`
+        }`;
   return `{"type":"message","scope":"${scope}","from":${from === null ? 'null' : JSON.stringify(from)},"to":${
     to === null ? 'null' : JSON.stringify(to)
-  },"data":${dataJson}}`;
+  }${place},"data":${dataJson}}`;
+}
+
+/** A retained push's place in its inbox, as a `message` frame carries it. */
+export interface RetainedPart {
+  readonly offset: number;
+  readonly epoch: string;
+  readonly key?: string | undefined;
 }

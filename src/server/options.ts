@@ -3,10 +3,11 @@ import { isLoopback } from '../api/api-key.js';
 import { compileOrigins } from '../core/origins.js';
 import { RIGHTS } from '../auth/rights.js';
 import { ProgramErrorCode, UidpushError } from '../core/errors.js';
+import { parseDelivery, RETENTION_DEFAULTS } from '../core/inbox.js';
 import { DEFAULT_MAX_JSON_DEPTH } from '../core/json-depth.js';
 
 /** Where `uidpush serve --help` lists an option; `cluster` options form the README's Clusters table. */
-export type OptionSection = 'websocket' | 'limits' | 'liveness' | 'api' | 'inner' | 'groups' | 'auth' | 'cluster' | 'cli';
+export type OptionSection = 'websocket' | 'limits' | 'liveness' | 'api' | 'inner' | 'groups' | 'inbox' | 'auth' | 'cluster' | 'cli';
 
 /**
  * The documentation of one option, kept on its schema: `uidpush serve --help` and the
@@ -165,6 +166,61 @@ export const serverOptionFields = z
       unit: 'ms',
       description: 'How long shutdown waits for clients to close before terminating them.',
     }),
+    inbox: z.boolean().default(false).register(optionDocs, {
+      section: 'inbox',
+      description:
+        'Keeps a per-user inbox (docs/delivery.md): pushes to a uid are retained, v1 devices recover what they missed on reconnect, acks move their cursors. Memory alone, the primary under `--workers`, Redis with `redis`.',
+    }),
+    defaultDelivery: z
+      .string()
+      .refine((text) => typeof parseDelivery(text) !== 'string', { error: 'expected durable, ephemeral or latest:<key>' })
+      .optional()
+      .register(optionDocs, {
+        section: 'inbox',
+        arg: '<class>',
+        default: '`durable` with `inbox`, else `ephemeral`',
+        description: 'The delivery class of a push to uids that names none: `durable`, `ephemeral` or `latest:<key>`.',
+      }),
+    inboxSize: z.number().int().min(1).max(100_000).default(RETENTION_DEFAULTS.size).register(optionDocs, {
+      section: 'inbox',
+      description: 'Offsets kept per uid: the newest ones (a replaced `latest` value still counts).',
+    }),
+    inboxTtl: ms(10).default(RETENTION_DEFAULTS.ttlMs).register(optionDocs, {
+      section: 'inbox',
+      unit: 'ms',
+      description: 'How long a retained push is kept.',
+    }),
+    inboxMetaTtl: z
+      .number()
+      .int()
+      .min(1000)
+      .max(365 * 24 * 3600_000)
+      .default(RETENTION_DEFAULTS.metaTtlMs)
+      .register(optionDocs, {
+        section: 'inbox',
+        unit: 'ms',
+        description: "How long a uid's epoch, top offset and device cursors outlive its last use, so a quiet device recovers with nothing missed.",
+      }),
+    inboxIdempotencyTtl: ms(1000).default(RETENTION_DEFAULTS.idempotencyMs).register(optionDocs, {
+      section: 'inbox',
+      unit: 'ms',
+      description: "How long a push's `idempotencyKey` answers the first push's position, retaining nothing new.",
+    }),
+    inboxMaxDevices: z.number().int().min(1).max(1024).default(RETENTION_DEFAULTS.maxDevices).register(optionDocs, {
+      section: 'inbox',
+      description: 'Devices remembered per uid; past it, the one seen longest ago is forgotten.',
+    }),
+    inboxMemory: z
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .max(64 * 1024 * 1024 * 1024)
+      .default(RETENTION_DEFAULTS.memoryBytes)
+      .register(optionDocs, {
+        section: 'inbox',
+        unit: 'bytes',
+        description: 'Bytes of retained data the memory engine keeps in all (one process, or the primary of `--workers`); past it, idle uids lose their data first, never their epoch and cursors.',
+      }),
     apiHost: z.string().min(1).default('127.0.0.1').register(optionDocs, {
       section: 'api',
       arg: '<address>',
@@ -346,11 +402,17 @@ export const serverOptionFields = z
         description:
           '`redis://host:6379` (or `rediss://`), `redis+cluster://h1:p1,h2:p2` or `redis+sentinel://h1:p1/<master>`; joins every node on it into one cluster.',
       }),
-    redisNamespace: z.string().min(1).max(64).default('uidpush').register(optionDocs, {
-      section: 'cluster',
-      arg: '<prefix>',
-      description: 'Prefix of keys and channels, so several clusters can share one Redis.',
-    }),
+    redisNamespace: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[^{}]+$/, { error: 'may not hold { or }: they would change the Redis Cluster hash tag of every key' })
+      .default('uidpush')
+      .register(optionDocs, {
+        section: 'cluster',
+        arg: '<prefix>',
+        description: 'Prefix of keys and channels, so several clusters can share one Redis.',
+      }),
     presenceTtl: ms(1000).default(15_000).register(optionDocs, {
       section: 'cluster',
       unit: 'ms',

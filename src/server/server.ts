@@ -14,6 +14,7 @@ import type {
   BroadcastResult,
   GroupInfo,
   MaybePromise,
+  PushOptions,
   PushResult,
   PushService,
   ServiceStats,
@@ -21,6 +22,7 @@ import type {
   UidPage,
 } from '../core/service.js';
 import { silentLogger, type Data, type Group, type Logger, type Uid } from '../core/types.js';
+import { parseDelivery, type DeliveryClass, type InboxInfo } from '../core/inbox.js';
 import { isLoopback } from '../api/api-key.js';
 import { originPolicy } from '../core/origins.js';
 import { Hub, type HubStats } from '../delivery/hub.js';
@@ -236,6 +238,20 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       limits: { maxGroupsPerUid: this.options.maxGroupsPerUid, maxMembersPerGroup: this.options.maxMembersPerGroup },
       bounds: { timeout: this.options.brokerTimeout, maxPendingBytes: this.options.brokerMaxPendingBytes },
       onOffline: (uid) => this.emit('offline', uid),
+      inbox: this.options.inbox
+        ? {
+            retention: {
+              size: this.options.inboxSize,
+              ttlMs: this.options.inboxTtl,
+              metaTtlMs: this.options.inboxMetaTtl,
+              idempotencyMs: this.options.inboxIdempotencyTtl,
+              maxDevices: this.options.inboxMaxDevices,
+              memoryBytes: this.options.inboxMemory,
+            },
+            defaultDelivery: deliveryOf(this.options.defaultDelivery ?? 'durable'),
+            maxBufferedBytes: this.options.maxBufferedBytes,
+          }
+        : undefined,
     });
     this.#transport = new WsTransport(
       hub,
@@ -359,13 +375,21 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
    * @example
    * await server.push('alice', 'hello'); // every connection of alice gets "hello"
    */
-  push(uid: Uid | readonly Uid[], data: Data): MaybePromise<PushResult> {
-    return this.#node.pushToUids(typeof uid === 'string' ? [uid] : uid, data);
+  push(uid: Uid | readonly Uid[], data: Data, options?: PushOptions): MaybePromise<PushResult> {
+    return this.#node.pushToUids(typeof uid === 'string' ? [uid] : uid, data, null, true, options);
   }
 
   /** Pushes to each uid (encoded once per codec); the server API's name of {@link push}. */
-  pushToUids(uids: readonly Uid[], data: Data): MaybePromise<PushResult> {
-    return this.#node.pushToUids(uids, data);
+  pushToUids(uids: readonly Uid[], data: Data, options?: PushOptions): MaybePromise<PushResult> {
+    return this.#node.pushToUids(uids, data, null, true, options);
+  }
+
+  /**
+   * A uid's inbox: its position, retained range and device cursors.
+   * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT when the inbox is off.
+   */
+  inboxOf(uid: Uid): MaybePromise<InboxInfo> {
+    return this.#node.inboxOf(uid);
   }
 
   /** Pushes to every logged-in connection of every node. */
@@ -741,4 +765,11 @@ function certificateInfo(material: TlsMaterial): TlsCertificateInfo {
  */
 export function createServer(options: ServerOptions = {}): UidpushServer {
   return new UidpushServer(options);
+}
+
+/** The delivery class of a validated option. */
+function deliveryOf(text: string): DeliveryClass {
+  const parsed = parseDelivery(text);
+  if (typeof parsed === 'string') throw new UidpushError(ProgramErrorCode.InvalidConfig, `defaultDelivery: ${parsed}`);
+  return parsed;
 }

@@ -2,9 +2,10 @@ import { TokenError, type Identity } from '../auth/jwt.js';
 import type { Grants, Right } from '../auth/rights.js';
 import { CloseCode } from '../core/close-codes.js';
 import { ErrorCode } from '../core/errors.js';
+import type { InboxRefusal, InboxWelcome, ResumeRequest } from '../core/inbox.js';
 import { checkUid } from '../core/names.js';
 import type { Uid } from '../core/types.js';
-import { codecOf } from '../protocol/codec.js';
+import { Codec, codecOf } from '../protocol/codec.js';
 import type { RequestId } from '../protocol/json-v1.js';
 import type { SessionConnection } from './connection.js';
 import type { SessionContext } from './context.js';
@@ -44,21 +45,21 @@ export class Login<C extends SessionConnection> {
   }
 
   /** Logs in as `uid` (auth off): the seed's first message, or a v1 `auth` frame's `uid`. */
-  asUid(conn: C, uid: string, id: RequestId): void {
+  asUid(conn: C, uid: string, id: RequestId, resume?: ResumeRequest): void {
     const refusal = checkUid(uid, this.#ctx.options.maxUidLength);
     if (refusal !== undefined) {
       this.#ctx.log.debug({ conn: conn.id, code: ErrorCode.BadRequest, reason: refusal }, 'login refused');
       this.#ctx.error(conn, ErrorCode.BadRequest, refusal, id);
       return;
     }
-    this.#login(conn, uid, this.#openGrants, 0, id);
+    this.#login(conn, uid, this.#openGrants, 0, id, resume);
   }
 
   /**
    * Verifies a token from the first seed message or an auth frame; holds messages
    * meanwhile. Before login it logs in; after, it refreshes the grants and expiry.
    */
-  withToken(conn: C, token: string, id: RequestId): void {
+  withToken(conn: C, token: string, id: RequestId, resume?: ResumeRequest): void {
     const verifier = this.#ctx.verifier;
     if (verifier === undefined) return;
     conn.held ??= [];
@@ -71,7 +72,7 @@ export class Login<C extends SessionConnection> {
           const current = this.#ctx.node.uidOf(conn);
           if (current === undefined) {
             // The login replays the held messages once the node has attached the uid.
-            this.withIdentity(conn, identity, id);
+            this.withIdentity(conn, identity, id, resume);
             return;
           }
           this.#refresh(conn, current, identity, id);
@@ -91,9 +92,9 @@ export class Login<C extends SessionConnection> {
   }
 
   /** Logs in with a verified identity (a handshake token, or {@link withToken}'s). */
-  withIdentity(conn: C, identity: Identity, id: RequestId): void {
+  withIdentity(conn: C, identity: Identity, id: RequestId, resume?: ResumeRequest): void {
     const grants: Grants = { rights: identity.rights ?? this.#tokenDefaultRights, groups: identity.groups ?? new Set() };
-    this.#login(conn, identity.uid, grants, identity.expiresAt ?? 0, id);
+    this.#login(conn, identity.uid, grants, identity.expiresAt ?? 0, id, resume);
   }
 
   /** Refuses a token: `unauthorized`, then a 4502 close. The reason is logged, never the token. */
@@ -137,8 +138,24 @@ export class Login<C extends SessionConnection> {
     this.#ctx.ack(conn, id, { refreshed: true, expiresAt: identity.expiresAt ?? null });
   }
 
-  #login(conn: C, uid: Uid, grants: Grants, expiresAt: number, id: RequestId): void {
+  /**
+   * The inbox could not be opened for the login: the client is told (`bad_request` for a
+   * bad `since`, `unavailable` when the store did not answer) and the connection closed,
+   * 1008 or 1013, so it reconnects and asks again. The node has detached it.
+   */
+  #refuseInbox(conn: C, refusal: InboxWelcome | InboxRefusal, id: RequestId): void {
+    if (!('refused' in refusal)) return;
+    conn.uid = undefined;
+    conn.grants = undefined;
+    this.#ctx.error(conn, refusal.unavailable ? ErrorCode.Unavailable : ErrorCode.BadRequest, `auth: ${refusal.refused}`, id);
+    conn.close(refusal.unavailable ? CloseCode.TryAgainLater : CloseCode.PolicyViolation, refusal.unavailable ? 'inbox unavailable' : 'bad since');
+  }
+
+  #login(conn: C, uid: Uid, grants: Grants, expiresAt: number, id: RequestId, resume: ResumeRequest | undefined): void {
     const ctx = this.#ctx;
+    // Every v1 connection has a place in the inbox (a handshake token's too: a device made
+    // up for it); seed connections get live pushes only, as the seed did.
+    const inboxResume = conn.codec === Codec.JsonV1 ? (resume ?? NO_RESUME) : undefined;
     ctx.host.loggedIn(conn, ctx.options.maxMessageSize);
     conn.uid = uid;
     conn.grants = grants;
@@ -150,17 +167,27 @@ export class Login<C extends SessionConnection> {
     conn.held ??= [];
     const call = { running: true, attached: false };
     try {
-      ctx.node.attach(conn, uid, (attached) => {
-        if (call.running) call.attached = true;
-        try {
-          attached.sendText(codecOf(attached.codec).loginReply(uid, attached.id, id));
-          ctx.events.login(attached, uid);
-        } catch (err) {
-          ctx.internal(attached, err, id, 'logging in');
-        }
-        // Later (a cluster subscribing first): the connection was paused at the call.
-        if (!call.running) this.release(attached);
-      });
+      ctx.node.attach(
+        conn,
+        uid,
+        (attached, inbox) => {
+          if (call.running) call.attached = true;
+          if (inbox !== undefined && 'refused' in inbox) {
+            this.#refuseInbox(attached, inbox, id);
+            if (!call.running) this.release(attached);
+            return;
+          }
+          try {
+            attached.sendText(codecOf(attached.codec).loginReply(uid, attached.id, id, inbox));
+            ctx.events.login(attached, uid);
+          } catch (err) {
+            ctx.internal(attached, err, id, 'logging in');
+          }
+          // Later (a cluster subscribing first): the connection was paused at the call.
+          if (!call.running) this.release(attached);
+        },
+        inboxResume,
+      );
     } finally {
       call.running = false;
       // Attached at once, without a token: nothing can have been held, nothing paused.
@@ -170,6 +197,9 @@ export class Login<C extends SessionConnection> {
     }
   }
 }
+
+/** The resume of a v1 connection that asked for nothing: a new device, from the top. */
+const NO_RESUME: ResumeRequest = {};
 
 /** A connection's held messages, read through a call so that a check made before a replay is not trusted after it. */
 function heldOf(conn: SessionConnection): Buffer[] | undefined {

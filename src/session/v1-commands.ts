@@ -1,5 +1,6 @@
 import { canBroadcast, canJoin, canPublish, canSend } from '../auth/rights.js';
 import { ErrorCode } from '../core/errors.js';
+import { checkDevice, checkPosition, parseDelivery, type DeliveryClass, type ResumeRequest } from '../core/inbox.js';
 import { isLimitExceeded } from '../core/limits.js';
 import { checkName, type NameKind } from '../core/names.js';
 import type { MaybePromise } from '../core/service.js';
@@ -65,9 +66,42 @@ export class V1Commands<C extends SessionConnection> {
           ctx.error(conn, ErrorCode.Forbidden, 'no right to send to a uid', id);
           return;
         }
-        ctx.routed(conn, id, ctx.node.sendToUid(frame.to, frame.data, from, wantsAnswer), (r) => {
+        let delivery: DeliveryClass | undefined;
+        if (frame.delivery !== undefined) {
+          const parsed = parseDelivery(frame.delivery);
+          if (typeof parsed === 'string') {
+            ctx.error(conn, ErrorCode.BadRequest, `delivery: ${parsed}`, id);
+            return;
+          }
+          if (parsed.kind !== 'ephemeral' && !ctx.node.inboxOn) {
+            ctx.error(conn, ErrorCode.BadRequest, 'delivery: the inbox is off on this server; only ephemeral pushes', id);
+            return;
+          }
+          delivery = parsed;
+        }
+        ctx.routed(conn, id, ctx.node.sendToUid(frame.to, frame.data, from, wantsAnswer, delivery), (r) => {
           ctx.events.message(conn, from, 'uid', frame.to, frame.data, r.connections);
-          ctx.ack(conn, id, degraded(r, { online: r.online > 0, connections: r.connections }));
+          const fields: Record<string, JsonValue> = { online: r.online > 0, connections: r.connections };
+          if (r.offset !== undefined && r.epoch !== undefined) {
+            fields.offset = r.offset;
+            fields.epoch = r.epoch;
+          }
+          ctx.ack(conn, id, degraded(r, fields));
+        });
+        return;
+      }
+      case 'ack': {
+        const outcome = ctx.node.ack(conn, frame.upTo);
+        if (outcome === undefined) {
+          ctx.error(conn, ErrorCode.BadRequest, 'ack: this connection has no inbox (the server runs without --inbox)', id);
+          return;
+        }
+        ctx.routed(conn, id, outcome, (result) => {
+          if (result.ok) {
+            ctx.ack(conn, id, { upTo: result.cursor });
+            return;
+          }
+          ctx.error(conn, ErrorCode.BadRequest, ackRefusal(result.reason, frame.upTo, result.cursor, result.top), id);
         });
         return;
       }
@@ -128,12 +162,14 @@ export class V1Commands<C extends SessionConnection> {
 
   #auth(conn: C, frame: Extract<ClientFrame, { type: 'auth' }>): void {
     const ctx = this.#ctx;
+    const resume = this.#resume(conn, frame);
+    if (resume === null) return;
     if (ctx.verifier !== undefined) {
       if (frame.token === undefined) {
         ctx.error(conn, ErrorCode.BadRequest, 'auth: token required', frame.id);
         return;
       }
-      this.#login.withToken(conn, frame.token, frame.id);
+      this.#login.withToken(conn, frame.token, frame.id, resume);
       return;
     }
     if (ctx.node.uidOf(conn) !== undefined) {
@@ -144,7 +180,18 @@ export class V1Commands<C extends SessionConnection> {
       ctx.error(conn, ErrorCode.BadRequest, 'auth: uid required (token auth is off)', frame.id);
       return;
     }
-    this.#login.asUid(conn, frame.uid, frame.id);
+    this.#login.asUid(conn, frame.uid, frame.id, resume);
+  }
+
+  /** The auth frame's `device` and `since`, checked; null when refused (answered). */
+  #resume(conn: C, frame: Extract<ClientFrame, { type: 'auth' }>): ResumeRequest | null {
+    const { device, since } = frame;
+    const refusal = (device === undefined ? undefined : checkDevice(device)) ?? (since === undefined ? undefined : checkPosition(since));
+    if (refusal !== undefined) {
+      this.#ctx.error(conn, ErrorCode.BadRequest, `auth: ${refusal}`, frame.id);
+      return null;
+    }
+    return { device, since };
   }
 
   /** Checks a uid or group a frame names; answers `bad_request` naming the field and rule. */
@@ -153,6 +200,18 @@ export class V1Commands<C extends SessionConnection> {
     if (refusal === undefined) return true;
     this.#ctx.error(conn, ErrorCode.BadRequest, `${field}: ${refusal}`, id);
     return false;
+  }
+}
+
+/** Why an ack was refused, for the client. */
+function ackRefusal(reason: 'unknown_device' | 'backwards' | 'beyond_top', upTo: number, cursor: number, top: number): string {
+  switch (reason) {
+    case 'unknown_device':
+      return "ack: the inbox does not know this connection's device (forgotten: reconnect)";
+    case 'backwards':
+      return `ack: upTo ${String(upTo)} is below the device's cursor ${String(cursor)}`;
+    case 'beyond_top':
+      return `ack: upTo ${String(upTo)} is beyond the inbox top ${String(top)}`;
   }
 }
 

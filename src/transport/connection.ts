@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import type { Grants } from '../auth/rights.js';
 import type { Payload, Uid } from '../core/types.js';
-import type { Recipient } from '../delivery/hub.js';
+import type { ConnectionInbox, Recipient } from '../delivery/hub.js';
 import { encodeTextFrame } from '../delivery/ws-frame.js';
 import { Codec } from '../protocol/codec.js';
 import type { SessionConnection } from '../session/connection.js';
@@ -57,6 +57,8 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo, 
   /** Who started the close: set once closing starts; undefined for a socket that just went away. */
   closedBy: 'server' | 'client' | undefined = undefined;
   owner: ConnectionOwner | undefined = undefined;
+  /** Its place in the uid's inbox (v1, inbox on); set by the node at login. */
+  inbox: ConnectionInbox | undefined = undefined;
   /**
    * The TCP socket under the WebSocket, taken from the upgrade request. Frames that are
    * already built go straight to it: ws writes each of its own frames atomically (cork or
@@ -79,6 +81,25 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo, 
   /** Sends a reply through the hub, under the send-buffer cap of any push. */
   sendText(text: string): void {
     this.owner?.write(this, encodeTextFrame(text));
+  }
+
+  /** Once the socket has drained its write buffer, or closed: what a replay page waits for. */
+  onDrain(listener: () => void): void {
+    const tcp = this.tcp;
+    if (tcp === undefined || tcp.destroyed) {
+      listener();
+      return;
+    }
+    let called = false;
+    const once = (): void => {
+      if (called) return;
+      called = true;
+      tcp.off('drain', once);
+      tcp.off('close', once);
+      listener();
+    };
+    tcp.on('drain', once);
+    tcp.on('close', once);
   }
 
   writeFrame(frame: Buffer): boolean {
