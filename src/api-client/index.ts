@@ -13,6 +13,15 @@ export {
   type PushRequestOptions,
   type UserPresence,
 } from './push-client.js';
-export type { PushResult, UidPosition, BroadcastResult, UidPage, ServiceStats, WorkerStats, DropReason, GroupInfo } from '../core/service.js';
+export type {
+  PushResult,
+  UidPosition,
+  BroadcastResult,
+  UidPage,
+  ServiceStats,
+  WorkerStats,
+  DropReason,
+  GroupInfo,
+} from '../core/service.js';
 export type { InboxInfo, InboxDevice, InboxPosition } from '../core/inbox.js';
 export { ErrorCode } from '../core/errors.js';

@@ -261,7 +261,10 @@ describe('server API routes on a fake PushService', () => {
       }),
       KEY,
     );
-    const rejected = api(fakeService({ pushToUids: () => Promise.reject(new UidpushError(ProgramErrorCode.InvalidArgument, message)) }), KEY);
+    const rejected = api(
+      fakeService({ pushToUids: () => Promise.reject(new UidpushError(ProgramErrorCode.InvalidArgument, message)) }),
+      KEY,
+    );
     for (const app of [thrown, rejected]) {
       const res = await app.inject({ method: 'POST', url: '/v1/push', headers: auth, payload: { uid: 'a', data: 1, delivery: 'durable' } });
       expect([res.statusCode, res.json()]).toEqual([400, { error: { code: ErrorCode.BadRequest, message } }]);
