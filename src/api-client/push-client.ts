@@ -13,7 +13,8 @@ export interface PushClientOptions {
   /** The API key, sent as `Authorization: Bearer <key>`. */
   apiKey?: string | undefined;
   /**
-   * Time limit of one attempt, in ms.
+   * Time limit of one attempt, in ms. A push with `await` has the await's `timeoutMs`
+   * added, since the server holds its answer that long.
    * @defaultValue 5000
    */
   timeoutMs?: number | undefined;
