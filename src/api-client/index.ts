@@ -5,6 +5,23 @@
  *
  * @packageDocumentation
  */
-export { PushClient, PushApiError, type PushClientOptions, type PushClientErrorCode, type UserPresence } from './push-client.js';
-export type { PushResult, BroadcastResult, UidPage, ServiceStats, WorkerStats, DropReason, GroupInfo } from '../core/service.js';
+export {
+  PushClient,
+  PushApiError,
+  type PushClientOptions,
+  type PushClientErrorCode,
+  type PushRequestOptions,
+  type UserPresence,
+} from './push-client.js';
+export type {
+  PushResult,
+  UidPosition,
+  BroadcastResult,
+  UidPage,
+  ServiceStats,
+  WorkerStats,
+  DropReason,
+  GroupInfo,
+} from '../core/service.js';
+export type { InboxInfo, InboxDevice, InboxPosition } from '../core/inbox.js';
 export { ErrorCode } from '../core/errors.js';

@@ -1,4 +1,5 @@
 import type { ErrorCode } from '../core/errors.js';
+import { MAX_AWAIT_MS, type InboxInfo } from '../core/inbox.js';
 import type { BroadcastResult, GroupInfo, PushResult, ServiceStats, UidPage } from '../core/service.js';
 import type { Group, Uid } from '../core/types.js';
 
@@ -12,14 +13,15 @@ export interface PushClientOptions {
   /** The API key, sent as `Authorization: Bearer <key>`. */
   apiKey?: string | undefined;
   /**
-   * Time limit of one attempt, in ms.
+   * Time limit of one attempt, in ms. A push with `await` has the await's `timeoutMs`
+   * added, since the server holds its answer that long.
    * @defaultValue 5000
    */
   timeoutMs?: number | undefined;
   /**
-   * Extra attempts for idempotent calls (reads and kick) after a network error, a
-   * timeout or a 5xx answer. Pushes are never retried: a push that timed out may have
-   * been delivered.
+   * Extra attempts for idempotent calls (reads, kick, group membership, and a push with an
+   * `idempotencyKey`) after a network error, a timeout or a 5xx answer. Other pushes are
+   * never retried: a push that timed out may have been delivered.
    * @defaultValue 2
    */
   retries?: number | undefined;
@@ -55,6 +57,31 @@ export class PushApiError extends Error {
     this.code = code;
     this.status = status;
   }
+}
+
+/**
+ * How to push to uids (docs/http-api.md, `POST /v1/push`); every field is optional, and
+ * the server applies its defaults to the absent ones.
+ */
+export interface PushRequestOptions {
+  /**
+   * `durable` (retained in the uid's inbox, replayed to devices that missed it),
+   * `ephemeral` (to the connections open now only) or `latest:<key>` (retained, only the
+   * newest of each key). Absent: the server's `defaultDelivery`.
+   */
+  delivery?: string | undefined;
+  /**
+   * A retry with the same key within the server's idempotency window (default 300 s)
+   * retains nothing new and answers the first push's position (`duplicate: true`). A push
+   * with a key is therefore retried like the idempotent calls.
+   */
+  idempotencyKey?: string | undefined;
+  /**
+   * `push` only (one uid): answer once `acked` devices (default 1, at most 64) acked the
+   * push, or after `timeoutMs` (at most 30000) with `undelivered: true`. The call's time
+   * limit grows by `timeoutMs`, so the wait itself never times the call out.
+   */
+  await?: { acked?: number | undefined; timeoutMs: number } | undefined;
 }
 
 /** Presence of one uid. */
@@ -95,15 +122,25 @@ export class PushClient {
 
   /**
    * Pushes `data` to every connection of `uid`. A string is sent as the text frame itself;
-   * any other JSON value as its JSON text.
+   * any other JSON value as its JSON text. A retained push answers its `offset` and `epoch`
+   * in the uid's inbox; with `await`, the devices that `acked` it (or `undelivered`).
    */
-  push(uid: Uid, data: unknown): Promise<PushResult> {
-    return this.#call('POST', '/v1/push', { uid, data }, false);
+  push(uid: Uid, data: unknown, options: PushRequestOptions = {}): Promise<PushResult> {
+    return this.#push({ uid, data }, options);
   }
 
-  /** Pushes `data` to every connection of each uid (the server encodes it once). */
-  pushMany(uids: readonly Uid[], data: unknown): Promise<PushResult> {
-    return this.#call('POST', '/v1/push', { uids, data }, false);
+  /**
+   * Pushes `data` to every connection of each uid (the server encodes it once). A retained
+   * push answers each uid's place in `positions`. `await` is refused (400): acks are
+   * counted for one uid.
+   */
+  pushMany(uids: readonly Uid[], data: unknown, options: PushRequestOptions = {}): Promise<PushResult> {
+    return this.#push({ uids, data }, options);
+  }
+
+  /** A uid's inbox: its epoch (null: none), top offset, retained range and device cursors. */
+  inbox(uid: Uid): Promise<InboxInfo> {
+    return this.#call('GET', `/v1/users/${encodeURIComponent(uid)}/inbox`, undefined, true);
   }
 
   /** Pushes `data` to every logged-in connection. */
@@ -195,11 +232,31 @@ export class PushClient {
     }
   }
 
-  async #call<T>(method: string, path: string, body: unknown, idempotent: boolean): Promise<T> {
+  #push(target: { uid: Uid; data: unknown } | { uids: readonly Uid[]; data: unknown }, options: PushRequestOptions): Promise<PushResult> {
+    // Only the fields given: an absent one is the server's default, and `undefined` would
+    // vanish from the JSON anyway.
+    const body: Record<string, unknown> = { ...target };
+    if (options.delivery !== undefined) body.delivery = options.delivery;
+    if (options.idempotencyKey !== undefined) body.idempotencyKey = options.idempotencyKey;
+    const wait = options.await;
+    if (wait !== undefined) {
+      body.await = wait.acked === undefined ? { timeoutMs: wait.timeoutMs } : { acked: wait.acked, timeoutMs: wait.timeoutMs };
+    }
+    // The key makes a retry answer the first push's position instead of pushing again.
+    const idempotent = options.idempotencyKey !== undefined;
+    // The server holds the answer for up to the await's timeout; the usual limit is for the
+    // rest. Bounded by the server's maximum (a longer wait is a quick 400), which also keeps
+    // the timer in range.
+    const waitMs = wait === undefined || !(wait.timeoutMs > 0) ? 0 : Math.min(wait.timeoutMs, MAX_AWAIT_MS);
+    const timeoutMs = this.#timeoutMs + waitMs;
+    return this.#call('POST', '/v1/push', body, idempotent, timeoutMs);
+  }
+
+  async #call<T>(method: string, path: string, body: unknown, idempotent: boolean, timeoutMs = this.#timeoutMs): Promise<T> {
     const attempts = idempotent ? this.#retries + 1 : 1;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#once<T>(method, path, body);
+        return await this.#once<T>(method, path, body, timeoutMs);
       } catch (err) {
         const retryable =
           err instanceof PushApiError &&
@@ -211,7 +268,7 @@ export class PushClient {
     }
   }
 
-  async #once<T>(method: string, path: string, body: unknown): Promise<T> {
+  async #once<T>(method: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
     const headers: Record<string, string> = { ...this.#headers };
     if (body !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
@@ -220,13 +277,13 @@ export class PushClient {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.#timeoutMs),
+        signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (err) {
       const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
       const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
       throw timedOut
-        ? new PushApiError('timeout', `${method} ${path}: no answer in ${this.#timeoutMs} ms`, undefined, { cause: err })
+        ? new PushApiError('timeout', `${method} ${path}: no answer in ${timeoutMs} ms`, undefined, { cause: err })
         : new PushApiError('network', `${method} ${path}: cannot reach ${this.#url}${cause}`, undefined, { cause: err });
     }
     const text = await res.text();

@@ -2,7 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { mintToken, parseDuration } from '../auth/mint.js';
 import { RIGHTS, type Right } from '../auth/rights.js';
 import { checkUid } from '../core/names.js';
-import { PushApiError, PushClient } from '../api-client/push-client.js';
+import { PushApiError, PushClient, type PushRequestOptions } from '../api-client/push-client.js';
 
 /** A CLI failure with its exit code: 2 for usage, 1 for a failed call. */
 export class CliError extends Error {
@@ -24,7 +24,18 @@ const COMMON = {
 export const API_USAGE = `Commands that call a running server's API (--api-url, default http://127.0.0.1:1235,
 or UIDPUSH_API_URL; --api-key or UIDPUSH_API_KEY; --timeout <ms>):
   push <uid> <message> [--json]       push to every connection of a uid
-  push --uids a,b,c <message> [--json]
+       [--delivery durable|ephemeral|latest:<key>] [--idempotency-key <key>]
+       [--await-acks <n>] [--await-timeout <ms>]
+                                      --delivery: retained in the uid's inbox or not
+                                      (default: the server's defaultDelivery, durable
+                                      with --inbox, else ephemeral); --idempotency-key:
+                                      a retry within the server's window (300 s) pushes
+                                      nothing new, so the CLI retries it; --await-timeout:
+                                      answer once --await-acks devices (default 1) acked
+                                      it, or after <ms> (at most 30000)
+  push --uids a,b,c <message> [--json] [--delivery <class>] [--idempotency-key <key>]
+  inbox <uid>                         a uid's inbox: epoch, top offset, retained range
+                                      and each device's cursor
   broadcast <message> [--json]        push to every logged-in connection
   online [uid]                        presence of a uid, or every online uid
   kick <uid> [--reason <text>] [--revoke-tokens]
@@ -58,7 +69,8 @@ type Out = (line: string) => void;
 export const DEFAULT_TOKEN_TTL_SECONDS = 3600;
 
 /**
- * Runs one API command (push, broadcast, online, kick, stats) and prints its result.
+ * Runs one API command (push, inbox, broadcast, online, kick, stats, group, token) and
+ * prints its result.
  *
  * @throws CliError with the exit code and a message for stderr.
  */
@@ -69,7 +81,16 @@ export async function runApiCommand(command: string, args: string[], env: NodeJS
   }
   const options: ParseArgsConfig['options'] = {
     ...COMMON,
-    ...(command === 'push' ? { uids: { type: 'string' }, json: { type: 'boolean' } } : {}),
+    ...(command === 'push'
+      ? {
+          uids: { type: 'string' },
+          json: { type: 'boolean' },
+          delivery: { type: 'string' },
+          'idempotency-key': { type: 'string' },
+          'await-acks': { type: 'string' },
+          'await-timeout': { type: 'string' },
+        }
+      : {}),
     ...(command === 'broadcast' || command === 'group' ? { json: { type: 'boolean' } } : {}),
     ...(command === 'kick' ? { reason: { type: 'string' }, 'revoke-tokens': { type: 'boolean' } } : {}),
   };
@@ -117,17 +138,22 @@ export async function runApiCommand(command: string, args: string[], env: NodeJS
     switch (command) {
       case 'push': {
         const uids = str(flags.uids);
+        const options = pushOptions(flags);
         if (uids !== undefined) {
           expect(1);
           const list = uids.split(',').filter((u) => u.length > 0);
           if (list.length === 0) throw new CliError('--uids: expected a comma-separated list of uids', 2);
-          print(await client.pushMany(list, data(positionals[0])));
+          print(await client.pushMany(list, data(positionals[0]), options));
         } else {
           expect(2);
-          print(await client.push(positionals[0] ?? '', data(positionals[1])));
+          print(await client.push(positionals[0] ?? '', data(positionals[1]), options));
         }
         return;
       }
+      case 'inbox':
+        expect(1);
+        print(await client.inbox(positionals[0] ?? ''));
+        return;
       case 'broadcast':
         expect(1);
         print(await client.broadcast(data(positionals[0])));
@@ -242,9 +268,38 @@ async function token(args: string[], env: NodeJS.ProcessEnv, out: Out): Promise<
   );
 }
 
+/**
+ * The push options of `uidpush push`'s flags. Only their form is checked here; the server
+ * checks the rest (the delivery class, the key's length, the await bounds, await with
+ * --uids), so the CLI and the API refuse alike and say it in the same words.
+ * @throws CliError 2 for a flag that is not a positive integer, or --await-acks alone.
+ */
+function pushOptions(flags: Record<string, string | boolean | undefined>): PushRequestOptions {
+  const options: PushRequestOptions = {};
+  const delivery = str(flags.delivery);
+  if (delivery !== undefined) options.delivery = delivery;
+  const key = str(flags['idempotency-key']);
+  if (key !== undefined) options.idempotencyKey = key;
+  const acks = positiveInt(flags['await-acks'], '--await-acks', 'devices');
+  const timeoutMs = positiveInt(flags['await-timeout'], '--await-timeout', 'ms');
+  if (acks !== undefined && timeoutMs === undefined) throw new CliError('--await-acks: needs --await-timeout <ms>', 2);
+  if (timeoutMs !== undefined) options.await = acks === undefined ? { timeoutMs } : { acked: acks, timeoutMs };
+  return options;
+}
+
+function positiveInt(value: string | boolean | undefined, flag: string, unit: string): number | undefined {
+  const text = str(value);
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
+    throw new CliError(`${flag}: expected a positive number of ${unit}, got '${text}'`, 2);
+  }
+  return n;
+}
+
 function str(value: string | boolean | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
 /** The commands {@link runApiCommand} takes. */
-export const API_COMMANDS = new Set(['push', 'broadcast', 'online', 'kick', 'stats', 'group', 'token']);
+export const API_COMMANDS = new Set(['push', 'inbox', 'broadcast', 'online', 'kick', 'stats', 'group', 'token']);

@@ -24,3 +24,20 @@ describe('uidpush serve with a token key it cannot read', { timeout: 60_000 }, (
     expect(stderr).toMatch(/^uidpush serve: cannot load the token key: /);
   });
 });
+
+describe('uidpush --help and the inbox command', { timeout: 60_000 }, () => {
+  it('lists inbox and the push flags of the inbox, and runs inbox as an API command', async () => {
+    const { code, stdout } = await runCli(['--help']);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^ {2}inbox <uid> {2,}a uid's inbox/m);
+    for (const flag of ['--delivery', '--idempotency-key <key>', '--await-acks <n>', '--await-timeout <ms>'])
+      expect(stdout).toContain(flag);
+    for (const line of stdout.split('\n')) expect(line.length, line).toBeLessThanOrEqual(100);
+    // Known to main as an API command: a usage error of its own, not "unknown command".
+    const usage = await runCli(['inbox']);
+    expect([usage.code, usage.stderr]).toEqual([
+      2,
+      expect.stringMatching(/^uidpush inbox: inbox: expected 1 argument\(s\), got 0/) as unknown,
+    ]);
+  });
+});

@@ -7,14 +7,15 @@ import { ApiError, checkNameAt, resource } from '../resource.js';
 
 /** Options of {@link usersRoutes}. */
 export interface UsersRoutesOptions {
-  service: Pick<PushService, 'listUids' | 'connectionsOf' | 'kick' | 'revokeTokens'>;
+  service: Pick<PushService, 'listUids' | 'connectionsOf' | 'kick' | 'revokeTokens' | 'inboxOf'>;
   /** Longest uid, in UTF-8 bytes. */
   maxUidLength: number;
 }
 
 /**
- * Presence and kick: `GET /v1/users` (a page of online uids), `GET /v1/users/{uid}` (a uid's
- * presence) and `POST /v1/users/{uid}/kick`.
+ * Presence, inbox and kick: `GET /v1/users` (a page of online uids), `GET /v1/users/{uid}`
+ * (a uid's presence), `GET /v1/users/{uid}/inbox` (its inbox's position, retained range and
+ * device cursors) and `POST /v1/users/{uid}/kick`.
  */
 export const usersRoutes: FastifyPluginCallback<UsersRoutesOptions> = (app, { service, maxUidLength }, done) => {
   const uidParam = (request: FastifyRequest): Uid => {
@@ -54,6 +55,12 @@ export const usersRoutes: FastifyPluginCallback<UsersRoutesOptions> = (app, { se
         return { uid, online: connections > 0, connections };
       },
     },
+  });
+
+  // The service's InboxInfo as is: `epoch: null` for a uid with no inbox, not a 404, as a
+  // uid never seen is offline rather than missing.
+  resource(app, '/v1/users/:uid/inbox', {
+    GET: { handler: (request) => service.inboxOf(uidParam(request)) },
   });
 
   resource(app, '/v1/users/:uid/kick', {
