@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/index.js';
 import { connect, connectV1, offlineOf, startServer, type TestClient } from '../helpers/clients.js';
+import { inboxContract } from './inbox-contract.js';
 
 /** One node of a cluster under test, wherever it runs. */
 export interface ContractNode {
@@ -21,8 +22,8 @@ export interface ClusterFactory {
   nodes: number;
   /** A broker for one more in-process node of a fresh cluster (`undefined`: embedded). */
   broker?(): Broker | undefined;
-  /** Starts `nodes` nodes of a fresh cluster elsewhere (other processes). */
-  start?(): Promise<ContractNode[]>;
+  /** Starts `nodes` nodes of a fresh cluster elsewhere (other processes), with extra server options. */
+  start?(options?: Record<string, unknown>): Promise<ContractNode[]>;
   /** Called before each test: a new, empty cluster. */
   reset?(): Promise<void> | void;
   /** Turns the broker off and on, if it can (for the outage case). */
@@ -35,8 +36,8 @@ export interface ClusterFactory {
  */
 export const CONTRACT_LIMITS = { maxGroupsPerUid: 4, maxMembersPerGroup: 4 };
 
-async function inProcess(broker: Broker | undefined): Promise<ContractNode> {
-  const started = await startServer(broker === undefined ? CONTRACT_LIMITS : { broker, ...CONTRACT_LIMITS });
+async function inProcess(broker: Broker | undefined, extra: Record<string, unknown> = {}): Promise<ContractNode> {
+  const started = await startServer(broker === undefined ? { ...CONTRACT_LIMITS, ...extra } : { broker, ...CONTRACT_LIMITS, ...extra });
   return {
     url: started.url,
     api: `http://127.0.0.1:${started.server.address().api?.port ?? 0}`,
@@ -52,6 +53,12 @@ async function inProcess(broker: Broker | undefined): Promise<ContractNode> {
  * workers and Redis.
  */
 export function brokerContract(name: string, factory: ClusterFactory): void {
+  inboxContract(name, factory, async (options) => {
+    if (factory.start !== undefined) return factory.start(options);
+    const started: ContractNode[] = [];
+    for (let i = 0; i < factory.nodes; i++) started.push(await inProcess(factory.broker?.(), options));
+    return started;
+  });
   describe(`broker contract: ${name}`, () => {
     let nodes: ContractNode[] = [];
     let apis: string[] = [];

@@ -24,8 +24,8 @@ cluster.setupPrimary({
 // still be closing its handle on the primary's side.
 let round = 0;
 
-async function startWorker(host: string, shared: MemoryCluster): Promise<ContractNode> {
-  const worker: Worker = cluster.fork({ UIDPUSH_TEST_HOST: host, UIDPUSH_TEST_OPTIONS: JSON.stringify(CONTRACT_LIMITS) });
+async function startWorker(host: string, shared: MemoryCluster, extra: Record<string, unknown>): Promise<ContractNode> {
+  const worker: Worker = cluster.fork({ UIDPUSH_TEST_HOST: host, UIDPUSH_TEST_OPTIONS: JSON.stringify({ ...CONTRACT_LIMITS, ...extra }) });
   const stopRelay = servePrimary(shared, worker, silentLogger);
   const exited = once(worker, 'exit');
   const ready = await Promise.race([
@@ -63,9 +63,9 @@ async function startWorker(host: string, shared: MemoryCluster): Promise<Contrac
 
 brokerContract('node:cluster workers, 3 nodes', {
   nodes: 3,
-  start: async () => {
+  start: async (extra = {}) => {
     const shared = new MemoryCluster();
     round = (round % 200) + 1;
-    return Promise.all([1, 2, 3].map((n) => startWorker(`127.1.${round}.${n}`, shared)));
+    return Promise.all([1, 2, 3].map((n) => startWorker(`127.1.${round}.${n}`, shared, extra)));
   },
 });

@@ -61,6 +61,9 @@ function fakeNode(later = false) {
     },
     detach: (conn) => bound.delete(conn),
     uidOf: (conn) => bound.get(conn),
+    // The inbox is off: this fake is about sessions, docs/delivery.md's cases run on real servers.
+    inboxOn: false,
+    ack: () => undefined,
     sendToUid(uid, data) {
       calls.push(`send ${uid} ${show(data)}`);
       return { online: 1, connections: 2 };
