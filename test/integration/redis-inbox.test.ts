@@ -97,7 +97,9 @@ function inboxCases(redisUrl: () => string, drop: ((namespace: string) => Promis
     await broker.subscribe(channel.uid('alice'));
     const envelopes = Array.from({ length: 20 }, (_, i) => envelopeFor('alice', JSON.stringify(`m${String(i)}`)));
     const appended = await Promise.all(
-      envelopes.map((envelope, i) => broker.inbox.append('alice', { data: JSON.stringify(`m${String(i)}`), from: null }, envelope, RETENTION)),
+      envelopes.map(async (envelope, i) =>
+        broker.inbox.append('alice', { data: JSON.stringify(`m${String(i)}`), from: null }, envelope, RETENTION),
+      ),
     );
     expect(appended.map((a) => a.offset)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     const epoch = appended[0]?.epoch ?? '';
@@ -119,7 +121,7 @@ function inboxCases(redisUrl: () => string, drop: ((namespace: string) => Promis
     await watcher.subscribe(channel.uid('bob'));
     const [a, b] = [await s.broker(), await s.broker()];
     const both = await Promise.all(
-      Array.from({ length: 100 }, (_, i) =>
+      Array.from({ length: 100 }, async (_, i) =>
         (i % 2 === 0 ? a : b).inbox.append('bob', { data: String(i), from: 'sender' }, envelopeFor('bob', String(i)), RETENTION),
       ),
     );
@@ -148,7 +150,12 @@ function inboxCases(redisUrl: () => string, drop: ((namespace: string) => Promis
     const uids = Array.from({ length: 12 }, (_, i) => `user-${String(i)}`);
     for (const uid of uids) await broker.subscribe(channel.uid(uid));
     for (const uid of uids) {
-      const appended = await broker.inbox.append(uid, { data: '"x"', from: null, idempotencyKey: 'once' }, envelopeFor(uid, '"x"'), RETENTION);
+      const appended = await broker.inbox.append(
+        uid,
+        { data: '"x"', from: null, idempotencyKey: 'once' },
+        envelopeFor(uid, '"x"'),
+        RETENTION,
+      );
       expect(appended.offset).toBe(1);
       expect(await broker.inbox.open(uid, 'd', RETENTION)).toMatchObject({ top: 1, lowest: 1, cursor: null });
       expect(await broker.inbox.ack(uid, 'd', 1, RETENTION)).toEqual({ ok: true, cursor: 1 });
@@ -198,10 +205,11 @@ function inboxCases(redisUrl: () => string, drop: ((namespace: string) => Promis
     const broker = await setup().broker();
     const aging = { ...RETENTION, ttlMs: 400 };
     for (let i = 1; i <= 10; i++) await broker.inbox.append('fay', { data: String(i), from: null }, undefined, aging);
-    const [oldest] = (await broker.inbox.read('fay', 0, 1, aging)).entries;
-    const at = oldest?.at ?? 0;
+    const [newest] = (await broker.inbox.read('fay', 9, 1, aging)).entries;
+    const at = newest?.at ?? 0;
     expect(Math.abs(at - Date.now())).toBeLessThan(1000);
-    // Clock waits, not settle sleeps: what ages entries is Redis's clock passing a point.
+    // Clock waits, not settle sleeps: what ages entries is Redis's clock passing a point
+    // (the newest of the first ten entries' time plus 200, then plus the ttl).
     await clockPast(at + 200);
     for (let i = 11; i <= 12; i++) await broker.inbox.append('fay', { data: String(i), from: null }, undefined, aging);
     await clockPast(at + 400);
@@ -302,7 +310,13 @@ function inboxCases(redisUrl: () => string, drop: ((namespace: string) => Promis
 
   it('reports the inbox: epoch (null without one), retained range, devices by name', async () => {
     const broker = await setup().broker();
-    expect(await broker.inbox.info('lee', RETENTION)).toEqual({ uid: 'lee', epoch: null, top: 0, retained: { from: 1, to: 0, count: 0 }, devices: [] });
+    expect(await broker.inbox.info('lee', RETENTION)).toEqual({
+      uid: 'lee',
+      epoch: null,
+      top: 0,
+      retained: { from: 1, to: 0, count: 0 },
+      devices: [],
+    });
     const before = Date.now();
     const { epoch } = await broker.inbox.append('lee', { data: '1', from: null }, undefined, RETENTION);
     await broker.inbox.open('lee', 'alpha', RETENTION);

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { inspect } from 'node:util';
 import {
   epochOf,
   type AckOutcome,
@@ -218,7 +219,7 @@ function ms(value: number): string {
 }
 
 function fail(what: string, reply: unknown): never {
-  throw new Error(`redis inbox: unexpected ${what} reply ${JSON.stringify(reply)?.slice(0, 200) ?? String(reply)}`);
+  throw new Error(`redis inbox: unexpected ${what} reply ${inspect(reply, { depth: 3 }).slice(0, 200)}`);
 }
 
 function list(reply: unknown, what: string): unknown[] {
@@ -337,7 +338,13 @@ export class RedisInbox implements InboxStore {
     const reply = list(
       await this.#redis.eval(READ, {
         keys: [k.stream, k.meta, k.devices, k.latest],
-        arguments: [String(Math.max(0, Math.floor(after))), String(Math.max(1, Math.floor(limit))), newEpoch(), String(retention.size), ms(retention.ttlMs)],
+        arguments: [
+          String(Math.max(0, Math.floor(after))),
+          String(Math.max(1, Math.floor(limit))),
+          newEpoch(),
+          String(retention.size),
+          ms(retention.ttlMs),
+        ],
       }),
       'read',
     );
