@@ -84,7 +84,7 @@ end
  * channel ('' publishes nothing); envelope before; envelope after.
  * Returns {duplicate 0|1, offset, epoch}.
  */
-const APPEND = `${PRELUDE}
+const APPEND = compact(`${PRELUDE}
 local stream, meta, devices, latest, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if idem then
   local seen = redis.call('GET', idem)
@@ -131,14 +131,14 @@ if idem then redis.call('SET', idem, int(top) .. ':' .. epoch, 'PX', ARGV[8]) en
 if ARGV[9] ~= '' then
   redis.call('SPUBLISH', ARGV[9], ARGV[10] .. int(top) .. ',"ep":"' .. epoch .. '"' .. ARGV[11])
 end
-return {0, int(top), epoch}`;
+return {0, int(top), epoch}`);
 
 /**
  * A device connects. KEYS: stream, meta, devices, latest. ARGV: device; epoch candidate;
  * size; ttl ms; meta ttl ms; max devices. Returns {epoch, top, lowest, cursor or -1 for a
  * device the inbox did not know (registered now at the top)}.
  */
-const OPEN = `${PRELUDE}
+const OPEN = compact(`${PRELUDE}
 local stream, meta, devices, latest = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local device, max = ARGV[1], tonumber(ARGV[6])
 local now = now_ms()
@@ -164,13 +164,13 @@ else
   redis.call('HSET', devices, device, int(top) .. ':' .. int(now))
 end
 redis.call('PEXPIRE', devices, ARGV[5])
-return {epoch, int(top), int(lowest), int(cursor)}`;
+return {epoch, int(top), int(lowest), int(cursor)}`);
 
 /**
  * Entries after an offset. KEYS: stream, meta, devices, latest. ARGV: after; limit; epoch
  * candidate; size; ttl ms. Returns {epoch, top, lowest, entries as XRANGE gives them}.
  */
-const READ = `${PRELUDE}
+const READ = compact(`${PRELUDE}
 local stream, meta = KEYS[1], KEYS[2]
 local after = tonumber(ARGV[1])
 local now = now_ms()
@@ -178,13 +178,13 @@ local epoch, top, lo = ensure_meta(stream, meta, KEYS[3], KEYS[4], ARGV[3])
 local lowest = settle(stream, meta, lo, top, tonumber(ARGV[4]), tonumber(ARGV[5]), now)
 local entries = {}
 if after < top then entries = redis.call('XRANGE', stream, int(after + 1) .. '-0', '+', 'COUNT', ARGV[2]) end
-return {epoch, int(top), int(lowest), entries}`;
+return {epoch, int(top), int(lowest), entries}`);
 
 /**
  * A device acks: core's checkAck, atomically with the write. KEYS: meta, devices. ARGV:
  * device; upTo; meta ttl ms. Returns {'ok' or the refusal, cursor, top}.
  */
-const ACK = `
+const ACK = compact(`
 local meta, devices = KEYS[1], KEYS[2]
 local upTo = tonumber(ARGV[2])
 local top = tonumber(redis.call('HGET', meta, 's')) or 0
@@ -198,20 +198,33 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', devices, ARGV[1], ARGV[2] .. ':' .. string.format('%d', now))
 redis.call('PEXPIRE', devices, ARGV[3])
 redis.call('PEXPIRE', meta, ARGV[3])
-return {'ok', ARGV[2], string.format('%d', top)}`;
+return {'ok', ARGV[2], string.format('%d', top)}`);
 
 /**
  * What an inbox holds, without making one. KEYS: stream, meta, devices. ARGV: size; ttl
  * ms. Returns {} when the uid has no inbox, else {epoch, top, lowest, count, devices as
  * HGETALL gives them}.
  */
-const INFO = `${PRELUDE}
+const INFO = compact(`${PRELUDE}
 local stream, meta, devices = KEYS[1], KEYS[2], KEYS[3]
 local m = redis.call('HMGET', meta, 'e', 's', 'lo')
 if not m[1] then return {} end
 local top = tonumber(m[2]) or 0
 local lowest = settle(stream, meta, tonumber(m[3]) or 1, top, tonumber(ARGV[1]), tonumber(ARGV[2]), now_ms())
-return {m[1], int(top), int(lowest), redis.call('XLEN', stream), redis.call('HGETALL', devices)}`;
+return {m[1], int(top), int(lowest), redis.call('XLEN', stream), redis.call('HGETALL', devices)}`);
+
+/**
+ * A script as sent: without its comment lines and indentation. EVAL sends the whole text
+ * with every call (Redis hashes it to find the compiled script), so less text is less work.
+ * The scripts hold no `--` inside a string.
+ */
+function compact(script: string): string {
+  return script
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('--'))
+    .join('\n');
+}
 
 /** A millisecond option as Redis takes it: a whole number, at least 1. */
 function ms(value: number): string {
