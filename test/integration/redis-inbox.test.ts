@@ -331,6 +331,21 @@ function inboxCases(redisUrl: () => string, drop: ((namespace: string) => Promis
     for (const d of info.devices) expect(Math.abs(d.lastSeen - before)).toBeLessThan(1000);
   });
 
+  it('sweeps latest keys whose entry was trimmed, past twice the size', async () => {
+    const s = setup();
+    const broker = await s.broker();
+    const two = { ...RETENTION, size: 2 };
+    for (let i = 1; i <= 10; i++) await broker.inbox.append('kai', { data: String(i), from: null, key: `k${String(i)}` }, undefined, two);
+    const admin = createClient({ url });
+    await admin.connect();
+    try {
+      expect(await admin.hLen(redisKeys(s.namespace).inbox('kai').latest)).toBeLessThanOrEqual(4);
+    } finally {
+      admin.destroy();
+    }
+    expect((await broker.inbox.read('kai', 0, 10, two)).entries.map((e) => e.key)).toEqual(['k9', 'k10']);
+  });
+
   it('reads pages after an offset, up to the limit', async () => {
     const broker = await setup().broker();
     for (let i = 1; i <= 7; i++) await broker.inbox.append('max', { data: String(i), from: null }, undefined, RETENTION);

