@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryCluster } from '../../src/index.js';
+import { channel } from '../../src/broker/envelope.js';
 import { connect, startServer, type Started, type TestClient } from '../helpers/clients.js';
 import { recordingLog } from '../helpers/logs.js';
 
@@ -33,8 +34,8 @@ describe('messages from other nodes', () => {
     ];
     const reasons = ['not JSON', 'unknown version 2', 'unknown type teleport', 'malformed push', 'malformed kick'];
     const ignored = Promise.all(reasons.map((reason) => line('cluster: ignoring a message', { reason })));
-    for (const message of bad) await peer.publish('uidpush:u:x', message);
-    await peer.publish('uidpush:u:x', '{"v":1,"node":"peer","t":"push","uid":"x","data":"still here","from":null}');
+    for (const message of bad) await peer.publish(channel.uid('x'), message);
+    await peer.publish(channel.uid('x'), '{"v":1,"node":"peer","t":"push","uid":"x","data":"still here","from":null}');
 
     expect(await client.next()).toBe('still here');
     await client.nothingFor(50);

@@ -5,6 +5,7 @@ import { createRedisBroker } from '../../src/index.js';
 import { connect, eventually, startServer, type Started, type TestClient } from '../helpers/clients.js';
 import { startRedisCluster, startRedisSentinel } from '../helpers/redis-servers.js';
 import { silentLogger } from '../../src/core/types.js';
+import { channel } from '../../src/broker/envelope.js';
 
 // Redis deployments with a replica, started here on free ports: when the master that
 // carries a uid's channel dies, the replica takes over and pushes flow again without
@@ -58,8 +59,8 @@ describe('a Redis failover', { timeout: 90_000 }, () => {
     });
     const namespace = `uidpush-failover-${randomUUID()}`;
     await deliversAcross(redis.url, namespace, async () => {
-      // The master that holds the uid's sharded channel, and so its subscription.
-      redis.killMasterOf(`${namespace}|uidpush:u:fo`);
+      // The master that holds the uid's sharded channel, and so its subscription (and inbox).
+      redis.killMasterOf(`${namespace}|${channel.uid('fo')}`);
       await redis.waitHealthy();
     });
   });

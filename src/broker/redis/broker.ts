@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../core/types.js';
 import { RESOLVED, type Broker } from '../broker.js';
 import { clientFor, type RedisLike } from './client.js';
+import { RedisInbox } from './inbox.js';
 import { redisKeys, type RedisKeys } from './keys.js';
 import { RedisMembership } from './membership.js';
 import { RedisPresence } from './presence.js';
@@ -17,7 +18,9 @@ export interface RedisBrokerOptions {
   /** This node's id; random by default. */
   nodeId?: string | undefined;
   /**
-   * Namespace of every key and channel, so several clusters can share one Redis.
+   * Namespace of every key and channel, so several clusters can share one Redis. No `{`
+   * or `}`: Redis Cluster picks a key's slot by its first braces, and a uid's inbox keys
+   * and channel must keep the uid's.
    * @defaultValue 'uidpush'
    */
   namespace?: string | undefined;
@@ -34,7 +37,8 @@ export interface RedisBrokerOptions {
  * The Redis broker (`--redis redis://...`): sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis 7)
  * on per-uid and per-group channels that a node subscribes to only while it holds that uid
  * or a member, so a targeted push reaches only the nodes that hold the uid; one channel
- * for broadcast. Presence is a hash per node whose lifetime the node keeps refreshing:
+ * for broadcast. Each uid's inbox is a stream and three hashes in its channel's slot
+ * (inbox.ts). Presence is a hash per node whose lifetime the node keeps refreshing:
  * when a node dies, its uids read offline within `presenceTtl`. Group membership lives in
  * Redis sets, so every node answers the same.
  *
@@ -44,6 +48,9 @@ export interface RedisBrokerOptions {
  * answering makes `isReady()` false within `timeout` (a probe every second).
  */
 export function createRedisBroker(url: string, log: Logger, options: RedisBrokerOptions = {}): Broker {
+  if (options.namespace !== undefined && /[{}]/.test(options.namespace)) {
+    throw new Error(`redis namespace ${JSON.stringify(options.namespace)} must not contain '{' or '}' (a Redis Cluster hash tag)`);
+  }
   return new RedisBroker(url, log, options);
 }
 
@@ -53,6 +60,7 @@ class RedisBroker implements Broker {
   readonly presence: RedisPresence;
   readonly membership: RedisMembership;
   readonly revocations: RedisRevocations;
+  readonly inbox: RedisInbox;
   readonly #log: Logger;
   readonly #ttl: number;
   readonly #key: RedisKeys;
@@ -104,6 +112,7 @@ class RedisBroker implements Broker {
     this.presence = new RedisPresence(this.#pub, this.#key, this.nodeId, this.#ttl, markDown);
     this.membership = new RedisMembership(this.#pub, this.#key);
     this.revocations = new RedisRevocations(this.#pub, this.#key, log);
+    this.inbox = new RedisInbox(this.#pub, this.#key);
   }
 
   /** Resolves once connected and this node is announced: the other nodes' reads count it. */

@@ -3,7 +3,10 @@ import type { Group, Uid } from '../../core/types.js';
 /**
  * Every key and channel name of one cluster, under its namespace (so several clusters can
  * share one Redis). One key per concept: in a Redis Cluster each may live in its own slot,
- * so no command names two of them.
+ * so no command names two of them; except a uid's inbox keys, which all carry the uid's
+ * hash tag `{<uid>}` as its channel does (`uidpush:u:{<uid>}`, envelope.ts), so one script
+ * appends to them and publishes on the channel in one slot. The namespace must hold no `{`
+ * or `}`: the first braces of a name pick its slot (createRedisBroker refuses them).
  */
 export function redisKeys(ns: string) {
   return {
@@ -20,6 +23,28 @@ export function redisKeys(ns: string) {
     /** Token cut-offs: one hash, uid -> `<before>:<until>` (ms); few fields, read whole. */
     revoked: `${ns}:revoked`,
     channel: (name: string) => `${ns}|${name}`,
+    /**
+     * A uid's inbox (docs/delivery.md), five kinds of key in the uid's slot:
+     * - `stream`: the retained entries, a Redis Stream with entry id `<offset>-0` and fields
+     *   `d` (the data's JSON text), `t` (ms, Redis's clock), `f` (the sender's uid; absent
+     *   for `from: null`, so null and any string stay apart) and `k` (the `latest` key; absent
+     *   for durable pushes);
+     * - `meta`: a hash `e` (epoch), `s` (top offset), `lo` (lowest offset retained: every
+     *   offset below it was trimmed by count or age);
+     * - `devices`: a hash device -> `<cursor>:<lastSeen ms>`;
+     * - `latest`: a hash latest key -> the offset of its newest entry;
+     * - `idempotency(key)`: a string `<offset>:<epoch>`, the first push with that key.
+     */
+    inbox: (uid: Uid) => {
+      const base = `${ns}:inbox:{${uid}}`;
+      return {
+        stream: `${base}:s`,
+        meta: `${base}:m`,
+        devices: `${base}:d`,
+        latest: `${base}:l`,
+        idempotency: (key: string) => `${base}:i:${key}`,
+      };
+    },
   };
 }
 
