@@ -56,13 +56,23 @@ export const channel = {
    * In braces: Redis Cluster hashes only the `{...}` part, so the uid's channel and its
    * inbox keys share a slot and one script appends and publishes.
    */
-  uid: (uid: Uid): string => `uidpush:u:{${uid}}`,
+  uid: (uid: Uid): string => `uidpush:u:{${hashTag(uid)}}`,
   group: (group: Group): string => `uidpush:g:${group}`,
   node: (node: string): string => `uidpush:n:${node}`,
   /** Acks of a uid's devices, subscribed while a push to the uid awaits them. */
-  receipts: (uid: Uid): string => `uidpush:r:{${uid}}`,
+  receipts: (uid: Uid): string => `uidpush:r:{${hashTag(uid)}}`,
   all: 'uidpush:all',
 } as const;
+
+/**
+ * A uid as the `{...}` hash tag of its channels and inbox keys. Redis ends a tag at the
+ * first `}`, so a `}` in the uid (which may never hold `:`) becomes `:`: one-to-one, and
+ * never an empty tag (a uid starting with `}` would make `{}`, and Redis would hash the
+ * whole name, putting the channel and the keys in different slots).
+ */
+export function hashTag(uid: Uid): string {
+  return uid.includes('}') ? uid.replaceAll('}', ':') : uid;
+}
 
 /** Serialises an envelope once, for every node it goes to. */
 export function encodeEnvelope(node: string, env: Envelope): string {

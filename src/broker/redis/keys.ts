@@ -1,3 +1,4 @@
+import { hashTag } from '../envelope.js';
 import type { Group, Uid } from '../../core/types.js';
 
 /**
@@ -36,7 +37,7 @@ export function redisKeys(ns: string) {
      * - `idempotency(key)`: a string `<offset>:<epoch>`, the first push with that key.
      */
     inbox: (uid: Uid) => {
-      const base = `${ns}:inbox:{${uid}}`;
+      const base = `${ns}:inbox:{${hashTag(uid)}}`;
       return {
         stream: `${base}:s`,
         meta: `${base}:m`,
