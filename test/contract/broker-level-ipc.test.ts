@@ -2,7 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { vi } from 'vitest';
-import type { Broker, MembershipStore, PresenceStore, RevocationStore } from '../../src/broker/broker.js';
+import type { Broker, InboxStore, MembershipStore, PresenceStore, RevocationStore } from '../../src/broker/broker.js';
 import { MemoryCluster, servePrimary } from '../../src/broker/ipc.js';
 import { silentLogger } from '../../src/core/types.js';
 import { brokerLevelContract } from './broker-level.js';
@@ -35,6 +35,7 @@ class WorkerBroker implements Broker {
   readonly presence: PresenceStore;
   readonly membership: MembershipStore;
   readonly revocations: RevocationStore;
+  readonly inbox: InboxStore;
   readonly #worker: Worker;
   readonly #exited: Promise<unknown>;
   readonly #stopRelay: () => Promise<void>;
@@ -55,11 +56,12 @@ class WorkerBroker implements Broker {
         this.#pending.delete(msg.id);
       }
     });
-    const part = <T extends object>(name: 'presence' | 'membership' | 'revocations', ops: (keyof T)[]): T =>
+    const part = <T extends object>(name: 'presence' | 'membership' | 'revocations' | 'inbox', ops: (keyof T)[]): T =>
       Object.fromEntries(ops.map((op) => [op, (...args: unknown[]) => this.#call(name, String(op), args)])) as T;
     this.presence = part<PresenceStore>('presence', ['setLocal', 'connections', 'holders', 'totals', 'connectionTotal', 'listUids']);
     this.membership = part<MembershipStore>('membership', ['addMember', 'removeMember', 'members', 'groupsOf']);
     this.revocations = part<RevocationStore>('revocations', ['revoke', 'revocations']);
+    this.inbox = part<InboxStore>('inbox', ['append', 'open', 'read', 'ack', 'info']);
   }
 
   #call<T>(part: string, op: string, args: unknown[]): Promise<T> {
