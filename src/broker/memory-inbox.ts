@@ -139,7 +139,9 @@ export class MemoryInbox implements InboxStore {
     this.#trimCount(rec, size - 1);
     this.#trimAge(rec, now, retention.ttlMs);
     const offset = ++rec.top;
-    const span = offset - rec.lowest + 1;
+    // The ring covers the entries, not the holes below the head: a `latest` key replaced
+    // over and over keeps a small ring.
+    const span = offset - rec.head + 1;
     if (rec.ring === NO_RING) rec.ring = new Array<InboxEntry | undefined>(Math.min(MIN_RING, size));
     else if (span > rec.ring.length || rec.ring.length > size) this.#resize(rec, Math.min(size, Math.max(span, rec.ring.length * 2)));
     const entry: InboxEntry = { offset, data: request.data, from: request.from, key: request.key, at: now };
@@ -335,15 +337,17 @@ export class MemoryInbox implements InboxStore {
       this.#dropData(rec);
       return;
     }
+    // The top always holds an entry while any is left: the scan stops there.
     const ring = rec.ring;
-    while (ring[rec.head % ring.length] === undefined) rec.head++;
+    while (rec.head < rec.top && ring[rec.head % ring.length] === undefined) rec.head++;
   }
 
   /** Keeps the newest `keep` offsets (holes count); with none left, `lowest` is `top + 1`. */
   #trimCount(rec: UidInbox, keep: number): void {
     const keepFrom = rec.top - keep + 1;
     if (rec.lowest >= keepFrom) return;
-    while (rec.count > 0 && rec.head < keepFrom) this.#drop(rec, rec.head);
+    // By offset, not by head: it ends however the ring was left.
+    for (let o = rec.head; o < keepFrom && rec.count > 0; o++) this.#drop(rec, o);
     if (rec.count > 0) rec.lowest = keepFrom;
   }
 
@@ -373,9 +377,9 @@ export class MemoryInbox implements InboxStore {
       this.#dropData(rec);
     }
     // Alone over the budget: its oldest go, but never the entry just retained.
-    while (this.#bytes > budget && current.count > 1) {
-      current.lowest = current.head + 1;
-      this.#drop(current, current.head);
+    for (let o = current.head; this.#bytes > budget && current.count > 1 && o < current.top; o++) {
+      this.#drop(current, o);
+      current.lowest = o + 1;
     }
   }
 

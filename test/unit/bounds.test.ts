@@ -147,7 +147,8 @@ describe('boundedStores', () => {
     const deadlines = new Deadlines(50);
     const { presence, membership, revocations, inbox } = boundedStores(stores, deadlines);
     const started = Date.now();
-    const calls = [
+    // A store that answers with promises gets promises back: each raced against the deadline.
+    const calls: Promise<unknown>[] = [
       presence.connections(['u']),
       presence.holders('u'),
       presence.totals(),
@@ -159,11 +160,11 @@ describe('boundedStores', () => {
       membership.groupsOf('u'),
       revocations.revoke({ uid: 'u', before: 0, until: 1 }),
       revocations.revocations(),
-      inbox.append('u', { data: '1', from: null }, undefined, RETENTION_DEFAULTS),
-      inbox.open('u', 'phone', RETENTION_DEFAULTS),
-      inbox.read('u', 0, 10, RETENTION_DEFAULTS),
-      inbox.ack('u', 'phone', 1, RETENTION_DEFAULTS),
-      inbox.info('u', RETENTION_DEFAULTS),
+      inbox.append('u', { data: '1', from: null }, undefined, RETENTION_DEFAULTS) as Promise<unknown>,
+      inbox.open('u', 'phone', RETENTION_DEFAULTS) as Promise<unknown>,
+      inbox.read('u', 0, 10, RETENTION_DEFAULTS) as Promise<unknown>,
+      inbox.ack('u', 'phone', 1, RETENTION_DEFAULTS) as Promise<unknown>,
+      inbox.info('u', RETENTION_DEFAULTS) as Promise<unknown>,
     ];
     const results = await Promise.allSettled(calls);
     for (const r of results) expect(r).toMatchObject({ status: 'rejected', reason: { name: 'UnavailableError' } });
@@ -191,7 +192,11 @@ describe('boundedStores', () => {
     };
     const { inbox } = boundedStores(stores, deadlines);
     // A value, not a promise: nothing waits, so no deadline is set.
-    expect(inbox.append('u', { data: '1', from: null }, undefined, RETENTION_DEFAULTS)).toEqual({ epoch: 'e1', offset: 1, duplicate: false });
+    expect(inbox.append('u', { data: '1', from: null }, undefined, RETENTION_DEFAULTS)).toEqual({
+      epoch: 'e1',
+      offset: 1,
+      duplicate: false,
+    });
     expect(deadlines.size).toBe(0);
     await expect(inbox.open('u', 'phone', RETENTION_DEFAULTS)).rejects.toThrow(UnavailableError);
     deadlines.close();
