@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { retainedMessage, type RetainedEnvelope } from '../../src/broker/broker.js';
+import { LocalBroker } from '../../src/broker/local.js';
 import { MemoryInbox } from '../../src/broker/memory-inbox.js';
+import { MemoryCluster } from '../../src/broker/memory.js';
+import { UnavailableError } from '../../src/core/errors.js';
 import { RETENTION_DEFAULTS, type Retention } from '../../src/core/inbox.js';
 
 /** A clock the test moves by hand. */
@@ -357,5 +360,69 @@ describe('MemoryInbox against a plain model', () => {
       expect(page.lowest).toBeLessThanOrEqual(expected[0] ?? top + 1);
       expect(inbox.stats.entries).toBe(expected.length);
     }
+  });
+});
+
+describe('MemoryInbox in the in-process brokers', () => {
+  const channel = 'uidpush:{u:alice}';
+  const envelope: RetainedEnvelope = { channel, before: '{"o":', after: '}' };
+
+  it("MemoryCluster: one inbox for every node, each retained envelope routed to the subscribed nodes, the sender's included", async () => {
+    const cluster = new MemoryCluster();
+    open.push(cluster.inbox);
+    const [a, b, c] = [cluster.createBroker('a'), cluster.createBroker('b'), cluster.createBroker('c')];
+    const got = new Map<string, string[]>();
+    const arrivals: Promise<void>[] = [];
+    for (const broker of [a, b]) {
+      const list: string[] = [];
+      got.set(broker.nodeId, list);
+      arrivals.push(
+        new Promise<void>((resolve) => {
+          void broker.start((_channel, message) => {
+            if (list.push(message) === 2) resolve();
+          });
+        }),
+      );
+      await broker.subscribe(channel);
+    }
+    await c.start(() => expect.fail('c subscribed to nothing'));
+    const first = a.inbox.append('alice', push('1'), envelope, R);
+    const second = c.inbox.append('alice', push('2'), envelope, R);
+    // In-process: a value at once, not a promise.
+    expect(first).toMatchObject({ offset: 1, duplicate: false });
+    expect(second).toMatchObject({ offset: 2 });
+    const { epoch } = first as { epoch: string };
+    await Promise.all(arrivals);
+    const expected = [retainedMessage(envelope, 1, epoch), retainedMessage(envelope, 2, epoch)];
+    expect(got.get('a')).toEqual(expected);
+    expect(got.get('b')).toEqual(expected);
+    expect(await b.inbox.read('alice', 0, 10, R)).toMatchObject({ epoch, top: 2 });
+    for (const broker of [a, b, c]) await broker.close();
+  });
+
+  it('MemoryCluster: refuses an append while the cluster is down, retaining nothing', async () => {
+    const cluster = new MemoryCluster();
+    open.push(cluster.inbox);
+    const broker = cluster.createBroker('a');
+    await broker.start(() => undefined);
+    cluster.up = false;
+    await expect(broker.inbox.append('alice', push('1'), envelope, R)).rejects.toThrow(UnavailableError);
+    expect(cluster.inbox.stats.entries).toBe(0);
+    cluster.up = true;
+    expect(broker.inbox.append('alice', push('1'), envelope, R)).toMatchObject({ offset: 1 });
+    await broker.close();
+  });
+
+  it('LocalBroker: retains with plain answers and publishes nothing', async () => {
+    const broker = new LocalBroker();
+    const received: string[] = [];
+    await broker.start((_channel, message) => received.push(message));
+    await broker.subscribe(channel);
+    expect(broker.inbox.append('alice', push('1'), envelope, R)).toMatchObject({ offset: 1, duplicate: false });
+    expect(broker.inbox.open('alice', 'phone', R)).toMatchObject({ top: 1, cursor: null });
+    // What a bus would take to deliver: a turn later, nothing came.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(received).toEqual([]);
+    await broker.close();
   });
 });
