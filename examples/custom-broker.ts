@@ -1,7 +1,7 @@
 // A custom broker: wrap any Broker to watch what crosses the cluster seam. This one counts
 // envelopes per channel kind (uid, group, node, all) without changing what they carry; the
 // same shape serves for tracing, for sampling into a log, or for a transport of your own
-// (implement `publish`/`subscribe` and the three stores, and run the broker contract in
+// (implement `publish`/`subscribe` and the four stores, and run the broker contract in
 // test/contract/ against it).
 //
 // Run: npx tsx examples/custom-broker.ts
@@ -32,6 +32,7 @@ export function countingBroker(inner: Broker): CountingBroker {
     presence: inner.presence,
     membership: inner.membership,
     revocations: inner.revocations,
+    inbox: inner.inbox,
     published,
     start: (onMessage) => inner.start(onMessage),
     publish: (channel, message) => {

@@ -1,5 +1,6 @@
 import { UidpushError, UnavailableError } from '../core/errors.js';
-import type { BrokerStores, MembershipStore, PresenceStore, RevocationStore } from './broker.js';
+import type { MaybePromise } from '../core/service.js';
+import type { BrokerStores, InboxStore, MembershipStore, PresenceStore, RevocationStore } from './broker.js';
 
 /**
  * Bounds on what waits for a broker: a deadline on each call, and a cap in bytes and age
@@ -239,11 +240,37 @@ export function boundedRevocations(store: RevocationStore, deadlines: Deadlines)
   };
 }
 
-/** A broker's three stores, each bounded. */
+/**
+ * The inbox store with a deadline on every call (see {@link boundedPresence}). An answer
+ * that is already there (an in-process store's plain value) is passed through as it is:
+ * it cannot be late, and the single process keeps paying no promise per push.
+ */
+export function boundedInbox(store: InboxStore, deadlines: Deadlines): InboxStore {
+  const bound = <T>(call: () => MaybePromise<T>, what: string): MaybePromise<T> => {
+    let answer: MaybePromise<T>;
+    try {
+      answer = call();
+    } catch (err) {
+      // Failed the way a late store fails: as an UnavailableError, never thrown at the caller.
+      return deadlines.race(() => Promise.reject(err instanceof Error ? err : new Error(String(err))), what);
+    }
+    return answer instanceof Promise ? deadlines.race(() => Promise.resolve(answer), what) : answer;
+  };
+  return {
+    append: (uid, entry, envelope, retention) => bound(() => store.append(uid, entry, envelope, retention), 'inbox append'),
+    open: (uid, device, retention) => bound(() => store.open(uid, device, retention), 'inbox open'),
+    read: (uid, after, limit, retention) => bound(() => store.read(uid, after, limit, retention), 'inbox read'),
+    ack: (uid, device, upTo, retention) => bound(() => store.ack(uid, device, upTo, retention), 'inbox ack'),
+    info: (uid, retention) => bound(() => store.info(uid, retention), 'inbox read'),
+  };
+}
+
+/** A broker's stores, each bounded. */
 export function boundedStores(stores: BrokerStores, deadlines: Deadlines): BrokerStores {
   return {
     presence: boundedPresence(stores.presence, deadlines),
     membership: boundedMembership(stores.membership, deadlines),
     revocations: boundedRevocations(stores.revocations, deadlines),
+    inbox: boundedInbox(stores.inbox, deadlines),
   };
 }

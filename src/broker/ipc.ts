@@ -1,15 +1,27 @@
 import nodeCluster, { type Worker } from 'node:cluster';
 import { UnavailableError } from '../core/errors.js';
+import type { MaybePromise } from '../core/service.js';
 import type { Logger } from '../core/types.js';
 import { Deadlines } from './bounds.js';
-import { RESOLVED, type Broker, type MembershipStore, type PresenceStore, type RevocationStore } from './broker.js';
+import {
+  RESOLVED,
+  type Broker,
+  type InboxStore,
+  type MembershipStore,
+  type PresenceStore,
+  type RetainedEnvelope,
+  type RevocationStore,
+} from './broker.js';
 import { MemoryCluster } from './memory.js';
 
 /**
  * Workers on one machine (`uidpush serve --workers N`): node:cluster workers share the
  * port, and the primary relays between them over IPC, with no external service. The
- * primary keeps the shared state (a {@link MemoryCluster}: presence and groups) and one
- * broker per worker; a worker's broker forwards its calls there.
+ * primary keeps the shared state (a {@link MemoryCluster}: presence, groups and the
+ * inboxes) and one broker per worker; a worker's broker forwards its calls there. The
+ * primary is the one writer of every inbox: an append is one step there, its envelope
+ * routed like a worker's publish, so every worker receives a uid's retained pushes in
+ * offset order.
  */
 
 type ToPrimary =
@@ -25,7 +37,8 @@ type ToPrimary =
   | { uidpush: 'reported'; id: number; report: unknown };
 type ToWorker =
   | { uidpush: 'msg'; channel: string; message: string }
-  | { uidpush: 'res'; id: number; result?: unknown; error?: string }
+  // `unavailable`: the error was an UnavailableError (the worker rethrows it as one).
+  | { uidpush: 'res'; id: number; result?: unknown; error?: string; unavailable?: true }
   | { uidpush: 'report'; id: number }
   | { uidpush: 'gathered'; id: number; result?: GroupReport; error?: string };
 /** A presence write; with an id, the primary answers once it is recorded (and all before it). */
@@ -77,8 +90,19 @@ function unbatch<T>(msg: T | Batch<T>, handle: (msg: T) => void): void {
   if ((msg as { uidpush?: unknown }).uidpush === 'batch') for (const one of (msg as Batch<T>).list) handle(one);
   else handle(msg as T);
 }
+/** An inbox call, named apart from the other stores' (`inboxOpen`, `inboxAck`...). */
+type InboxOp = `inbox${Capitalize<keyof InboxStore>}`;
 /** The store calls a worker asks the primary for; `setLocal` goes as a 'local' message. */
-type StoreOp = Exclude<keyof PresenceStore, 'setLocal'> | keyof MembershipStore | keyof RevocationStore;
+type StoreOp = Exclude<keyof PresenceStore, 'setLocal'> | keyof MembershipStore | keyof RevocationStore | InboxOp;
+
+/** A call's answer as a promise, a throw included: an in-process inbox answers with values. */
+function settled<T>(call: () => MaybePromise<T>): Promise<T> {
+  try {
+    return Promise.resolve(call());
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+}
 
 /** One process's answer to a {@link ProcessGroup.gather}. */
 export interface WorkerReport {
@@ -201,7 +225,7 @@ export function servePrimary(cluster: MemoryCluster, worker: Worker, log: Logger
   void broker.start((channel, message) => {
     send({ uidpush: 'msg', channel, message });
   });
-  const { presence, membership, revocations } = broker;
+  const { presence, membership, revocations, inbox } = broker;
   // Own properties only, looked up by a name from another process: nothing else is callable.
   const ops: Partial<Record<string, (...args: never[]) => Promise<unknown>>> = {
     connections: (uids: string[]) => presence.connections(uids),
@@ -215,6 +239,13 @@ export function servePrimary(cluster: MemoryCluster, worker: Worker, log: Logger
     groupsOf: (uid: string) => membership.groupsOf(uid),
     revoke: (...args: Parameters<RevocationStore['revoke']>) => revocations.revoke(...args),
     revocations: () => revocations.revocations(),
+    // JSON turns an undefined argument into null: no envelope comes as null.
+    inboxAppend: (...[uid, entry, envelope, retention]: Parameters<InboxStore['append']>) =>
+      settled(() => inbox.append(uid, entry, (envelope as RetainedEnvelope | null) ?? undefined, retention)),
+    inboxOpen: (...args: Parameters<InboxStore['open']>) => settled(() => inbox.open(...args)),
+    inboxRead: (...args: Parameters<InboxStore['read']>) => settled(() => inbox.read(...args)),
+    inboxAck: (...args: Parameters<InboxStore['ack']>) => settled(() => inbox.ack(...args)),
+    inboxInfo: (...args: Parameters<InboxStore['info']>) => settled(() => inbox.info(...args)),
   } satisfies Record<StoreOp, unknown>;
   /** Answers request `id` once `done` settles. */
   const answer = (id: number, done: Promise<unknown>): void => {
@@ -223,7 +254,8 @@ export function servePrimary(cluster: MemoryCluster, worker: Worker, log: Logger
         send(result === undefined ? { uidpush: 'res', id } : { uidpush: 'res', id, result });
       },
       (err: unknown) => {
-        send({ uidpush: 'res', id, error: String(err) });
+        if (err instanceof UnavailableError) send({ uidpush: 'res', id, error: err.message, unavailable: true });
+        else send({ uidpush: 'res', id, error: String(err) });
       },
     );
   };
@@ -323,6 +355,8 @@ class IpcBroker implements Broker {
   readonly presence: PresenceStore;
   readonly membership: MembershipStore;
   readonly revocations: RevocationStore;
+  /** Every call goes to the primary, the one writer of every inbox. */
+  readonly inbox: InboxStore;
   readonly #pending = new Map<number, Waiter>();
   readonly #deadlines: Deadlines;
   readonly #timeout: number;
@@ -362,7 +396,7 @@ class IpcBroker implements Broker {
       const waiter = this.#pending.get(msg.id);
       this.#pending.delete(msg.id);
       waiter?.cancel();
-      if (msg.error !== undefined) waiter?.reject(new Error(msg.error));
+      if (msg.error !== undefined) waiter?.reject(msg.unavailable === true ? new UnavailableError(msg.error) : new Error(msg.error));
       else waiter?.resolve(msg.result);
     }
   };
@@ -407,6 +441,13 @@ class IpcBroker implements Broker {
     this.revocations = {
       revoke: request('revoke'),
       revocations: request('revocations'),
+    };
+    this.inbox = {
+      append: request('inboxAppend'),
+      open: request('inboxOpen'),
+      read: request('inboxRead'),
+      ack: request('inboxAck'),
+      info: request('inboxInfo'),
     };
   }
 

@@ -1,4 +1,5 @@
 import { RESOLVED, type Broker, type MembershipStore, type PresenceStore, type RevocationStore } from './broker.js';
+import { MemoryInbox } from './memory-inbox.js';
 import { MemoryMembership, MemoryPresence, MemoryRevocations } from './memory-stores.js';
 
 /** The id of the one node of a {@link LocalBroker}. */
@@ -11,7 +12,7 @@ const LOCAL_NODE = 'local';
  * {@link MemoryCluster}, the same code, so one process lists uids in the order and with
  * the cursors of every cluster. A presence write is a map update (and a B+ tree one when a
  * uid comes or goes) answered with one shared settled promise: nothing is allocated or
- * scheduled per login.
+ * scheduled per login. Its inbox answers with plain values and publishes nothing.
  */
 export class LocalBroker implements Broker {
   readonly nodeId: string;
@@ -19,6 +20,8 @@ export class LocalBroker implements Broker {
   readonly presence: PresenceStore;
   readonly membership: MembershipStore = new MemoryMembership();
   readonly revocations: RevocationStore = new MemoryRevocations();
+  /** The uids' inboxes; a retained push goes nowhere but the inbox: no other node exists. */
+  readonly inbox = new MemoryInbox(() => undefined);
 
   constructor(nodeId: string = LOCAL_NODE) {
     this.nodeId = nodeId;
@@ -47,6 +50,7 @@ export class LocalBroker implements Broker {
   }
 
   close(): Promise<void> {
+    this.inbox.close();
     return RESOLVED;
   }
 }

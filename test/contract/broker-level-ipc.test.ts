@@ -1,9 +1,17 @@
 import cluster, { type Worker } from 'node:cluster';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { vi } from 'vitest';
-import type { Broker, MembershipStore, PresenceStore, RevocationStore } from '../../src/broker/broker.js';
+import { describe, expect, it, vi } from 'vitest';
+import {
+  retainedMessage,
+  type Broker,
+  type InboxStore,
+  type MembershipStore,
+  type PresenceStore,
+  type RevocationStore,
+} from '../../src/broker/broker.js';
 import { MemoryCluster, servePrimary } from '../../src/broker/ipc.js';
+import { RETENTION_DEFAULTS } from '../../src/core/inbox.js';
 import { silentLogger } from '../../src/core/types.js';
 import { brokerLevelContract } from './broker-level.js';
 
@@ -35,6 +43,7 @@ class WorkerBroker implements Broker {
   readonly presence: PresenceStore;
   readonly membership: MembershipStore;
   readonly revocations: RevocationStore;
+  readonly inbox: InboxStore;
   readonly #worker: Worker;
   readonly #exited: Promise<unknown>;
   readonly #stopRelay: () => Promise<void>;
@@ -55,11 +64,12 @@ class WorkerBroker implements Broker {
         this.#pending.delete(msg.id);
       }
     });
-    const part = <T extends object>(name: 'presence' | 'membership' | 'revocations', ops: (keyof T)[]): T =>
+    const part = <T extends object>(name: 'presence' | 'membership' | 'revocations' | 'inbox', ops: (keyof T)[]): T =>
       Object.fromEntries(ops.map((op) => [op, (...args: unknown[]) => this.#call(name, String(op), args)])) as T;
     this.presence = part<PresenceStore>('presence', ['setLocal', 'connections', 'holders', 'totals', 'connectionTotal', 'listUids']);
     this.membership = part<MembershipStore>('membership', ['addMember', 'removeMember', 'members', 'groupsOf']);
     this.revocations = part<RevocationStore>('revocations', ['revoke', 'revocations']);
+    this.inbox = part<InboxStore>('inbox', ['append', 'open', 'read', 'ack', 'info']);
   }
 
   #call<T>(part: string, op: string, args: unknown[]): Promise<T> {
@@ -128,4 +138,58 @@ async function startWorker(shared: MemoryCluster): Promise<Broker> {
 brokerLevelContract('node:cluster workers over IPC', async (nodes) => {
   const shared = new MemoryCluster();
   return { brokers: await Promise.all(Array.from({ length: nodes }, () => startWorker(shared))) };
+});
+
+describe('the inboxes of node:cluster workers over IPC', () => {
+  it("retains every worker's pushes in the primary's one inbox, in order, and routes each envelope to a subscribed worker", async () => {
+    const shared = new MemoryCluster();
+    const [a, b] = await Promise.all([startWorker(shared), startWorker(shared)]);
+    try {
+      const channel = 'uidpush:{u:alice}';
+      const received: string[] = [];
+      let allArrived!: () => void;
+      const arrived = new Promise<void>((resolve) => {
+        allArrived = resolve;
+      });
+      await a.start((_channel, message) => {
+        if (received.push(message) === 3) allArrived();
+      });
+      await b.start(() => undefined);
+      await a.subscribe(channel);
+      const envelope = (who: string) => ({ channel, before: `{"by":"${who}","o":`, after: '}' });
+      const request = (who: string) => ({ data: JSON.stringify(who), from: null });
+      const results = await Promise.all([
+        a.inbox.append('alice', request('a1'), envelope('a1'), RETENTION_DEFAULTS),
+        b.inbox.append('alice', request('b1'), envelope('b1'), RETENTION_DEFAULTS),
+        a.inbox.append('alice', request('a2'), envelope('a2'), RETENTION_DEFAULTS),
+      ]);
+      const [a1, b1, a2] = results;
+      const epoch = shared.inbox.info('alice', RETENTION_DEFAULTS).epoch;
+      expect(results.map((r) => r.epoch)).toEqual([epoch, epoch, epoch]);
+      expect(results.map((r) => r.offset).sort()).toEqual([1, 2, 3]);
+      // One worker's appends keep its order; the other's fall in between as they arrived.
+      expect(a1.offset).toBeLessThan(a2.offset);
+      const byOffset = [
+        { who: 'a1', offset: a1.offset },
+        { who: 'b1', offset: b1.offset },
+        { who: 'a2', offset: a2.offset },
+      ].sort((x, y) => x.offset - y.offset);
+      expect(shared.inbox.read('alice', 0, 10, RETENTION_DEFAULTS).entries.map((e) => JSON.parse(e.data) as string)).toEqual(
+        byOffset.map((x) => x.who),
+      );
+      await arrived;
+      expect(received).toEqual(byOffset.map((x) => retainedMessage(envelope(x.who), x.offset, epoch ?? '')));
+      // Read back through a worker, as its node does on a reconnect.
+      const page = await b.inbox.read('alice', 1, 10, RETENTION_DEFAULTS);
+      expect(page).toMatchObject({ epoch, lowest: 1, top: 3 });
+      expect(page.entries.map((e) => e.offset)).toEqual([2, 3]);
+      // An outage on the primary's side reaches the worker as an UnavailableError.
+      shared.up = false;
+      await expect(b.inbox.append('alice', request('b2'), envelope('b2'), RETENTION_DEFAULTS)).rejects.toThrow(
+        'UnavailableError: memory cluster is down',
+      );
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
 });

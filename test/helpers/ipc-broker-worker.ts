@@ -7,7 +7,7 @@ import { createIpcBroker } from '../../src/broker/ipc.js';
 interface Call {
   harness: 'call';
   id: number;
-  part: 'broker' | 'presence' | 'membership' | 'revocations';
+  part: 'broker' | 'presence' | 'membership' | 'revocations' | 'inbox';
   op: string;
   args: unknown[];
 }

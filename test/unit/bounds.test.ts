@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { boundedStores, Deadlines, InFlight } from '../../src/broker/bounds.js';
 import type { BrokerStores } from '../../src/broker/broker.js';
 import { ProgramErrorCode, UidpushError, UnavailableError } from '../../src/core/errors.js';
+import { RETENTION_DEFAULTS } from '../../src/core/inbox.js';
 
 /** A clock the test moves by hand. */
 function clock(): { now: () => number; advance: (ms: number) => void } {
@@ -141,11 +142,13 @@ describe('boundedStores', () => {
       presence: { setLocal: never, connections: never, holders: never, totals: never, connectionTotal: never, listUids: never },
       membership: { addMember: never, removeMember: never, members: never, groupsOf: never },
       revocations: { revoke: never, revocations: never },
+      inbox: { append: never, open: never, read: never, ack: never, info: never },
     };
     const deadlines = new Deadlines(50);
-    const { presence, membership, revocations } = boundedStores(stores, deadlines);
+    const { presence, membership, revocations, inbox } = boundedStores(stores, deadlines);
     const started = Date.now();
-    const calls = [
+    // A store that answers with promises gets promises back: each raced against the deadline.
+    const calls: Promise<unknown>[] = [
       presence.connections(['u']),
       presence.holders('u'),
       presence.totals(),
@@ -157,11 +160,45 @@ describe('boundedStores', () => {
       membership.groupsOf('u'),
       revocations.revoke({ uid: 'u', before: 0, until: 1 }),
       revocations.revocations(),
+      inbox.append('u', { data: '1', from: null }, undefined, RETENTION_DEFAULTS) as Promise<unknown>,
+      inbox.open('u', 'phone', RETENTION_DEFAULTS) as Promise<unknown>,
+      inbox.read('u', 0, 10, RETENTION_DEFAULTS) as Promise<unknown>,
+      inbox.ack('u', 'phone', 1, RETENTION_DEFAULTS) as Promise<unknown>,
+      inbox.info('u', RETENTION_DEFAULTS) as Promise<unknown>,
     ];
     const results = await Promise.allSettled(calls);
     for (const r of results) expect(r).toMatchObject({ status: 'rejected', reason: { name: 'UnavailableError' } });
     // 50 ms and at most one sweep period (100 ms) late, with room for a loaded box.
     expect(Date.now() - started).toBeLessThan(1000);
+    deadlines.close();
+  });
+
+  it("passes an in-process inbox's plain answers through, and turns its throws into UnavailableError", async () => {
+    const deadlines = new Deadlines(50);
+    const never = (): Promise<never> => new Promise<never>(() => undefined);
+    const stores: BrokerStores = {
+      presence: { setLocal: never, connections: never, holders: never, totals: never, connectionTotal: never, listUids: never },
+      membership: { addMember: never, removeMember: never, members: never, groupsOf: never },
+      revocations: { revoke: never, revocations: never },
+      inbox: {
+        append: () => ({ epoch: 'e1', offset: 1, duplicate: false }),
+        open: () => {
+          throw new Error('broken');
+        },
+        read: never,
+        ack: never,
+        info: never,
+      },
+    };
+    const { inbox } = boundedStores(stores, deadlines);
+    // A value, not a promise: nothing waits, so no deadline is set.
+    expect(inbox.append('u', { data: '1', from: null }, undefined, RETENTION_DEFAULTS)).toEqual({
+      epoch: 'e1',
+      offset: 1,
+      duplicate: false,
+    });
+    expect(deadlines.size).toBe(0);
+    await expect(inbox.open('u', 'phone', RETENTION_DEFAULTS)).rejects.toThrow(UnavailableError);
     deadlines.close();
   });
 });

@@ -2,7 +2,9 @@ import type { Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { createIpcBroker, MemoryCluster, servePrimary } from '../../src/broker/ipc.js';
+import { retainedMessage } from '../../src/broker/broker.js';
 import { UnavailableError } from '../../src/core/errors.js';
+import { RETENTION_DEFAULTS } from '../../src/core/inbox.js';
 import { warningLog } from '../helpers/logs.js';
 
 /** The primary's side of one worker's IPC channel, without a process behind it. */
@@ -162,6 +164,84 @@ describe('the process group of --workers, in the primary', () => {
       result: { workers: [{ worker: 1, pid: 4001, report: 'one' }] },
     });
     await stopOne();
+  });
+});
+
+describe('the inboxes of --workers, in the primary', () => {
+  const channel = 'uidpush:{u:alice}';
+  const envelope = { channel, before: '{"o":', after: '}' };
+  const append = (worker: FakeWorker, id: number, data: string, withEnvelope = true): void => {
+    // As a worker sends it: JSON turns the missing envelope into null.
+    const args = ['alice', { data, from: null }, withEnvelope ? envelope : null, RETENTION_DEFAULTS];
+    worker.emit('message', { uidpush: 'req', id, op: 'inboxAppend', args });
+  };
+  /** Resolves once `worker` has received what `done` looks for. */
+  const until = (worker: FakeWorker, done: (msgs: Record<string, unknown>[]) => boolean): Promise<void> =>
+    new Promise((resolve) => {
+      const check = (): void => {
+        if (done(received(worker))) resolve();
+      };
+      worker.onSent = check;
+      check();
+    });
+
+  it("appends every worker's pushes to one inbox in arrival order, and routes each envelope to the subscribed workers", async () => {
+    const { logger } = warningLog();
+    const shared = new MemoryCluster();
+    const [one, two] = [new FakeWorker(1), new FakeWorker(2)];
+    const stops = [servePrimary(shared, one as unknown as Worker, logger), servePrimary(shared, two as unknown as Worker, logger)];
+    one.emit('message', { uidpush: 'sub', channel, id: 1 });
+    await until(one, (msgs) => msgs.some((m) => m.uidpush === 'res' && m.id === 1));
+    append(one, 2, '"a"');
+    append(two, 7, '"b"');
+    append(one, 3, '"c"', false);
+    append(one, 4, '"d"');
+    const messages = (msgs: Record<string, unknown>[]): unknown[] => msgs.filter((m) => m.uidpush === 'msg').map((m) => m.message);
+    await until(one, (msgs) => messages(msgs).length === 3);
+    await until(two, (msgs) => msgs.some((m) => m.uidpush === 'res'));
+    const epoch = shared.inbox.info('alice', RETENTION_DEFAULTS).epoch ?? '';
+    const answers = (w: FakeWorker): unknown[] => received(w).filter((m) => m.uidpush === 'res' && m.id !== 1);
+    expect(answers(one)).toEqual([
+      { uidpush: 'res', id: 2, result: { epoch, offset: 1, duplicate: false } },
+      { uidpush: 'res', id: 3, result: { epoch, offset: 3, duplicate: false } },
+      { uidpush: 'res', id: 4, result: { epoch, offset: 4, duplicate: false } },
+    ]);
+    expect(answers(two)).toEqual([{ uidpush: 'res', id: 7, result: { epoch, offset: 2, duplicate: false } }]);
+    // The sender's own envelopes too, in offset order; none for the push without one, and
+    // none to the worker that did not subscribe.
+    expect(messages(received(one))).toEqual([1, 2, 4].map((offset) => retainedMessage(envelope, offset, epoch)));
+    expect(messages(received(two))).toEqual([]);
+    expect(shared.inbox.read('alice', 0, 10, RETENTION_DEFAULTS).entries.map((e) => e.data)).toEqual(['"a"', '"b"', '"c"', '"d"']);
+    for (const stop of stops) await stop();
+  });
+
+  it('answers the other inbox calls from the shared inbox, and marks an outage as unavailable', async () => {
+    const { logger } = warningLog();
+    const shared = new MemoryCluster();
+    const one = new FakeWorker(1);
+    const stop = servePrimary(shared, one as unknown as Worker, logger);
+    one.emit('message', { uidpush: 'req', id: 1, op: 'inboxOpen', args: ['alice', 'phone', RETENTION_DEFAULTS] });
+    append(one, 2, '"a"', false);
+    one.emit('message', { uidpush: 'req', id: 3, op: 'inboxAck', args: ['alice', 'phone', 1, RETENTION_DEFAULTS] });
+    one.emit('message', { uidpush: 'req', id: 4, op: 'inboxRead', args: ['alice', 0, 10, RETENTION_DEFAULTS] });
+    one.emit('message', { uidpush: 'req', id: 5, op: 'inboxInfo', args: ['alice', RETENTION_DEFAULTS] });
+    await until(one, (msgs) => msgs.filter((m) => m.uidpush === 'res').length === 5);
+    shared.up = false;
+    append(one, 6, '"b"');
+    await until(one, (msgs) => msgs.some((m) => m.id === 6));
+    const res = received(one).filter((m) => m.uidpush === 'res');
+    const epoch = shared.inbox.info('alice', RETENTION_DEFAULTS).epoch ?? '';
+    expect(res.map((m) => m.result ?? m.error)).toMatchObject([
+      { epoch, top: 0, lowest: 1, cursor: null },
+      { epoch, offset: 1, duplicate: false },
+      { ok: true, cursor: 1 },
+      { epoch, lowest: 1, top: 1, entries: [{ offset: 1, data: '"a"', from: null }] },
+      { uid: 'alice', epoch, top: 1, devices: [{ device: 'phone', cursor: 1 }] },
+      'memory cluster is down',
+    ]);
+    expect(res[5]).toEqual({ uidpush: 'res', id: 6, error: 'memory cluster is down', unavailable: true });
+    expect(shared.inbox.info('alice', RETENTION_DEFAULTS).top).toBe(1);
+    await stop();
   });
 });
 
