@@ -20,7 +20,8 @@ export interface InboxPosition {
  * - `ephemeral`: at most once, to the connections open now, never retained;
  * - `latest`: retained, but only the newest push of each `key` is kept and replayed.
  */
-export type DeliveryClass = { readonly kind: 'durable' } | { readonly kind: 'ephemeral' } | { readonly kind: 'latest'; readonly key: string };
+export type DeliveryClass =
+  { readonly kind: 'durable' } | { readonly kind: 'ephemeral' } | { readonly kind: 'latest'; readonly key: string };
 
 export const DURABLE: DeliveryClass = { kind: 'durable' };
 export const EPHEMERAL: DeliveryClass = { kind: 'ephemeral' };
@@ -184,7 +185,9 @@ export interface InboxInfo {
 export type AckRefusal = 'unknown_device' | 'backwards' | 'beyond_top';
 
 /** The outcome of an ack: the cursor it set, or why it was refused. */
-export type AckOutcome = { readonly ok: true; readonly cursor: number } | { readonly ok: false; readonly reason: AckRefusal; readonly cursor: number; readonly top: number };
+export type AckOutcome =
+  | { readonly ok: true; readonly cursor: number }
+  | { readonly ok: false; readonly reason: AckRefusal; readonly cursor: number; readonly top: number };
 
 /** Why a device could not recover: documented in docs/delivery.md. */
 export type UnrecoveredReason = 'epoch_changed' | 'expired';
@@ -235,7 +238,7 @@ export const REPLAY_PAGE = 100;
 export function epochOf(random: Uint8Array): string {
   const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
   let epoch = '';
-  for (let i = 0; i < 12; i++) epoch += alphabet[(random[i] ?? 0) % alphabet.length];
+  for (let i = 0; i < 12; i++) epoch += alphabet.charAt((random[i] ?? 0) % alphabet.length);
   return epoch;
 }
 

@@ -328,7 +328,13 @@ export class Node<C extends Recipient> implements SessionNode<C> {
    * The login's recovery, once the connection is attached (its pushes held): opens the
    * device's place in the inbox, answers the login with it, then writes the replay.
    */
-  #recover(recovery: Recovery<C>, conn: C, uid: Uid, resume: ResumeRequest, attached: (conn: C, inbox?: InboxWelcome | InboxRefusal) => void): void {
+  #recover(
+    recovery: Recovery<C>,
+    conn: C,
+    uid: Uid,
+    resume: ResumeRequest,
+    attached: (conn: C, inbox?: InboxWelcome | InboxRefusal) => void,
+  ): void {
     recovery.open(conn, resume.since).then(
       (opened) => {
         if (this.#registry.uidOf(conn) !== uid) return;
@@ -345,7 +351,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
       },
       (err: unknown) => {
         if (this.#registry.uidOf(conn) !== uid) return;
-        this.#notice('inbox open', 'inbox: cannot open a device\'s inbox; its login is refused with unavailable', { err, uid });
+        this.#notice('inbox open', "inbox: cannot open a device's inbox; its login is refused with unavailable", { err, uid });
         this.#refuse(conn, attached, { refused: 'the inbox is unavailable; try again', unavailable: true });
       },
     );
@@ -420,7 +426,13 @@ export class Node<C extends Recipient> implements SessionNode<C> {
    *
    * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for options that do not fit.
    */
-  pushToUids(uids: readonly Uid[], data: Data, from: Uid | null = null, answer = true, options: PushOptions = {}): MaybePromise<PushResult> {
+  pushToUids(
+    uids: readonly Uid[],
+    data: Data,
+    from: Uid | null = null,
+    answer = true,
+    options: PushOptions = {},
+  ): MaybePromise<PushResult> {
     const cls = this.#classOf(options.delivery);
     if (options.idempotencyKey !== undefined) {
       const refusal = checkInboxKey(options.idempotencyKey, 'idempotencyKey');
@@ -450,7 +462,10 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     const inbox = this.#inbox;
     if (inbox === undefined) {
       if (delivery !== undefined && isRetained(delivery)) {
-        throw new UidpushError(ProgramErrorCode.InvalidArgument, 'delivery: the inbox is off (start the server with --inbox); only ephemeral pushes');
+        throw new UidpushError(
+          ProgramErrorCode.InvalidArgument,
+          'delivery: the inbox is off (start the server with --inbox); only ephemeral pushes',
+        );
       }
       return undefined;
     }
@@ -514,12 +529,14 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     };
     const failed = (err: unknown): never => {
       wait?.cancel();
-      throw err instanceof UnavailableError ? err : new UnavailableError('the inbox store did not take the push; nothing was retained', { cause: err });
+      throw err instanceof UnavailableError
+        ? err
+        : new UnavailableError('the inbox store did not take the push; nothing was retained', { cause: err });
     };
     if (appended.every((a) => !(a instanceof Promise)) && wait === undefined) {
       return finish(appended as Appended[]);
     }
-    const all = (wait?.ready ?? RESOLVED).then(() => Promise.all(appended));
+    const all = (wait?.ready ?? RESOLVED).then(() => Promise.all(appended.map(async (a) => a)));
     return all.then(finish, failed);
   }
 
@@ -528,7 +545,10 @@ export class Node<C extends Recipient> implements SessionNode<C> {
    * noted from now (in a cluster, once the uid's receipts channel is subscribed), so none
    * can come before the wait.
    */
-  #startWait(uid: Uid, need: number): { ready: Promise<void>; until: (offset: number, timeoutMs: number) => Promise<string[]>; cancel: () => void } {
+  #startWait(
+    uid: Uid,
+    need: number,
+  ): { ready: Promise<void>; until: (offset: number, timeoutMs: number) => Promise<string[]>; cancel: () => void } {
     let waits = this.#awaits.get(uid);
     if (waits === undefined) {
       waits = new Set();

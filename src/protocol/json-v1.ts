@@ -1,6 +1,16 @@
 import { z } from 'zod';
 import { ErrorCode } from '../core/errors.js';
-import type { AckFrame, ErrorFrame, FrameId, FrameJson, MessageFrame, PongFrame, ResyncFrame, Scope, WelcomeFrame } from '../core/frames.js';
+import type {
+  AckFrame,
+  ErrorFrame,
+  FrameId,
+  FrameJson,
+  MessageFrame,
+  PongFrame,
+  ResyncFrame,
+  Scope,
+  WelcomeFrame,
+} from '../core/frames.js';
 import type { InboxWelcome } from '../core/inbox.js';
 import { exceedsJsonDepth } from '../core/json-depth.js';
 import type { JsonValue } from '../core/types.js';

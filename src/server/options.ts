@@ -199,7 +199,8 @@ export const serverOptionFields = z
       .register(optionDocs, {
         section: 'inbox',
         unit: 'ms',
-        description: "How long a uid's epoch, top offset and device cursors outlive its last use, so a quiet device recovers with nothing missed.",
+        description:
+          "How long a uid's epoch, top offset and device cursors outlive its last use, so a quiet device recovers with nothing missed.",
       }),
     inboxIdempotencyTtl: ms(1000).default(RETENTION_DEFAULTS.idempotencyMs).register(optionDocs, {
       section: 'inbox',
@@ -219,7 +220,8 @@ export const serverOptionFields = z
       .register(optionDocs, {
         section: 'inbox',
         unit: 'bytes',
-        description: 'Bytes of retained data the memory engine keeps in all (one process, or the primary of `--workers`); past it, idle uids lose their data first, never their epoch and cursors.',
+        description:
+          'Bytes of retained data the memory engine keeps in all (one process, or the primary of `--workers`); past it, idle uids lose their data first, never their epoch and cursors.',
       }),
     apiHost: z.string().min(1).default('127.0.0.1').register(optionDocs, {
       section: 'api',

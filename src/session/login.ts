@@ -148,7 +148,10 @@ export class Login<C extends SessionConnection> {
     conn.uid = undefined;
     conn.grants = undefined;
     this.#ctx.error(conn, refusal.unavailable ? ErrorCode.Unavailable : ErrorCode.BadRequest, `auth: ${refusal.refused}`, id);
-    conn.close(refusal.unavailable ? CloseCode.TryAgainLater : CloseCode.PolicyViolation, refusal.unavailable ? 'inbox unavailable' : 'bad since');
+    conn.close(
+      refusal.unavailable ? CloseCode.TryAgainLater : CloseCode.PolicyViolation,
+      refusal.unavailable ? 'inbox unavailable' : 'bad since',
+    );
   }
 
   #login(conn: C, uid: Uid, grants: Grants, expiresAt: number, id: RequestId, resume: ResumeRequest | undefined): void {

@@ -163,7 +163,7 @@ export function inboxContract(name: string, factory: ClusterFactory, start: (opt
       expect(welcome).toMatchObject({ recovered: false, reason: 'epoch_changed', missed: 0, inbox: { offset: 1 } });
     });
 
-    it("returns the devices that acked to a push that awaits them, and undelivered when none did in time", async () => {
+    it('returns the devices that acked to a push that awaits them, and undelivered when none did in time', async () => {
       await cluster();
       const { client: phone } = await device(0, 'receipts', { device: 'phone' });
       autoAck(phone);

@@ -54,7 +54,12 @@ describe('the inbox on one node', () => {
   it('refuses a malformed since, a bad device and a since beyond the top, storing nothing', async () => {
     await bed.setup({ inbox: true });
     const negative = await auth('eve', { since: { epoch: 'abc', offset: -1 } });
-    expect(negative.reply).toMatchObject({ type: 'error', code: 'bad_request', id: 'a', message: 'auth: since.offset must be an integer >= 0' });
+    expect(negative.reply).toMatchObject({
+      type: 'error',
+      code: 'bad_request',
+      id: 'a',
+      message: 'auth: since.offset must be an integer >= 0',
+    });
     const wrongType = await auth('eve', { since: { epoch: 7, offset: 1 } });
     expect(wrongType.reply).toMatchObject({ type: 'error', code: 'bad_request', id: 'a' });
     const badDevice = await auth('eve', { device: 'has spaces' });
@@ -65,7 +70,12 @@ describe('the inbox on one node', () => {
     const { reply: welcome } = await auth('eve', { device: 'ok' });
     const epoch = (welcome.inbox as Json).epoch;
     const beyond = await auth('eve', { device: 'ok', since: { epoch, offset: 5 } });
-    expect(beyond.reply).toMatchObject({ type: 'error', code: 'bad_request', id: 'a', message: 'auth: since.offset 5 is beyond the inbox top 0' });
+    expect(beyond.reply).toMatchObject({
+      type: 'error',
+      code: 'bad_request',
+      id: 'a',
+      message: 'auth: since.offset 5 is beyond the inbox top 0',
+    });
     expect(await beyond.client.closed()).toBe(1008);
     expect((await api('GET', '/v1/users/eve/inbox')).body).toMatchObject({ top: 0, retained: { count: 0 } });
     // Bystanders: a device of the same uid is still served.
@@ -80,7 +90,12 @@ describe('the inbox on one node', () => {
     for (let i = 0; i < 3; i++) await api('POST', '/v1/push', { uid: 'ann', data: i });
     for (let i = 0; i < 3; i++) await client.nextJson();
     client.sendJson({ type: 'ack', id: 1, upTo: 4 });
-    expect(await client.nextJson()).toMatchObject({ type: 'error', id: 1, code: 'bad_request', message: 'ack: upTo 4 is beyond the inbox top 3' });
+    expect(await client.nextJson()).toMatchObject({
+      type: 'error',
+      id: 1,
+      code: 'bad_request',
+      message: 'ack: upTo 4 is beyond the inbox top 3',
+    });
     client.sendJson({ type: 'ack', id: 2, upTo: 2 });
     expect(await client.nextJson()).toMatchObject({ type: 'ack', id: 2, result: { upTo: 2 } });
     client.sendJson({ type: 'ack', id: 3, upTo: 1 });
@@ -96,11 +111,16 @@ describe('the inbox on one node', () => {
 
   it('refuses bad delivery classes, idempotency keys and awaits on the API and in v1 send', async () => {
     const { url } = await bed.setup({ inbox: true });
-    expect(await api('POST', '/v1/push', { uid: 'x', data: 1, delivery: 'forever' })).toMatchObject({ status: 400, body: { error: { code: 'bad_request' } } });
+    expect(await api('POST', '/v1/push', { uid: 'x', data: 1, delivery: 'forever' })).toMatchObject({
+      status: 400,
+      body: { error: { code: 'bad_request' } },
+    });
     expect(await api('POST', '/v1/push', { uid: 'x', data: 1, delivery: 'latest:' })).toMatchObject({ status: 400 });
     expect(await api('POST', '/v1/push', { uid: 'x', data: 1, idempotencyKey: 'k'.repeat(129) })).toMatchObject({ status: 400 });
     expect(await api('POST', '/v1/push', { uid: 'x', data: 1, await: { acked: 1, timeoutMs: 30_001 } })).toMatchObject({ status: 400 });
-    expect(await api('POST', '/v1/push', { uids: ['x', 'y'], data: 1, await: { acked: 1, timeoutMs: 100 } })).toMatchObject({ status: 400 });
+    expect(await api('POST', '/v1/push', { uids: ['x', 'y'], data: 1, await: { acked: 1, timeoutMs: 100 } })).toMatchObject({
+      status: 400,
+    });
     expect((await api('GET', '/v1/users/x/inbox')).body).toMatchObject({ epoch: null, top: 0 });
     const v1 = await bed.v1(url, 'sender');
     v1.sendJson({ type: 'send', id: 1, to: 'x', data: 1, delivery: 'sometimes' });
