@@ -367,3 +367,72 @@ describe('Hub: a push made during a fan-out (the slow-consumer listener pushes)'
     expect(a2.closed?.code).toBe(CloseCode.SlowConsumer);
   });
 });
+
+describe('retained pushes through a connection inbox position', () => {
+  const place = (conn: FakeRecipient, last = 0, held?: []): void => {
+    conn.inbox = { uid: 'u', device: 'd', epoch: 'e1', last, held, heldBytes: 0, resyncing: false };
+  };
+  const offsets = (conn: FakeRecipient): unknown[] => conn.texts.map((t) => (JSON.parse(t) as { offset?: number }).offset);
+
+  it('writes a retained push that follows, skips one the connection had, and gives seed connections the bare text', () => {
+    const { hub, connect } = setup();
+    const v1 = connect('u', Codec.JsonV1);
+    const seed = connect('u');
+    place(v1, 1);
+    hub.sendRetained('u', 'old', null, { offset: 1, epoch: 'e1' });
+    hub.sendRetained('u', 'new', null, { offset: 2, epoch: 'e1', key: 'k' });
+    expect(v1.texts).toEqual(['{"type":"message","scope":"uid","from":null,"to":"u","offset":2,"epoch":"e1","key":"k","data":"new"}']);
+    expect(seed.texts).toEqual(['old', 'new']);
+    expect(v1.inbox?.last).toBe(2);
+  });
+
+  it('holds what arrives during a replay, in order, and releases each retained push once', () => {
+    const { hub, connect } = setup();
+    const v1 = connect('u', Codec.JsonV1);
+    place(v1, 0, []);
+    hub.sendRetained('u', 'b', null, { offset: 2, epoch: 'e1' });
+    hub.sendToUid('u', 'ephemeral');
+    hub.sendRetained('u', 'c', null, { offset: 3, epoch: 'e1' });
+    expect(v1.frames).toHaveLength(0);
+    hub.writeEntry(v1, 'u', { offset: 1, data: '"a"', from: null, at: 0 }, 'e1');
+    hub.writeEntry(v1, 'u', { offset: 2, data: '"b"', from: null, at: 0 }, 'e1');
+    expect(hub.release(v1)).toBe('live');
+    expect(offsets(v1)).toEqual([1, 2, undefined, 3]);
+    expect(v1.inbox?.held).toBeUndefined();
+  });
+
+  it('holds a retained push that skips ahead and tells the gap listener; release stops at it until the gap is filled', () => {
+    const { hub, connect } = setup();
+    const v1 = connect('u', Codec.JsonV1);
+    place(v1, 1);
+    const gaps: FakeRecipient[] = [];
+    hub.onGap = (conn) => gaps.push(conn);
+    hub.sendRetained('u', 'four', null, { offset: 4, epoch: 'e1' });
+    expect(gaps).toEqual([v1]);
+    expect(v1.frames).toHaveLength(0);
+    expect(hub.release(v1)).toBe('gap');
+    hub.writeEntry(v1, 'u', { offset: 2, data: '2', from: null, at: 0 }, 'e1');
+    hub.writeEntry(v1, 'u', { offset: 3, data: '3', from: null, at: 0 }, 'e1');
+    expect(hub.release(v1)).toBe('live');
+    expect(offsets(v1)).toEqual([2, 3, 4]);
+  });
+
+  it('treats a push of another epoch as a gap', () => {
+    const { hub, connect } = setup();
+    const v1 = connect('u', Codec.JsonV1);
+    place(v1, 7);
+    let told = 0;
+    hub.onGap = () => told++;
+    hub.sendRetained('u', 'x', null, { offset: 1, epoch: 'e2' });
+    expect(told).toBe(1);
+    expect(hub.release(v1)).toBe('gap');
+  });
+
+  it('applies the slow-consumer policy to what a replaying connection holds', () => {
+    const { hub, connect } = setup({ maxBufferedBytes: 1024 });
+    const v1 = connect('u', Codec.JsonV1);
+    place(v1, 0, []);
+    for (let i = 1; i <= 20; i++) hub.sendRetained('u', 'x'.repeat(100), null, { offset: i, epoch: 'e1' });
+    expect(v1.closed?.code).toBe(CloseCode.SlowConsumer);
+  });
+});
