@@ -28,6 +28,20 @@ const ENTRY_OVERHEAD = 64;
 const SWEEP_MS = 60_000;
 /** A ring starts this small and doubles up to `retention.size`: most uids never fill one. */
 const MIN_RING = 8;
+/** Epochs' random bytes, drawn 12 at a time from a pool: one randomBytes per 256 new inboxes. */
+const EPOCH_BYTES = 12;
+let pool = new Uint8Array(0);
+let poolAt = 0;
+
+function newEpoch(): string {
+  if (poolAt + EPOCH_BYTES > pool.length) {
+    pool = randomBytes(EPOCH_BYTES * 256);
+    poolAt = 0;
+  }
+  poolAt += EPOCH_BYTES;
+  return epochOf(pool.subarray(poolAt - EPOCH_BYTES, poolAt));
+}
+
 /** Shared by every uid without retained entries, so meta-only uids hold no array. */
 const NO_RING: (InboxEntry | undefined)[] = [];
 
@@ -44,7 +58,7 @@ interface Device {
  */
 class UidInbox {
   readonly uid: Uid;
-  readonly epoch = epochOf(randomBytes(12));
+  readonly epoch = newEpoch();
   top = 0;
   /** The lowest offset retained, holes included; `top + 1` when nothing is. */
   lowest = 1;
