@@ -8,6 +8,8 @@
  */
 import { parseArgs } from 'node:util';
 import { decodeEnvelope, encodeEnvelope, encodePushes } from '../../src/broker/envelope.js';
+import { MemoryInbox } from '../../src/broker/memory-inbox.js';
+import { RETENTION_DEFAULTS } from '../../src/core/inbox.js';
 import { Hub, type Recipient } from '../../src/delivery/hub.js';
 import { PushFrames } from '../../src/delivery/push-frames.js';
 import { encodeTextFrame } from '../../src/delivery/ws-frame.js';
@@ -67,6 +69,12 @@ const v1Send256 = Buffer.from(JSON.stringify({ type: 'send', id: 1, to: 'alice',
 const registry = new Registry<object>();
 const conns100k = Array.from({ length: 100_000 }, () => ({}));
 const uidNames100k = conns100k.map((_, i) => `u${String(i)}`);
+// 10k uids with a few entries each, then one hot uid: what a busy uid costs among idle ones.
+const inbox10k = new MemoryInbox(() => undefined);
+for (let i = 0; i < 30_000; i++) inbox10k.append(`u${String(i % 10_000)}`, { data: t64, from: null }, undefined, RETENTION_DEFAULTS);
+const retainedEnvelope = { channel: 'uidpush:{u:hot}', before: '{"o":', after: '}' };
+const latestKeys = ['k0', 'k1', 'k2', 'k3', 'k4'];
+let latestAt = 0;
 
 const cases: Case[] = [
   { name: 'encodeTextFrame 16 B', fn: () => encodeTextFrame(t16) },
@@ -87,6 +95,15 @@ const cases: Case[] = [
   { name: 'encodePushes 100 uids, 64 B', ops: 100, fn: () => encodePushes('node-1', uids100, t64, null, 0) },
   { name: 'parseCommand seed 64 B', fn: () => parseCommand(seed64, 128) },
   { name: 'parseClientFrame v1 send 256 B', fn: () => parseClientFrame(v1Send256, 32) },
+  {
+    name: 'MemoryInbox.append 64 B, hot uid among 10k',
+    fn: () => inbox10k.append('hot', { data: t64, from: null }, retainedEnvelope, RETENTION_DEFAULTS),
+  },
+  {
+    name: 'MemoryInbox.append 64 B, latest of 5 keys',
+    fn: () =>
+      inbox10k.append('hot-latest', { data: t64, from: null, key: latestKeys[latestAt++ % 5] }, retainedEnvelope, RETENTION_DEFAULTS),
+  },
   {
     name: 'Registry bind/unbind 100k',
     ops: 200_000,

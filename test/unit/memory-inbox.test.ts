@@ -363,6 +363,51 @@ describe('MemoryInbox against a plain model', () => {
   });
 });
 
+describe('MemoryInbox use order', () => {
+  it('sweeps exactly the uids unused for metaTtlMs, however their uses interleaved', () => {
+    let seed = 7;
+    const random = (): number => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const { inbox, advance } = store();
+    const retention = { ...R, metaTtlMs: 50 };
+    const lastUsed = new Map<string, number>();
+    const withPhone = new Set<string>();
+    let now = 1_000_000;
+    for (let step = 0; step < 2_000; step++) {
+      const uid = `u${String(Math.floor(random() * 20))}`;
+      const r = random();
+      // A uid whose meta expired comes back as new, whatever the sweep did first.
+      if ((lastUsed.get(uid) ?? -Infinity) + retention.metaTtlMs <= now) {
+        lastUsed.delete(uid);
+        withPhone.delete(uid);
+      }
+      if (r < 0.4) {
+        inbox.append(uid, push('1'), undefined, retention);
+        lastUsed.set(uid, now);
+      } else if (r < 0.8) {
+        inbox.open(uid, 'phone', retention);
+        lastUsed.set(uid, now);
+        withPhone.add(uid);
+      } else {
+        // Only an ack that moves a cursor is a use.
+        const { ok } = inbox.ack(uid, 'phone', inbox.info(uid, retention).top, retention);
+        expect(ok).toBe(withPhone.has(uid));
+        if (ok) lastUsed.set(uid, now);
+      }
+      const ms = Math.floor(random() * 5);
+      advance(ms);
+      now += ms;
+      if (step % 50 === 0) {
+        inbox.sweep();
+        const live = [...lastUsed].filter(([, at]) => at + retention.metaTtlMs > now);
+        expect(inbox.stats.uids).toBe(live.length);
+      }
+    }
+  });
+});
+
 describe('MemoryInbox in the in-process brokers', () => {
   const channel = 'uidpush:{u:alice}';
   const envelope: RetainedEnvelope = { channel, before: '{"o":', after: '}' };
