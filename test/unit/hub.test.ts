@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CloseCode } from '../../src/core/close-codes.js';
 import { UidpushError } from '../../src/core/errors.js';
-import { Hub, type HubOptions, type Recipient } from '../../src/delivery/hub.js';
+import { Hub, type ConnectionInbox, type HubOptions, type Recipient } from '../../src/delivery/hub.js';
 import { Codec } from '../../src/protocol/codec.js';
 import { Registry } from '../../src/registry/registry.js';
 
@@ -12,6 +12,7 @@ class FakeRecipient implements Recipient {
   bufferedBytes = 0;
   attached = true;
   open = true;
+  inbox: ConnectionInbox | undefined = undefined;
 
   readonly name: string;
   readonly codec: Codec;
