@@ -22,7 +22,31 @@ export {
 } from './server/server.js';
 export type { ServerOptionsInput, ResolvedServerOptions } from './server/options.js';
 export type { HubStats, SlowConsumerPolicy } from './delivery/hub.js';
-export type { PushService, PushResult, BroadcastResult, UidPage, ServiceStats, WorkerStats, DropReason } from './core/service.js';
+export type {
+  PushService,
+  PushResult,
+  PushOptions,
+  UidPosition,
+  BroadcastResult,
+  UidPage,
+  ServiceStats,
+  WorkerStats,
+  DropReason,
+} from './core/service.js';
+export type {
+  DeliveryClass,
+  InboxPosition,
+  InboxInfo,
+  InboxDevice,
+  InboxEntry,
+  InboxOpened,
+  InboxPage,
+  AppendRequest,
+  Appended,
+  AckOutcome,
+  Retention,
+} from './core/inbox.js';
+export { parseDelivery, RETENTION_DEFAULTS } from './core/inbox.js';
 export type { ConnectionInfo } from './transport/connection-info.js';
 export { CloseCode, mayReconnect } from './core/close-codes.js';
 export { ErrorCode, ProgramErrorCode, UidpushError, UnavailableError } from './core/errors.js';
@@ -34,9 +58,13 @@ export type {
   MembershipStore,
   RevocationStore,
   UidRevocation,
+  InboxStore,
+  RetainedEnvelope,
   // eslint-disable-next-line @typescript-eslint/no-deprecated -- kept for programs written before the split
   ClusterStore,
 } from './broker/broker.js';
+export { retainedMessage } from './broker/broker.js';
 export { LocalBroker } from './broker/local.js';
+export { MemoryInbox } from './broker/memory-inbox.js';
 export { MemoryCluster } from './broker/memory.js';
 export { createRedisBroker, type RedisBrokerOptions } from './broker/redis/broker.js';

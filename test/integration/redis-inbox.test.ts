@@ -147,7 +147,8 @@ function inboxCases(redisUrl: () => string, drop: ((namespace: string) => Promis
   it('runs the append script on the uid channel slot: uids in many slots, no CROSSSLOT', async () => {
     const listener = new Listener();
     const broker = await setup().broker(listener);
-    const uids = Array.from({ length: 12 }, (_, i) => `user-${String(i)}`);
+    // Braces in a uid must not move its hash tag: `}` first would make an empty tag.
+    const uids = [...Array.from({ length: 12 }, (_, i) => `user-${String(i)}`), '}first', 'a}b', '{x}', '{', 'b{c}d'];
     for (const uid of uids) await broker.subscribe(channel.uid(uid));
     for (const uid of uids) {
       const appended = await broker.inbox.append(
