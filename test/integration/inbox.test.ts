@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { testBed, type TestClient } from '../helpers/clients.js';
+import { PushClient } from '../../src/api-client/index.js';
+import { receivedUntil, testBed, type TestClient } from '../helpers/clients.js';
 
 // The inbox in one process, what the contract (test/contract/inbox-contract.ts) does not
 // cover: bad input of every kind, the seed protocol beside it, the inbox off.
@@ -135,6 +136,28 @@ describe('the inbox on one node', () => {
       { uid: 'p', offset: 2 },
       { uid: 'q', offset: 1 },
     ]);
+  });
+});
+
+describe('PushClient against a server with the inbox', () => {
+  it('pushes with a class, a key and an await, and reads the inbox', async () => {
+    const { server } = await bed.setup({ inbox: true });
+    const client = new PushClient({ url: `http://127.0.0.1:${String(server.address().api?.port ?? 0)}` });
+    const { client: phone } = await auth('kim', { device: 'phone' });
+    phone.ws.on('message', (data: Buffer) => {
+      const frame = JSON.parse(data.toString('utf8')) as Json;
+      if (frame.type === 'message' && typeof frame.offset === 'number')
+        phone.sendJson({ type: 'ack', id: `a${String(frame.offset)}`, upTo: frame.offset });
+    });
+    const awaited = await client.push('kim', 'ping', { idempotencyKey: 'k1', await: { acked: 1, timeoutMs: 5000 } });
+    expect(awaited).toMatchObject({ online: 1, connections: 1, offset: 1, acked: ['phone'], undelivered: false });
+    expect(await client.push('kim', 'ping', { idempotencyKey: 'k1' })).toMatchObject({ offset: 1, duplicate: true });
+    expect(await client.push('kim', 'score 9', { delivery: 'latest:score' })).toMatchObject({ offset: 2 });
+    // The device's ack of 2, answered: its cursor is moved.
+    await receivedUntil(phone, () => phone.received.some((text) => text.includes('"id":"a2"')));
+    const info = await client.inbox('kim');
+    expect(info).toMatchObject({ uid: 'kim', top: 2, retained: { from: 1, to: 2, count: 2 } });
+    expect(info.devices).toMatchObject([{ device: 'phone', cursor: 2 }]);
   });
 });
 
