@@ -278,6 +278,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
     clearInterval(this.#reload);
     this.#deadlines.close();
     for (const spread of this.#spreads.values()) spread.done();
+    for (const waits of [...this.#awaits.values()]) for (const wait of [...waits]) wait.done();
     return this.#broker.close();
   }
 
@@ -583,7 +584,11 @@ export class Node<C extends Recipient> implements SessionNode<C> {
         wait.offset = offset;
         for (const [device, upTo] of wait.seen) if (upTo >= offset && !wait.acked.includes(device)) wait.acked.push(device);
         if (wait.acked.length >= need) wait.done();
-        else timer = setTimeout(wait.done, timeoutMs);
+        else {
+          timer = setTimeout(wait.done, timeoutMs);
+          // An await never keeps a closing process alive; close() answers it.
+          timer.unref();
+        }
         return settled;
       },
       cancel: () => {
