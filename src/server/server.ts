@@ -370,10 +370,15 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
 
   /**
    * Pushes `data` to every connection of `uid` (or of each uid), wherever they are
-   * connected; encoded once per protocol.
+   * connected; encoded once per protocol. With the inbox on (`inbox: true`), retained in
+   * each uid's inbox unless `options.delivery` says `ephemeral` (docs/delivery.md): the
+   * result then carries the offset and epoch, and `options.await` waits for devices' acks.
    *
+   * @throws UidpushError UIDPUSH_ERR_INVALID_ARGUMENT for options that do not fit (a retained
+   *   class with the inbox off, `await` on several uids, an oversize idempotency key).
    * @example
    * await server.push('alice', 'hello'); // every connection of alice gets "hello"
+   * await server.push('alice', { badge: 3 }, { delivery: { kind: 'latest', key: 'badge' } });
    */
   push(uid: Uid | readonly Uid[], data: Data, options?: PushOptions): MaybePromise<PushResult> {
     return this.#node.pushToUids(typeof uid === 'string' ? [uid] : uid, data, null, true, options);
