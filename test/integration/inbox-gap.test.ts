@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { receivedUntil, testBed } from '../helpers/clients.js';
+import { offlineOf, receivedUntil, testBed, waitFor } from '../helpers/clients.js';
 
 // A live gap on one node (memory engine): under `slowConsumerPolicy: 'drop'` a retained
 // push dropped for a connection whose send buffer is full is not lost to it. The next one
@@ -85,9 +85,54 @@ describe('a live gap under the drop policy', { timeout: 60_000 }, () => {
     expect(got.map((frame) => (frame.data as Json).n)).toEqual(seen);
     // Still connected and answering.
     expect(client.closeCode).toBeUndefined();
+    expect(server.local.delivery.slowConsumersClosed).toBe(0);
     const before = client.received.length;
     client.sendJson({ type: 'ping', id: 'still' });
     await receivedUntil(client, () => client.received.length > before);
     expect(JSON.parse(client.received[before] ?? '')).toEqual({ type: 'pong', id: 'still' });
+  });
+});
+
+describe('a login replay larger than the socket buffers', { timeout: 60_000 }, () => {
+  it('is written in full to a device that reads slowly, under a small maxBufferedBytes, without tripping the slow-consumer policy', async () => {
+    const { url, server } = await bed.setup({ inbox: true, inboxSize: 100_000, maxBufferedBytes: 1024, rateLimit: 0 });
+    const first = await bed.v1(url);
+    first.sendJson({ type: 'auth', uid: 'reader', device: 'tablet' });
+    const welcome = JSON.parse(await first.next()) as Json;
+    const epoch = (welcome.inbox as Json).epoch as string;
+    const gone = offlineOf(server, 'reader');
+    first.close();
+    await gone;
+    // More than the kernel's buffers hold on loopback (a few MB here), in frames of ~830
+    // bytes: the replay waits for the socket to drain with far less than its 16 KiB
+    // highWaterMark buffered, when Node emits no 'drain'.
+    const missed = 12_000;
+    for (let n = 1; n <= missed; n++) await server.push('reader', { n, pad: 'x'.repeat(700) });
+
+    const serverSide = new Promise<Socket>((resolve) => {
+      server.once('login', (conn: unknown) => {
+        resolve((conn as { tcp: Socket }).tcp);
+      });
+    });
+    const client = await bed.v1(url);
+    let newest = 0;
+    client.ws.on('message', (data: Buffer) => {
+      const frame = JSON.parse(data.toString('utf8')) as Json;
+      if (typeof frame.offset === 'number') newest = frame.offset;
+    });
+    const tcp = (client.ws as unknown as { _socket: Socket })._socket;
+    client.sendJson({ type: 'auth', uid: 'reader', device: 'tablet', since: { epoch, offset: 0 } });
+    // Not reading while the replay is written: the kernel's buffers fill, then the server's.
+    tcp.pause();
+    const socket = await serverSide;
+    // The kernel's buffers filling is no event: poll until the server holds bytes of its own.
+    await waitFor(() => socket.writableLength > 0 || client.closeCode !== undefined, 20_000);
+    tcp.resume();
+    await receivedUntil(client, () => newest === missed || client.closeCode !== undefined, 30_000);
+    expect(client.closeCode).toBeUndefined();
+    expect(server.local.delivery.framesDropped).toBe(0);
+    const got = client.received.map((text) => JSON.parse(text) as Json);
+    expect(got[0]).toMatchObject({ type: 'welcome', recovered: true, missed });
+    expect(got.slice(1).map((frame) => frame.offset)).toEqual(Array.from({ length: missed }, (_, i) => i + 1));
   });
 });
