@@ -5,12 +5,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { redisKeys } from '../../src/broker/redis/keys.js';
 import { serveCli, type Served } from '../helpers/cli.js';
 import { connectV1, eventually, offlineOf, startServer, type Started, type TestClient } from '../helpers/clients.js';
-import { dropNamespace, startPersistentRedis, startRedisServer, type PersistentRedisHandle } from '../helpers/redis-servers.js';
+import { startPersistentRedis, startRedisServer, type PersistentRedisHandle } from '../helpers/redis-servers.js';
 
 // The inbox under faults, on real Redis: a node SIGKILLed, Redis killed and started again,
-// a uid's inbox lost while a device is connected. Each test that stops anything runs on a
-// redis-server of its own (never the shared one on 6379); without redis-server these tests
-// fail, they never skip.
+// a uid's inbox lost while a device is connected. Each test runs on a redis-server of its
+// own, on a free port (never the shared one on 6379, which a test must not stop); without
+// redis-server these tests fail, they never skip.
 
 type Json = Record<string, unknown>;
 
@@ -136,6 +136,7 @@ describe('Redis killed and started again', { timeout: 60_000 }, () => {
     });
     const ephemeral = await call(api, 'POST', '/v1/push', { uid: 'watcher', data: 'now or never', delivery: 'ephemeral' });
     expect(ephemeral).toMatchObject({ status: 200, body: { online: 1, connections: 1, degraded: true } });
+    // Its next frame: the refused push above was not delivered either.
     const got = await watcher.nextJson();
     expect(got).toMatchObject({ type: 'message', data: 'now or never' });
     expect(got.offset).toBeUndefined();
@@ -164,11 +165,14 @@ describe('Redis killed and started again', { timeout: 60_000 }, () => {
 
 describe("a uid's inbox lost in Redis while a device is connected", { timeout: 30_000 }, () => {
   it('resyncs the device in band: a resync frame with epoch_changed and the new epoch, then the new epoch from offset 1', async () => {
-    // The shared Redis (REDIS_URL), as the contract suite: keys deleted by hand stand in for
-    // an inbox Redis lost (a failover, an eviction); the namespace is dropped after.
-    const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+    // Keys deleted by hand stand in for an inbox Redis lost (a failover to a replica that
+    // missed it, an eviction, a flush).
+    const redis = await startRedisServer();
+    cleanups.push(() => {
+      redis.stop();
+    });
+    const url = redis.url;
     const namespace = `faults-${randomUUID()}`;
-    cleanups.push(() => dropNamespace(url, namespace));
     const node = await startServer({ inbox: true, redis: url, redisNamespace: namespace });
     nodes.push(node);
     const api = apiOf(node);
