@@ -8,6 +8,9 @@ import { Codec } from '../protocol/codec.js';
 import type { SessionConnection } from '../session/connection.js';
 import type { ConnectionInfo } from './connection-info.js';
 
+/** A zero-length write: its callback marks the end of everything written before it. */
+const EMPTY = Buffer.alloc(0);
+
 /**
  * The per-connection hooks the transport supplies. One object is shared by every
  * connection, so a connection costs one reference, not a set of closures.
@@ -86,7 +89,7 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo, 
   /** Once the socket has drained its write buffer, or closed: what a replay page waits for. */
   onDrain(listener: () => void): void {
     const tcp = this.tcp;
-    if (tcp === undefined || tcp.destroyed) {
+    if (tcp === undefined || tcp.destroyed || tcp.writableEnded || tcp.writableLength === 0) {
       listener();
       return;
     }
@@ -94,11 +97,13 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo, 
     const once = (): void => {
       if (called) return;
       called = true;
-      tcp.off('drain', once);
       tcp.off('close', once);
       listener();
     };
-    tcp.on('drain', once);
+    // Not 'drain': a socket emits it only after a write that returned false (past its
+    // highWaterMark, 16 KiB), so with less than that buffered it never comes. The callback
+    // of an empty write is called once everything written before it is flushed.
+    tcp.write(EMPTY, once);
     tcp.on('close', once);
   }
 

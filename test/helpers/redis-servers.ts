@@ -251,3 +251,55 @@ export async function dropNamespace(url: string, namespace: string): Promise<voi
     client.destroy();
   }
 }
+
+/** A redis-server started by {@link startPersistentRedis}: stopped and started again on its port, its data kept. */
+export interface PersistentRedisHandle {
+  url: string;
+  /** SIGKILL; resolves once the process is gone. */
+  kill(): Promise<void>;
+  /** Starts redis-server again on the same port and directory; resolves once it answers PING. */
+  restart(): Promise<void>;
+  /** SIGKILL, at cleanup. */
+  stop(): void;
+}
+
+/**
+ * A redis-server of this process's own on a free loopback port with the append-only file on
+ * (`appendfsync always`, in a temp dir): what it acknowledged survives a SIGKILL and is
+ * there when it is started again. Redis's durability is Redis's configuration, not uidpush's.
+ */
+export async function startPersistentRedis(): Promise<PersistentRedisHandle> {
+  const port = await freePort();
+  const dir = await mkdtemp(join(tmpdir(), 'uidpush-redis-aof-'));
+  let server: ChildProcess | undefined;
+  const alive = (): boolean => server !== undefined && server.exitCode === null && server.signalCode === null;
+  const start = async (): Promise<void> => {
+    server = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'],
+      { stdio: 'ignore' },
+    );
+    await until(() => cli(port, 'ping').trim() === 'PONG', 'redis-server to start');
+  };
+  const stop = (): void => {
+    if (alive()) server?.kill('SIGKILL');
+  };
+  try {
+    await start();
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return {
+    url: `redis://127.0.0.1:${String(port)}`,
+    async kill(): Promise<void> {
+      const s = server;
+      if (s === undefined || !alive()) return;
+      const gone = new Promise((resolve) => s.once('exit', resolve));
+      s.kill('SIGKILL');
+      await gone;
+    },
+    restart: start,
+    stop,
+  };
+}

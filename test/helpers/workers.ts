@@ -22,14 +22,14 @@ export interface Workers {
 }
 
 /** `uidpush serve --workers n`, started by `start` and killed by `cleanup()` in afterEach. */
-export function workersBed(): { start: (n: number, env?: NodeJS.ProcessEnv) => Promise<Workers>; cleanup: () => void } {
+export function workersBed(): { start: (n: number, env?: NodeJS.ProcessEnv, args?: string[]) => Promise<Workers>; cleanup: () => void } {
   const children: ChildProcess[] = [];
   return {
-    /** Resolves once every worker listens; `env` adds `UIDPUSH_*` settings. */
-    start: (n, env = {}) => {
+    /** Resolves once every worker listens; `env` adds `UIDPUSH_*` settings, `args` more flags. */
+    start: (n, env = {}, args = []) => {
       const primary = spawn(
         process.execPath,
-        ['--import', 'tsx', MAIN, 'serve', '--workers', String(n), '--port', '0', '--api-port', '0'],
+        ['--import', 'tsx', MAIN, 'serve', '--workers', String(n), '--port', '0', '--api-port', '0', ...args],
         { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } },
       );
       children.push(primary);
