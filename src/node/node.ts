@@ -189,6 +189,7 @@ export class Node<C extends Recipient> implements SessionNode<C> {
         (call, what) => this.#boundMaybe(call, what),
         options.log,
         options.inbox.maxBufferedBytes,
+        (conn, uid) => this.#registry.uidOf(conn) === uid,
       );
       this.#recovery = recovery;
       hub.onGap = (conn) => {

@@ -34,8 +34,19 @@ export class Recovery<C extends Recipient> {
   readonly #bound: BoundCall;
   readonly #log: Logger;
   readonly #maxBufferedBytes: number;
+  readonly #isBound: (conn: C, uid: Uid) => boolean;
 
-  constructor(hub: Hub<C>, store: InboxStore, retention: Retention, bound: BoundCall, log: Logger, maxBufferedBytes: number) {
+  /** @param isBound - whether `conn` is still bound to `uid` (not closed, kicked, or closed as a slow consumer). */
+  constructor(
+    hub: Hub<C>,
+    store: InboxStore,
+    retention: Retention,
+    bound: BoundCall,
+    log: Logger,
+    maxBufferedBytes: number,
+    isBound: (conn: C, uid: Uid) => boolean,
+  ) {
+    this.#isBound = isBound;
     this.#hub = hub;
     this.#store = store;
     this.#retention = retention;
@@ -173,15 +184,23 @@ export class Recovery<C extends Recipient> {
     const half = this.#maxBufferedBytes / 2;
     for (const entry of entries) {
       if (entry.offset <= box.last) continue;
-      if (conn.bufferedBytes > half && conn.onDrain !== undefined) {
-        const drain = conn.onDrain.bind(conn);
-        await new Promise<void>((resolve) => {
-          drain(resolve);
-        });
-      }
-      if (!this.#hub.writeEntry(conn, box.uid, entry, box.epoch)) return false;
+      if (conn.bufferedBytes > half) await this.#drained(conn);
+      if (this.#hub.writeEntry(conn, box.uid, entry, box.epoch)) continue;
+      if (!this.#isBound(conn, box.uid)) return false;
+      // Refused by the `drop` policy and still open: once the buffer is empty, once more;
+      // an entry larger than the whole cap can never be written, and is skipped.
+      await this.#drained(conn);
+      if (!this.#hub.writeEntry(conn, box.uid, entry, box.epoch) && !this.#isBound(conn, box.uid)) return false;
     }
     return true;
+  }
+
+  #drained(conn: C): Promise<void> {
+    const drain = conn.onDrain?.bind(conn);
+    if (drain === undefined) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      drain(resolve);
+    });
   }
 
   /** The inbox could not be read for a replay or resync: the client reconnects and recovers then. */
