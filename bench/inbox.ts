@@ -27,13 +27,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { createClient } from '@redis/client';
 import { ask, quantile } from './lib/ipc.js';
-import { alive, describeMachine, exited, forkReady, killStarted, processCpuSeconds, stopChild } from './lib/proc.js';
+import { alive, CLK_TCK, describeMachine, exited, forkReady, killStarted, machineCpu, machinePct, processCpuSeconds, stopChild } from './lib/proc.js';
 
 const { values } = parseArgs({
   options: {
@@ -218,6 +219,10 @@ interface PushFigure {
   p99Ms: number;
   serverCpuPct: number;
   serverCpuUsPerPush: number;
+  clientsCpuPct: number;
+  machineBusyPct: number;
+  /** Busy % of the machine (of 200) not spent by the server or the senders. */
+  othersPct: number;
   sent: number;
   delivered: number;
   errors: number;
@@ -249,9 +254,15 @@ async function pushLoad(server: Server, protocol: 'v1' | 'seed', addrBase: numbe
     async measure(label: string, delivery?: string): Promise<PushFigure> {
       await once(WARMUP_MS, delivery);
       await sleep(300);
+      const senderPids = senders.map((x) => x.child.pid ?? 0);
       const cpu0 = treeCpu(pids);
+      const s0 = treeCpu(senderPids);
+      const m0 = machineCpu();
       const runs = await once(DURATION_MS, delivery);
+      const m1 = machineCpu();
       const cpu1 = treeCpu(pids);
+      const s1 = treeCpu(senderPids);
+      const machine = machinePct(m0, m1);
       const delivered = runs.reduce((a, r) => a + r.delivered, 0);
       const sent = runs.reduce((a, r) => a + r.sent, 0);
       const errors = runs.reduce((a, r) => a + r.errors, 0);
@@ -265,6 +276,9 @@ async function pushLoad(server: Server, protocol: 'v1' | 'seed', addrBase: numbe
         p99Ms: quantile(lat, 0.99),
         serverCpuPct: (cpuS / (elapsed / 1000)) * 100,
         serverCpuUsPerPush: (cpuS * 1e6) / delivered,
+        clientsCpuPct: ((s1 - s0) / (elapsed / 1000)) * 100,
+        machineBusyPct: machine.busy,
+        othersPct: machine.busy - ((cpuS + s1 - s0) / (elapsed / 1000)) * 100,
         sent,
         delivered,
         errors,
@@ -272,7 +286,7 @@ async function pushLoad(server: Server, protocol: 'v1' | 'seed', addrBase: numbe
       const samples = runs.flatMap((r) => r.errorSamples);
       log(
         `${label}: ${delivered}/${sent} in ${elapsed.toFixed(0)} ms = ${fmt(f.pushesPerSec)}/s, p50 ${f.p50Ms.toFixed(2)} p99 ${f.p99Ms.toFixed(2)} ms, ` +
-          `server ${f.serverCpuPct.toFixed(0)}% (${f.serverCpuUsPerPush.toFixed(1)} µs/push), errors ${errors}${samples.length ? ` ${samples[0] ?? ''}` : ''}`,
+          `server ${f.serverCpuPct.toFixed(0)}% (${f.serverCpuUsPerPush.toFixed(1)} µs/push), senders ${f.clientsCpuPct.toFixed(0)}%, machine ${f.machineBusyPct.toFixed(0)}% (not the bench's ${f.othersPct.toFixed(0)}%), errors ${errors}${samples.length ? ` ${samples[0] ?? ''}` : ''}`,
       );
       return f;
     },
@@ -351,6 +365,11 @@ interface StormFigure {
   wrongEpoch: number;
   errors: number;
   serverCpuS: number;
+  clientsCpuS: number;
+  machineBusyPct: number;
+  machineSystemPct: number;
+  /** Busy % of the machine (of 200) not spent by the server or the device processes. */
+  othersPct: number;
   heapPerMsgB?: number;
   rssPerMsgB?: number;
   heapBeforeMiB?: number;
@@ -408,8 +427,13 @@ async function stormPart(engine: 'memory' | 'redis'): Promise<StormFigure> {
   const after = engine === 'memory' ? await ask<NodeJS.MemoryUsage>(server.child, 'memory') : undefined;
   await sleep(500);
   const cpu0 = processCpuSeconds(server.child.pid ?? 0);
+  const clients0 = procs.reduce((a, c) => a + processCpuSeconds(c.child.pid ?? 0), 0);
+  const m0 = machineCpu();
   const res = await connectAll(true, RECONNECT_CONCURRENCY);
+  const m1 = machineCpu();
   const cpu1 = processCpuSeconds(server.child.pid ?? 0);
+  const clientsCpuS = procs.reduce((a, c) => a + processCpuSeconds(c.child.pid ?? 0), 0) - clients0;
+  const machine = machinePct(m0, m1);
   const start = Math.min(...res.map((r) => r.startedAt));
   const last = Math.max(...res.map((r) => r.lastCompleteAt));
   const sum = (k: keyof ConnectResult): number => res.reduce((a, r) => a + (r[k] as number), 0);
@@ -428,6 +452,10 @@ async function stormPart(engine: 'memory' | 'redis'): Promise<StormFigure> {
     wrongEpoch: sum('wrongEpoch'),
     errors: sum('errors'),
     serverCpuS: cpu1 - cpu0,
+    clientsCpuS,
+    machineBusyPct: machine.busy,
+    machineSystemPct: machine.system + machine.irq,
+    othersPct: machine.busy - ((cpu1 - cpu0 + clientsCpuS) / ((m1 !== undefined && m0 !== undefined ? m1.total - m0.total : NaN) / CLK_TCK / cpus().length)) * 100,
   };
   if (before !== undefined && after !== undefined) {
     f.heapPerMsgB = (after.heapUsed - before.heapUsed) / retained;
@@ -443,7 +471,7 @@ async function stormPart(engine: 'memory' | 'redis'): Promise<StormFigure> {
   }
   log(
     `storm ${engine}: ${f.complete}/${STORM_UIDS} complete, first reconnect to last complete ${fmt(f.reconnectToLastMs)} ms (last welcome at ${fmt(f.reconnectToLastWelcomeMs)} ms), ` +
-      `${fmt(f.messages)} messages, ${f.violations} order violations, ${f.wrongMissed} wrong missed, ${f.wrongEpoch} wrong epoch, ${f.errors} errors, server cpu ${f.serverCpuS.toFixed(2)} s` +
+      `${fmt(f.messages)} messages, ${f.violations} order violations, ${f.wrongMissed} wrong missed, ${f.wrongEpoch} wrong epoch, ${f.errors} errors, server cpu ${f.serverCpuS.toFixed(2)} s, clients ${f.clientsCpuS.toFixed(2)} s, machine busy ${f.machineBusyPct.toFixed(0)}% (kernel ${f.machineSystemPct.toFixed(0)}%, not the bench's ${f.othersPct.toFixed(0)}%) ` +
       `${res.flatMap((r) => [...r.errorSamples, ...r.violationSamples]).slice(0, 3).join(' ; ')}`,
   );
   for (const c of procs) {
@@ -476,10 +504,13 @@ const lines: string[] = [
   '',
 ];
 const pushTable = (figs: PushFigure[]): void => {
-  lines.push('| run | delivered pushes/s | p50 / p99 (ms) | server CPU (% of a core) | server CPU per push (µs) | errors |', '|---|---:|---:|---:|---:|---:|');
+  lines.push(
+    '| run | delivered pushes/s | p50 / p99 (ms) | server CPU (% of a core) | server CPU per push (µs) | senders CPU | machine busy (of 200%) | not the bench | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  );
   for (const f of figs)
     lines.push(
-      `| ${f.label} | ${fmt(f.pushesPerSec)} | ${f.p50Ms.toFixed(2)} / ${f.p99Ms.toFixed(2)} | ${f.serverCpuPct.toFixed(0)}% | ${f.serverCpuUsPerPush.toFixed(1)} | ${f.errors} |`,
+      `| ${f.label} | ${fmt(f.pushesPerSec)} | ${f.p50Ms.toFixed(2)} / ${f.p99Ms.toFixed(2)} | ${f.serverCpuPct.toFixed(0)}% | ${f.serverCpuUsPerPush.toFixed(1)} | ${f.clientsCpuPct.toFixed(0)}% | ${f.machineBusyPct.toFixed(0)}% | ${f.othersPct.toFixed(0)}% | ${f.errors} |`,
     );
   const find = (s: string) => figs.filter((f) => f.label.includes(s));
   for (const prefix of ['memory', 'redis', '--workers']) {
@@ -495,12 +526,12 @@ if (storms.length) {
   lines.push(
     `storm: ${STORM_UIDS} devices in ${STORM_PROCS} processes, ${PER_UID} pushes of ${BYTES} B per uid (fill: server.push, ${FILL_BATCH} uids per call, ${FILL_CONCURRENCY} calls outstanding); reconnect concurrency ${RECONNECT_CONCURRENCY || 'all'}`,
     '',
-    '| engine | fill (ms) | fill pushes/s | first reconnect to last device complete (ms) | to last welcome (ms) | complete | messages | order violations | wrong missed | errors | server CPU in storm (s) |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| engine | fill (ms) | fill pushes/s | first reconnect to last device complete (ms) | to last welcome (ms) | complete | messages | order violations | wrong missed | errors | server / devices CPU in storm (s) | machine busy (not the bench) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const s of storms)
     lines.push(
-      `| ${s.engine} | ${fmt(s.fillMs)} | ${fmt(s.fillPerSec)} | ${fmt(s.reconnectToLastMs)} | ${fmt(s.reconnectToLastWelcomeMs)} | ${fmt(s.complete)} | ${fmt(s.messages)} | ${s.violations} | ${s.wrongMissed} | ${s.errors} | ${s.serverCpuS.toFixed(2)} |`,
+      `| ${s.engine} | ${fmt(s.fillMs)} | ${fmt(s.fillPerSec)} | ${fmt(s.reconnectToLastMs)} | ${fmt(s.reconnectToLastWelcomeMs)} | ${fmt(s.complete)} | ${fmt(s.messages)} | ${s.violations} | ${s.wrongMissed} | ${s.errors} | ${s.serverCpuS.toFixed(2)} / ${s.clientsCpuS.toFixed(2)} | ${s.machineBusyPct.toFixed(0)}% (${s.othersPct.toFixed(0)}%) |`,
     );
   for (const s of storms)
     if (s.heapPerMsgB !== undefined)
