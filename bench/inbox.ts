@@ -17,7 +17,7 @@
  * Usage: npm run bench:inbox -- [--part push,storm,workers] [--engines memory,redis]
  *          [--senders 4] [--targets 1000] [--inflight 64] [--duration 8] [--warmup 2]
  *          [--storm-uids 10000] [--storm-procs 2] [--per-uid 100] [--bytes 100]
- *          [--fill-batch 1000] [--fill-concurrency 16] [--reconnect-concurrency 0]
+ *          [--fill-batch 100] [--fill-concurrency 32] [--reconnect-concurrency 0]
  *          [--redis redis://127.0.0.1:6379] [--json out.json]
  * BENCH_PROF=<dir> writes a V8 CPU profile of each library server (bench/servers/inbox.ts).
  *
@@ -34,7 +34,18 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { createClient } from '@redis/client';
 import { ask, quantile } from './lib/ipc.js';
-import { alive, CLK_TCK, describeMachine, exited, forkReady, killStarted, machineCpu, machinePct, processCpuSeconds, stopChild } from './lib/proc.js';
+import {
+  alive,
+  CLK_TCK,
+  describeMachine,
+  exited,
+  forkReady,
+  killStarted,
+  machineCpu,
+  machinePct,
+  processCpuSeconds,
+  stopChild,
+} from './lib/proc.js';
 
 const { values } = parseArgs({
   options: {
@@ -49,15 +60,15 @@ const { values } = parseArgs({
     'storm-procs': { type: 'string', default: '2' },
     'per-uid': { type: 'string', default: '100' },
     bytes: { type: 'string', default: '100' },
-    'fill-batch': { type: 'string', default: '1000' },
-    'fill-concurrency': { type: 'string', default: '16' },
+    'fill-batch': { type: 'string', default: '100' },
+    'fill-concurrency': { type: 'string', default: '32' },
     'reconnect-concurrency': { type: 'string', default: '0' },
     redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
     json: { type: 'string' },
   },
 });
-const PARTS = new Set((values.part ?? '').split(','));
-const ENGINES = (values.engines ?? '').split(',').filter((e) => e === 'memory' || e === 'redis');
+const PARTS = new Set(values.part.split(','));
+const ENGINES = values.engines.split(',').filter((e) => e === 'memory' || e === 'redis');
 const SENDERS = Number(values.senders);
 const TARGETS = Number(values.targets);
 const INFLIGHT = Number(values.inflight);
@@ -70,7 +81,7 @@ const BYTES = Number(values.bytes);
 const FILL_BATCH = Number(values['fill-batch']);
 const FILL_CONCURRENCY = Number(values['fill-concurrency']);
 const RECONNECT_CONCURRENCY = Number(values['reconnect-concurrency']);
-const REDIS_URL = values.redis ?? 'redis://127.0.0.1:6379';
+const REDIS_URL = values.redis;
 const PROF = process.env.BENCH_PROF;
 
 const here = import.meta.dirname;
@@ -101,6 +112,24 @@ async function deleteNamespace(ns: string): Promise<number> {
   }
   return deleted;
 }
+
+/** The Redis server's pid (INFO server), to read its CPU; 0 when not known. */
+async function redisPid(): Promise<number> {
+  const client = createClient({ url: REDIS_URL });
+  client.on('error', () => {
+    // reported by connect()
+  });
+  try {
+    await client.connect();
+    const info = await client.info('server');
+    return Number(/process_id:(\d+)/.exec(info)?.[1] ?? 0);
+  } catch {
+    return 0;
+  } finally {
+    client.destroy();
+  }
+}
+let REDIS_PID = 0;
 
 interface LibServer {
   kind: 'lib';
@@ -220,8 +249,10 @@ interface PushFigure {
   serverCpuPct: number;
   serverCpuUsPerPush: number;
   clientsCpuPct: number;
+  /** Of a core, when the server runs on Redis (the whole Redis server: other users too). */
+  redisCpuPct: number;
   machineBusyPct: number;
-  /** Busy % of the machine (of 200) not spent by the server or the senders. */
+  /** Busy % of the machine (of 200) not spent by the server, the senders or Redis. */
   othersPct: number;
   sent: number;
   delivered: number;
@@ -248,7 +279,9 @@ async function pushLoad(server: Server, protocol: 'v1' | 'seed', addrBase: numbe
   const pids = server.child.pid === undefined ? [] : pidTree(server.child.pid);
   const once = (durationMs: number, delivery?: string) =>
     Promise.all(
-      senders.map((s) => ask<PushRun>(s.child, 'run', { durationMs, inflight: INFLIGHT, maxPushes: 5_000_000, ...(delivery ? { delivery } : {}) })),
+      senders.map((s) =>
+        ask<PushRun>(s.child, 'run', { durationMs, inflight: INFLIGHT, maxPushes: 5_000_000, ...(delivery ? { delivery } : {}) }),
+      ),
     );
   return {
     async measure(label: string, delivery?: string): Promise<PushFigure> {
@@ -257,11 +290,13 @@ async function pushLoad(server: Server, protocol: 'v1' | 'seed', addrBase: numbe
       const senderPids = senders.map((x) => x.child.pid ?? 0);
       const cpu0 = treeCpu(pids);
       const s0 = treeCpu(senderPids);
+      const r0 = REDIS_PID > 0 ? processCpuSeconds(REDIS_PID) : NaN;
       const m0 = machineCpu();
       const runs = await once(DURATION_MS, delivery);
       const m1 = machineCpu();
       const cpu1 = treeCpu(pids);
       const s1 = treeCpu(senderPids);
+      const r1 = REDIS_PID > 0 ? processCpuSeconds(REDIS_PID) : NaN;
       const machine = machinePct(m0, m1);
       const delivered = runs.reduce((a, r) => a + r.delivered, 0);
       const sent = runs.reduce((a, r) => a + r.sent, 0);
@@ -277,8 +312,10 @@ async function pushLoad(server: Server, protocol: 'v1' | 'seed', addrBase: numbe
         serverCpuPct: (cpuS / (elapsed / 1000)) * 100,
         serverCpuUsPerPush: (cpuS * 1e6) / delivered,
         clientsCpuPct: ((s1 - s0) / (elapsed / 1000)) * 100,
+        redisCpuPct: ((r1 - r0) / (elapsed / 1000)) * 100,
         machineBusyPct: machine.busy,
-        othersPct: machine.busy - ((cpuS + s1 - s0) / (elapsed / 1000)) * 100,
+        othersPct:
+          machine.busy - ((cpuS + s1 - s0 + (server.kind === 'lib' && server.ns !== undefined ? r1 - r0 : 0)) / (elapsed / 1000)) * 100,
         sent,
         delivered,
         errors,
@@ -286,7 +323,7 @@ async function pushLoad(server: Server, protocol: 'v1' | 'seed', addrBase: numbe
       const samples = runs.flatMap((r) => r.errorSamples);
       log(
         `${label}: ${delivered}/${sent} in ${elapsed.toFixed(0)} ms = ${fmt(f.pushesPerSec)}/s, p50 ${f.p50Ms.toFixed(2)} p99 ${f.p99Ms.toFixed(2)} ms, ` +
-          `server ${f.serverCpuPct.toFixed(0)}% (${f.serverCpuUsPerPush.toFixed(1)} µs/push), senders ${f.clientsCpuPct.toFixed(0)}%, machine ${f.machineBusyPct.toFixed(0)}% (not the bench's ${f.othersPct.toFixed(0)}%), errors ${errors}${samples.length ? ` ${samples[0] ?? ''}` : ''}`,
+          `server ${f.serverCpuPct.toFixed(0)}% (${f.serverCpuUsPerPush.toFixed(1)} µs/push), senders ${f.clientsCpuPct.toFixed(0)}%, redis ${f.redisCpuPct.toFixed(0)}%, machine ${f.machineBusyPct.toFixed(0)}% (not the bench's ${f.othersPct.toFixed(0)}%), errors ${errors}${samples.length ? ` ${samples[0] ?? ''}` : ''}`,
       );
       return f;
     },
@@ -401,7 +438,9 @@ async function stormPart(engine: 'memory' | 'redis'): Promise<StormFigure> {
       ),
     );
   const first = await connectAll(false, 128);
-  log(`storm ${engine}: ${first.reduce((a, r) => a + r.opened, 0)} devices connected once, ${first.reduce((a, r) => a + r.errors, 0)} errors`);
+  log(
+    `storm ${engine}: ${first.reduce((a, r) => a + r.opened, 0)} devices connected once, ${first.reduce((a, r) => a + r.errors, 0)} errors`,
+  );
   for (const c of procs) await ask(c.child, 'close');
   for (let i = 0; i < 300; i++) {
     const counts = await ask<{ connections: number }>(server.child, 'counts');
@@ -409,9 +448,11 @@ async function stormPart(engine: 'memory' | 'redis'): Promise<StormFigure> {
     await sleep(100);
   }
   const before = engine === 'memory' ? await ask<NodeJS.MemoryUsage>(server.child, 'memory') : undefined;
+  const rf0 = REDIS_PID > 0 ? processCpuSeconds(REDIS_PID) : NaN;
+  const sf0 = processCpuSeconds(server.child.pid ?? 0);
   const fills = await Promise.all(
     procs.map((_, p) =>
-      ask<{ ms: number; calls: number; failed: number }>(server.child, 'fill', {
+      ask<{ ms: number; calls: number; failed: number; failures: string[] }>(server.child, 'fill', {
         prefix: prefix(p),
         uids: share(p),
         perUid: PER_UID,
@@ -422,8 +463,14 @@ async function stormPart(engine: 'memory' | 'redis'): Promise<StormFigure> {
     ),
   );
   const fillMs = Math.max(...fills.map((f) => f.ms));
+  const fillCpu = `server ${(((processCpuSeconds(server.child.pid ?? 0) - sf0) / fillMs) * 1e5).toFixed(0)}%, redis ${((((REDIS_PID > 0 ? processCpuSeconds(REDIS_PID) : NaN) - rf0) / fillMs) * 1e5).toFixed(0)}% of a core`;
   const retained = STORM_UIDS * PER_UID;
-  log(`storm ${engine}: ${fmt(retained)} pushes retained in ${fmt(fillMs)} ms (${fmt((retained / fillMs) * 1000)}/s), failed calls ${fills.reduce((a, f) => a + f.failed, 0)}`);
+  log(
+    `storm ${engine}: ${fmt(retained)} pushes retained in ${fmt(fillMs)} ms (${fmt((retained / fillMs) * 1000)}/s, ${fillCpu}), failed calls ${fills.reduce((a, f) => a + f.failed, 0)} ${fills
+      .flatMap((f) => f.failures)
+      .slice(0, 2)
+      .join(' ; ')}`,
+  );
   const after = engine === 'memory' ? await ask<NodeJS.MemoryUsage>(server.child, 'memory') : undefined;
   await sleep(500);
   const cpu0 = processCpuSeconds(server.child.pid ?? 0);
@@ -455,7 +502,9 @@ async function stormPart(engine: 'memory' | 'redis'): Promise<StormFigure> {
     clientsCpuS,
     machineBusyPct: machine.busy,
     machineSystemPct: machine.system + machine.irq,
-    othersPct: machine.busy - ((cpu1 - cpu0 + clientsCpuS) / ((m1 !== undefined && m0 !== undefined ? m1.total - m0.total : NaN) / CLK_TCK / cpus().length)) * 100,
+    othersPct:
+      machine.busy -
+      ((cpu1 - cpu0 + clientsCpuS) / ((m1 !== undefined && m0 !== undefined ? m1.total - m0.total : NaN) / CLK_TCK / cpus().length)) * 100,
   };
   if (before !== undefined && after !== undefined) {
     f.heapPerMsgB = (after.heapUsed - before.heapUsed) / retained;
@@ -472,7 +521,10 @@ async function stormPart(engine: 'memory' | 'redis'): Promise<StormFigure> {
   log(
     `storm ${engine}: ${f.complete}/${STORM_UIDS} complete, first reconnect to last complete ${fmt(f.reconnectToLastMs)} ms (last welcome at ${fmt(f.reconnectToLastWelcomeMs)} ms), ` +
       `${fmt(f.messages)} messages, ${f.violations} order violations, ${f.wrongMissed} wrong missed, ${f.wrongEpoch} wrong epoch, ${f.errors} errors, server cpu ${f.serverCpuS.toFixed(2)} s, clients ${f.clientsCpuS.toFixed(2)} s, machine busy ${f.machineBusyPct.toFixed(0)}% (kernel ${f.machineSystemPct.toFixed(0)}%, not the bench's ${f.othersPct.toFixed(0)}%) ` +
-      `${res.flatMap((r) => [...r.errorSamples, ...r.violationSamples]).slice(0, 3).join(' ; ')}`,
+      res
+        .flatMap((r) => [...r.errorSamples, ...r.violationSamples])
+        .slice(0, 3)
+        .join(' ; '),
   );
   for (const c of procs) {
     await ask(c.child, 'close');
@@ -489,6 +541,7 @@ const storms: StormFigure[] = [];
 const workerFigures: PushFigure[] = [];
 try {
   log(`machine: ${describeMachine()}`);
+  if (ENGINES.includes('redis')) REDIS_PID = await redisPid();
   for (const engine of ENGINES) {
     if (PARTS.has('push')) pushFigures.push(...(await pushPart(engine)));
     if (PARTS.has('storm')) storms.push(await stormPart(engine));
@@ -505,12 +558,12 @@ const lines: string[] = [
 ];
 const pushTable = (figs: PushFigure[]): void => {
   lines.push(
-    '| run | delivered pushes/s | p50 / p99 (ms) | server CPU (% of a core) | server CPU per push (µs) | senders CPU | machine busy (of 200%) | not the bench | errors |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| run | delivered pushes/s | p50 / p99 (ms) | server CPU (% of a core) | server CPU per push (µs) | senders CPU | Redis CPU | machine busy (of 200%) | not the bench | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const f of figs)
     lines.push(
-      `| ${f.label} | ${fmt(f.pushesPerSec)} | ${f.p50Ms.toFixed(2)} / ${f.p99Ms.toFixed(2)} | ${f.serverCpuPct.toFixed(0)}% | ${f.serverCpuUsPerPush.toFixed(1)} | ${f.clientsCpuPct.toFixed(0)}% | ${f.machineBusyPct.toFixed(0)}% | ${f.othersPct.toFixed(0)}% | ${f.errors} |`,
+      `| ${f.label} | ${fmt(f.pushesPerSec)} | ${f.p50Ms.toFixed(2)} / ${f.p99Ms.toFixed(2)} | ${f.serverCpuPct.toFixed(0)}% | ${f.serverCpuUsPerPush.toFixed(1)} | ${f.clientsCpuPct.toFixed(0)}% | ${f.label.startsWith('redis') ? `${f.redisCpuPct.toFixed(0)}%` : '-'} | ${f.machineBusyPct.toFixed(0)}% | ${f.othersPct.toFixed(0)}% | ${f.errors} |`,
     );
   const find = (s: string) => figs.filter((f) => f.label.includes(s));
   for (const prefix of ['memory', 'redis', '--workers']) {

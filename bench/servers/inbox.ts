@@ -31,13 +31,14 @@ interface FillArgs {
 }
 
 /** Retains `perUid` messages for each uid, round k to every uid before round k + 1. */
-async function fill(args: FillArgs): Promise<{ ms: number; calls: number; failed: number }> {
+async function fill(args: FillArgs): Promise<{ ms: number; calls: number; failed: number; failures: string[] }> {
   const uids = Array.from({ length: args.uids }, (_, i) => `${args.prefix}${i}`);
   const chunks: string[][] = [];
   for (let i = 0; i < uids.length; i += args.batch) chunks.push(uids.slice(i, i + args.batch));
   const started = now();
   let calls = 0;
   let failed = 0;
+  const failures: string[] = [];
   let inflight = 0;
   let k = 1;
   let c = 0;
@@ -67,9 +68,12 @@ async function fill(args: FillArgs): Promise<{ ms: number; calls: number; failed
         if (result instanceof Promise) {
           inflight++;
           result.then(
-            () => settle(),
             () => {
+              settle();
+            },
+            (err: unknown) => {
               failed++;
+              if (failures.length < 3) failures.push(String(err));
               settle();
             },
           );
@@ -91,7 +95,7 @@ async function fill(args: FillArgs): Promise<{ ms: number; calls: number; failed
     };
     loop();
   });
-  return { ms: now() - started, calls, failed };
+  return { ms: now() - started, calls, failed, failures };
 }
 
 serve({
