@@ -43,8 +43,10 @@ async function fill(args: FillArgs): Promise<{ ms: number; calls: number; failed
   let k = 1;
   let c = 0;
   const total = args.perUid * chunks.length;
-  const pad = (m: number): string => {
-    const head = `m${String(m)}|`;
+  // Each message its own string (m<k>|<first uid of the call>|xxx...): one string per call,
+  // shared by the uids of that call only, as a push to several uids is.
+  const pad = (m: number, uid: string): string => {
+    const head = `m${String(m)}|${uid}|`;
     return head + 'x'.repeat(Math.max(0, args.bytes - head.length));
   };
   const push = args.delivery === undefined ? undefined : { delivery: { kind: args.delivery } as const };
@@ -53,7 +55,7 @@ async function fill(args: FillArgs): Promise<{ ms: number; calls: number; failed
     const next = (): void => {
       while (inflight < args.concurrency && k <= args.perUid) {
         const chunk = chunks[c] ?? [];
-        const result = server.push(chunk, pad(k), push);
+        const result = server.push(chunk, pad(k, chunk[0] ?? ''), push);
         calls++;
         c++;
         if (c === chunks.length) {
