@@ -160,6 +160,7 @@ async function startLib(engine: 'memory' | 'redis', opts: Record<string, unknown
     env: { BENCH_OPTS: JSON.stringify(all) },
     execArgv: ['--expose-gc', '--max-old-space-size=4096', ...(PROF !== undefined ? ['--cpu-prof', '--cpu-prof-dir', PROF] : [])],
   });
+  log(`server pid ${String(child.pid)}: ${engine}, ${JSON.stringify(opts)}`);
   return { kind: 'lib', child, port: ready.port ?? 0, ...(ns === undefined ? {} : { ns }) };
 }
 
