@@ -139,6 +139,19 @@ async function redisPid(): Promise<number> {
 }
 let REDIS_PID = 0;
 
+/** TcpExt ListenOverflows of /proc/net/netstat (the whole machine): SYNs dropped on a full accept queue. */
+function listenOverflows(): number {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'latin1').split('\n');
+    const i = lines.findIndex((l) => l.startsWith('TcpExt:'));
+    const names = (lines[i] ?? '').split(' ');
+    const vals = (lines[i + 1] ?? '').split(' ');
+    return Number(vals[names.indexOf('ListenOverflows')] ?? NaN);
+  } catch {
+    return NaN;
+  }
+}
+
 interface LibServer {
   kind: 'lib';
   child: ChildProcess;
@@ -426,6 +439,8 @@ interface StormFigure {
   clientsCpuS: number;
   /** The whole Redis server's (other users too). */
   redisCpuS: number;
+  /** ListenOverflows during the reconnect (machine-wide). */
+  overflows: number;
   machineBusyPct: number;
   machineSystemPct: number;
   /** Busy % of the machine (of 200) not spent by the server or the device processes. */
@@ -500,7 +515,9 @@ async function stormPart(engine: 'memory' | 'redis'): Promise<StormFigure> {
   const clients0 = procs.reduce((a, c) => a + processCpuSeconds(c.child.pid ?? 0), 0);
   const m0 = machineCpu();
   const rs0 = REDIS_PID > 0 ? processCpuSeconds(REDIS_PID) : NaN;
+  const lo0 = listenOverflows();
   const res = await connectAll(true, RECONNECT_CONCURRENCY);
+  const overflows = listenOverflows() - lo0;
   const redisCpuS = (REDIS_PID > 0 ? processCpuSeconds(REDIS_PID) : NaN) - rs0;
   const m1 = machineCpu();
   const cpu1 = processCpuSeconds(server.child.pid ?? 0);
@@ -526,6 +543,7 @@ async function stormPart(engine: 'memory' | 'redis'): Promise<StormFigure> {
     serverCpuS: cpu1 - cpu0,
     clientsCpuS,
     redisCpuS,
+    overflows,
     machineBusyPct: machine.busy,
     machineSystemPct: machine.system + machine.irq,
     othersPct:
@@ -546,7 +564,7 @@ async function stormPart(engine: 'memory' | 'redis'): Promise<StormFigure> {
   }
   log(
     `storm ${engine}: ${f.complete}/${STORM_UIDS} complete, first reconnect to last complete ${fmt(f.reconnectToLastMs)} ms (last welcome at ${fmt(f.reconnectToLastWelcomeMs)} ms), ` +
-      `${fmt(f.messages)} messages, ${f.violations} order violations, ${f.wrongMissed} wrong missed, ${f.wrongEpoch} wrong epoch, ${f.errors} errors, server cpu ${f.serverCpuS.toFixed(2)} s, clients ${f.clientsCpuS.toFixed(2)} s, redis ${f.redisCpuS.toFixed(2)} s, machine busy ${f.machineBusyPct.toFixed(0)}% (kernel ${f.machineSystemPct.toFixed(0)}%, not the bench's ${f.othersPct.toFixed(0)}%) ` +
+      `${fmt(f.messages)} messages, ${f.violations} order violations, ${f.wrongMissed} wrong missed, ${f.wrongEpoch} wrong epoch, ${f.errors} errors, server cpu ${f.serverCpuS.toFixed(2)} s, clients ${f.clientsCpuS.toFixed(2)} s, redis ${f.redisCpuS.toFixed(2)} s, listen overflows ${f.overflows}, machine busy ${f.machineBusyPct.toFixed(0)}% (kernel ${f.machineSystemPct.toFixed(0)}%, not the bench's ${f.othersPct.toFixed(0)}%) ` +
       res
         .flatMap((r) => [...r.errorSamples, ...r.violationSamples])
         .slice(0, 3)
@@ -609,12 +627,12 @@ if (storms.length) {
   lines.push(
     `storm: ${STORM_UIDS} devices in ${STORM_PROCS} processes, ${PER_UID} pushes of ${BYTES} B per uid (fill: server.push, ${values['fill-batch']} uids per call, ${FILL_CONCURRENCY} calls outstanding); reconnect concurrency ${RECONNECT_CONCURRENCY || 'all'}`,
     '',
-    '| engine | fill (ms) | fill pushes/s | first reconnect to last device complete (ms) | to last welcome (ms) | complete | messages | order violations | wrong missed | errors | server / devices / Redis CPU in storm (s) | machine busy (not the bench) |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| engine | fill (ms) | fill pushes/s | first reconnect to last device complete (ms) | to last welcome (ms) | complete | messages | order violations | wrong missed | errors | listen overflows | server / devices / Redis CPU in storm (s) | machine busy (not the bench) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const s of storms)
     lines.push(
-      `| ${s.engine} | ${fmt(s.fillMs)} | ${fmt(s.fillPerSec)} | ${fmt(s.reconnectToLastMs)} | ${fmt(s.reconnectToLastWelcomeMs)} | ${fmt(s.complete)} | ${fmt(s.messages)} | ${s.violations} | ${s.wrongMissed} | ${s.errors} | ${s.serverCpuS.toFixed(2)} / ${s.clientsCpuS.toFixed(2)} / ${s.engine === 'redis' ? s.redisCpuS.toFixed(2) : '-'} | ${s.machineBusyPct.toFixed(0)}% (${s.othersPct.toFixed(0)}%) |`,
+      `| ${s.engine} | ${fmt(s.fillMs)} | ${fmt(s.fillPerSec)} | ${fmt(s.reconnectToLastMs)} | ${fmt(s.reconnectToLastWelcomeMs)} | ${fmt(s.complete)} | ${fmt(s.messages)} | ${s.violations} | ${s.wrongMissed} | ${s.errors} | ${fmt(s.overflows)} | ${s.serverCpuS.toFixed(2)} / ${s.clientsCpuS.toFixed(2)} / ${s.engine === 'redis' ? s.redisCpuS.toFixed(2) : '-'} | ${s.machineBusyPct.toFixed(0)}% (${s.othersPct.toFixed(0)}%) |`,
     );
   for (const s of storms)
     if (s.heapPerMsgB !== undefined)
