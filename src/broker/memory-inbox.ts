@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import {
   checkAck,
-  epochOf,
+  newEpoch,
   type AckOutcome,
   type Appended,
   type AppendRequest,
@@ -28,20 +27,6 @@ const ENTRY_OVERHEAD = 64;
 const SWEEP_MS = 60_000;
 /** A ring starts this small and doubles up to `retention.size`: most uids never fill one. */
 const MIN_RING = 8;
-/** Epochs' random bytes, drawn 12 at a time from a pool: one randomBytes per 256 new inboxes. */
-const EPOCH_BYTES = 12;
-let pool = new Uint8Array(0);
-let poolAt = 0;
-
-function newEpoch(): string {
-  if (poolAt + EPOCH_BYTES > pool.length) {
-    pool = randomBytes(EPOCH_BYTES * 256);
-    poolAt = 0;
-  }
-  poolAt += EPOCH_BYTES;
-  return epochOf(pool.subarray(poolAt - EPOCH_BYTES, poolAt));
-}
-
 /** Shared by every uid without retained entries, so meta-only uids hold no array. */
 const NO_RING: (InboxEntry | undefined)[] = [];
 

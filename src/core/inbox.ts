@@ -234,6 +234,25 @@ export function checkAck(cursor: number | null, top: number, upTo: number): AckO
 /** Entries replayed per page, and per store read. */
 export const REPLAY_PAGE = 100;
 
+const EPOCH_BYTES = 12;
+/** Epochs' random bytes, drawn 12 at a time from a pool: one getRandomValues per 256 epochs, not one per call. */
+let pool = new Uint8Array(0);
+let poolAt = 0;
+
+/**
+ * A fresh epoch. Cheap, because the Redis engine offers one to every script that may have
+ * to make an inbox (most do not use it): one `randomBytes` per call was 11% of a durable
+ * push's CPU (bench/README.md, "Inbox").
+ */
+export function newEpoch(): string {
+  if (poolAt + EPOCH_BYTES > pool.length) {
+    pool = globalThis.crypto.getRandomValues(new Uint8Array(EPOCH_BYTES * 256));
+    poolAt = 0;
+  }
+  poolAt += EPOCH_BYTES;
+  return epochOf(pool.subarray(poolAt - EPOCH_BYTES, poolAt));
+}
+
 /** An epoch: 12 characters of [a-z0-9], from the given random bytes (>= 12). */
 export function epochOf(random: Uint8Array): string {
   const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';

@@ -63,6 +63,9 @@ export interface Recipient {
   inbox?: ConnectionInbox | undefined;
   /** Calls `listener` once the send buffer has drained (or the connection is gone): replay pages wait for it. */
   onDrain?(listener: () => void): void;
+  /** Holds writes until {@link uncork}, to send a replay's frames in few syscalls. */
+  cork?(): void;
+  uncork?(): void;
 }
 
 /**

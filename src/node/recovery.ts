@@ -182,17 +182,29 @@ export class Recovery<C extends Recipient> {
    */
   async #write(conn: C, box: ConnectionInbox, entries: readonly InboxEntry[]): Promise<boolean> {
     const half = this.#maxBufferedBytes / 2;
-    for (const entry of entries) {
-      if (entry.offset <= box.last) continue;
-      if (conn.bufferedBytes > half) await this.#drained(conn);
-      if (this.#hub.writeEntry(conn, box.uid, entry, box.epoch)) continue;
-      if (!this.#isBound(conn, box.uid)) return false;
-      // Refused by the `drop` policy and still open: once the buffer is empty, once more;
-      // an entry larger than the whole cap can never be written, and is skipped.
-      await this.#drained(conn);
-      if (!this.#hub.writeEntry(conn, box.uid, entry, box.epoch) && !this.#isBound(conn, box.uid)) return false;
+    // Corked between waits: a page of frames goes out in a few syscalls, not one per frame.
+    conn.cork?.();
+    try {
+      for (const entry of entries) {
+        if (entry.offset <= box.last) continue;
+        if (conn.bufferedBytes > half) {
+          conn.uncork?.();
+          await this.#drained(conn);
+          conn.cork?.();
+        }
+        if (this.#hub.writeEntry(conn, box.uid, entry, box.epoch)) continue;
+        if (!this.#isBound(conn, box.uid)) return false;
+        // Refused by the `drop` policy and still open: once the buffer is empty, once more;
+        // an entry larger than the whole cap can never be written, and is skipped.
+        conn.uncork?.();
+        await this.#drained(conn);
+        conn.cork?.();
+        if (!this.#hub.writeEntry(conn, box.uid, entry, box.epoch) && !this.#isBound(conn, box.uid)) return false;
+      }
+      return true;
+    } finally {
+      conn.uncork?.();
     }
-    return true;
   }
 
   #drained(conn: C): Promise<void> {

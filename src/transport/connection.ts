@@ -107,6 +107,14 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo, 
     tcp.on('close', once);
   }
 
+  cork(): void {
+    this.tcp?.cork();
+  }
+
+  uncork(): void {
+    this.tcp?.uncork();
+  }
+
   writeFrame(frame: Buffer): boolean {
     if (this.readyState !== WebSocket.OPEN || this.tcp === undefined) return false;
     this.tcp.write(frame);

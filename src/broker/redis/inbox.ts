@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import {
-  epochOf,
+  newEpoch,
   type AckOutcome,
   type AckRefusal,
   type Appended,
@@ -409,9 +408,4 @@ export class RedisInbox implements InboxStore {
       devices,
     };
   }
-}
-
-/** A fresh epoch, offered to every script that may have to make the inbox. */
-function newEpoch(): string {
-  return epochOf(randomBytes(12));
 }
