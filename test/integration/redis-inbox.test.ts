@@ -7,7 +7,14 @@ import { silentLogger } from '../../src/core/types.js';
 import { retainedMessage, type Broker, type RetainedEnvelope } from '../../src/broker/broker.js';
 import { channel, encodeRetainedPush } from '../../src/broker/envelope.js';
 import { redisKeys } from '../../src/broker/redis/keys.js';
-import { dropNamespace, startRedisCluster, startRedisSentinel } from '../helpers/redis-servers.js';
+import {
+  dropNamespace,
+  startRedisCluster,
+  startRedisSentinel,
+  startRedisServer,
+  type RedisServerHandle,
+} from '../helpers/redis-servers.js';
+import { UnavailableError } from '../../src/core/errors.js';
 
 // The real Redis on 127.0.0.1:6379 (REDIS_URL to point elsewhere), as the contract suite:
 // .ci/run starts one when none answers; without Redis these tests fail, they never skip.
@@ -399,4 +406,49 @@ describe('RedisInbox through Sentinel', { timeout: 60_000 }, () => {
     sentinel?.stop();
   });
   inboxCases(() => sentinel?.url ?? '', undefined, 'key');
+});
+
+describe('RedisInbox on a Redis that lost its scripts (SCRIPT FLUSH, as after a restart)', () => {
+  let redis: RedisServerHandle | undefined;
+  beforeAll(async () => {
+    redis = await startRedisServer();
+  }, 30_000);
+  afterAll(() => {
+    redis?.stop();
+  });
+
+  it('retries a lone append, and in a burst retains only what keeps call order, refusing the rest with unavailable', async () => {
+    const url = redis?.url ?? '';
+    const namespace = `uidpush-inbox-${randomUUID()}`;
+    const broker = createRedisBroker(url, silentLogger, { namespace });
+    await broker.start(() => undefined);
+    const admin = createClient({ url });
+    await admin.connect();
+    try {
+      await admin.scriptFlush();
+      const lone = await broker.inbox.append('solo', { data: '"a"', from: null }, undefined, RETENTION);
+      expect(lone).toMatchObject({ offset: 1, duplicate: false });
+
+      await admin.scriptFlush();
+      const burst = await Promise.allSettled(
+        Array.from({ length: 20 }, async (_, i) => broker.inbox.append('burst', { data: String(i), from: null }, undefined, RETENTION)),
+      );
+      const accepted: { call: number; offset: number }[] = [];
+      burst.forEach((outcome, call) => {
+        if (outcome.status === 'fulfilled') accepted.push({ call, offset: outcome.value.offset });
+        else expect(outcome.reason).toBeInstanceOf(UnavailableError);
+      });
+      // Whatever was retained is in call order, offsets 1..n with no hole.
+      expect(accepted.map((a) => a.offset)).toEqual(accepted.map((_, i) => i + 1));
+      const page = await broker.inbox.read('burst', 0, 100, RETENTION);
+      expect(page.entries.map((e) => Number(e.data))).toEqual(accepted.map((a) => a.call));
+      // Loaded again: the next append goes by EVALSHA at once.
+      expect(await broker.inbox.append('burst', { data: '"next"', from: null }, undefined, RETENTION)).toMatchObject({
+        offset: accepted.length + 1,
+      });
+    } finally {
+      admin.destroy();
+      await broker.close();
+    }
+  });
 });

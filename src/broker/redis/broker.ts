@@ -119,6 +119,7 @@ class RedisBroker implements Broker {
   async start(onMessage: (channel: string, message: string) => void): Promise<void> {
     this.#onMessage = onMessage;
     await Promise.all([this.#pub.connect(), this.#sub.connect()]);
+    await this.inbox.load();
     for (const [name, early] of this.#early) this.#ssubscribe(name).then(early.resolve, early.reject);
     this.#early.clear();
     this.#timer = setInterval(
@@ -270,6 +271,10 @@ class RedisBroker implements Broker {
     this.#log.debug({}, 'redis: rewriting presence');
     this.#wasDown = false;
     this.presence.rewrite();
+    // A restarted Redis lost its scripts; appends meanwhile take the NOSCRIPT path.
+    this.inbox.load().catch((err: unknown) => {
+      this.#log.warn({ err }, 'redis: cannot load the inbox scripts');
+    });
     return this.#heartbeat();
   }
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { inspect } from 'node:util';
 import {
   newEpoch,
@@ -12,6 +13,7 @@ import {
   type InboxPage,
   type Retention,
 } from '../../core/inbox.js';
+import { UnavailableError } from '../../core/errors.js';
 import type { Uid } from '../../core/types.js';
 import type { InboxStore, RetainedEnvelope } from '../broker.js';
 import type { RedisLike } from './client.js';
@@ -80,10 +82,12 @@ end
  * Appends one entry and publishes it, atomically: offsets reach subscribers in order.
  * KEYS: stream, meta, devices, latest[, idempotency]. ARGV: data; `=<from>` or '' (null);
  * `=<latest key>` or ''; epoch candidate; size; ttl ms; meta ttl ms; idempotency ms;
- * channel ('' publishes nothing); envelope before; envelope after.
+ * channel ('' publishes nothing); envelope before; envelope after; `load` to do nothing
+ * (what loads the script into a Redis that lost it, see RedisInbox).
  * Returns {duplicate 0|1, offset, epoch}.
  */
 const APPEND = compact(`${PRELUDE}
+if ARGV[12] == 'load' then return 0 end
 local stream, meta, devices, latest, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if idem then
   local seen = redis.call('GET', idem)
@@ -225,6 +229,47 @@ function compact(script: string): string {
     .join('\n');
 }
 
+/** What loads scripts: a client or a Sentinel's master (`scriptLoad`), or a Cluster (each master's client). */
+interface ScriptLoader {
+  scriptLoad?(script: string): Promise<unknown>;
+  masters?: unknown[];
+  nodeClient?(master: unknown): Promise<{ scriptLoad(script: string): Promise<unknown> }>;
+}
+
+/** A uid's appends from this node: how many are in flight, how many were sent, and the wait after a NOSCRIPT. */
+interface AppendState {
+  inFlight: number;
+  sent: number;
+  blocked: Promise<void> | undefined;
+  unblock: (() => void) | undefined;
+}
+
+/** Makes later appends of the uid wait (see RedisInbox's note on NOSCRIPT); once per episode. */
+function block(state: AppendState): void {
+  if (state.unblock !== undefined) return;
+  state.blocked = new Promise<void>((resolve) => {
+    state.unblock = resolve;
+  });
+}
+
+const SHAS = new Map<string, string>();
+
+/** The SHA1 Redis knows a script by. */
+function shaOf(script: string): string {
+  let sha = SHAS.get(script);
+  if (sha === undefined) {
+    sha = createHash('sha1').update(script).digest('hex');
+    SHAS.set(script, sha);
+  }
+  return sha;
+}
+
+const APPEND_SHA = shaOf(APPEND);
+
+function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('NOSCRIPT');
+}
+
 /** A millisecond option as Redis takes it: a whole number, at least 1. */
 function ms(value: number): string {
   return String(Math.max(1, Math.ceil(value)));
@@ -287,20 +332,95 @@ function entryOf(raw: unknown): InboxEntry {
  * Cluster runs it on one master, and an append publishes its envelope (SPUBLISH) in the
  * same atomic step, so every node receives a uid's retained pushes in offset order.
  *
- * Scripts go by EVAL, not EVALSHA: on a NOSCRIPT (a fresh or failed-over Redis) the EVAL
- * retry of one append could run after a later append's EVALSHA, and a burst to one uid
- * would be retained out of call order. Redis caches the compiled script either way; what
- * EVAL costs more is sending and hashing the text (measured on loopback, 64 appends in
- * flight on one connection: about 19,500 appends/s by EVAL, 26,000 by EVALSHA).
+ * Scripts go by EVALSHA: EVAL would send and hash some 3 KB of text per push (Redis's CPU
+ * at 18,000 durable pushes/s; bench/README.md, "Inbox"). A Redis that lost its script
+ * cache (started, restarted, failed over) answers NOSCRIPT; the read-like scripts are then
+ * sent by EVAL. An append is retried only when that cannot reorder the uid's appends: the
+ * script is loaded (a no-op EVAL of it, on the uid's Redis), and the append sent again by
+ * EVALSHA while later appends of this node to the uid wait for it; but if another append to
+ * the uid was already in flight behind it, that one may have been retained first (another
+ * node may have loaded the script between the two), so this one is refused (`unavailable`,
+ * nothing retained: safe to retry).
  * Every call rejects when Redis fails.
  */
 export class RedisInbox implements InboxStore {
   readonly #redis: RedisLike;
   readonly #key: RedisKeys;
 
+  /** Appends of this node in flight per uid, and what later ones wait for after a NOSCRIPT. */
+  readonly #appending = new Map<Uid, AppendState>();
+
   constructor(redis: RedisLike, key: RedisKeys) {
     this.#redis = redis;
     this.#key = key;
+  }
+
+  /**
+   * Loads every script into Redis (each master of a Cluster), so the first appends after a
+   * start or an outage go by EVALSHA at once; what this misses (a master added later) the
+   * NOSCRIPT path loads.
+   */
+  async load(): Promise<void> {
+    const scripts = [APPEND, OPEN, READ, ACK, INFO];
+    const redis = this.#redis as unknown as ScriptLoader;
+    if (redis.masters !== undefined && redis.nodeClient !== undefined) {
+      const nodeClient = redis.nodeClient.bind(redis);
+      await Promise.all(
+        redis.masters.map(async (master) => {
+          const client = await nodeClient(master);
+          await Promise.all(scripts.map((script) => client.scriptLoad(script)));
+        }),
+      );
+      return;
+    }
+    if (redis.scriptLoad !== undefined) {
+      const scriptLoad = redis.scriptLoad.bind(redis);
+      await Promise.all(scripts.map((script) => scriptLoad(script)));
+    }
+  }
+
+  /** A read-like script: by its SHA1, by its text when Redis lost it (their order does not matter). */
+  async #run(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown> {
+    try {
+      return await this.#redis.evalSha(shaOf(script), options);
+    } catch (err) {
+      if (!isNoScript(err)) throw err;
+      return this.#redis.eval(script, options);
+    }
+  }
+
+  /** The append script by its SHA1, in call order per uid (see the class's note on NOSCRIPT). */
+  async #append(uid: Uid, keys: string[], args: string[]): Promise<unknown> {
+    let state = this.#appending.get(uid);
+    if (state === undefined) {
+      state = { inFlight: 0, sent: 0, blocked: undefined, unblock: undefined };
+      this.#appending.set(uid, state);
+    }
+    while (state.blocked !== undefined) await state.blocked;
+    state.inFlight++;
+    const mine = ++state.sent;
+    try {
+      return await this.#redis.evalSha(APPEND_SHA, { keys, arguments: args });
+    } catch (err) {
+      if (!isNoScript(err)) throw err;
+      // New appends to the uid wait until every one in flight now has settled.
+      block(state);
+      // One sent after this may have been retained already: this one is refused, not retried.
+      const behind = state.sent > mine;
+      await this.#redis.eval(APPEND, { keys, arguments: [...args, 'load'] });
+      if (behind)
+        throw new UnavailableError('the inbox script was not loaded on this Redis (restarted or failed over); loaded now, retry', {
+          cause: err,
+        });
+      return await this.#redis.evalSha(APPEND_SHA, { keys, arguments: args });
+    } finally {
+      if (--state.inFlight === 0) {
+        this.#appending.delete(uid);
+        state.blocked = undefined;
+        state.unblock?.();
+        state.unblock = undefined;
+      }
+    }
   }
 
   async append(uid: Uid, entry: AppendRequest, envelope: RetainedEnvelope | undefined, retention: Retention): Promise<Appended> {
@@ -308,22 +428,19 @@ export class RedisInbox implements InboxStore {
     const keys = [k.stream, k.meta, k.devices, k.latest];
     if (entry.idempotencyKey !== undefined) keys.push(k.idempotency(entry.idempotencyKey));
     const reply = list(
-      await this.#redis.eval(APPEND, {
-        keys,
-        arguments: [
-          entry.data,
-          entry.from === null ? '' : `=${entry.from}`,
-          entry.key === undefined ? '' : `=${entry.key}`,
-          newEpoch(),
-          String(retention.size),
-          ms(retention.ttlMs),
-          ms(retention.metaTtlMs),
-          ms(retention.idempotencyMs),
-          envelope === undefined ? '' : this.#key.channel(envelope.channel),
-          envelope?.before ?? '',
-          envelope?.after ?? '',
-        ],
-      }),
+      await this.#append(uid, keys, [
+        entry.data,
+        entry.from === null ? '' : `=${entry.from}`,
+        entry.key === undefined ? '' : `=${entry.key}`,
+        newEpoch(),
+        String(retention.size),
+        ms(retention.ttlMs),
+        ms(retention.metaTtlMs),
+        ms(retention.idempotencyMs),
+        envelope === undefined ? '' : this.#key.channel(envelope.channel),
+        envelope?.before ?? '',
+        envelope?.after ?? '',
+      ]),
       'append',
     );
     return { duplicate: integer(reply[0], 'append') === 1, offset: integer(reply[1], 'append'), epoch: text(reply[2], 'append') };
@@ -332,7 +449,7 @@ export class RedisInbox implements InboxStore {
   async open(uid: Uid, device: string, retention: Retention): Promise<InboxOpened> {
     const k = this.#key.inbox(uid);
     const reply = list(
-      await this.#redis.eval(OPEN, {
+      await this.#run(OPEN, {
         keys: [k.stream, k.meta, k.devices, k.latest],
         arguments: [device, newEpoch(), String(retention.size), ms(retention.ttlMs), ms(retention.metaTtlMs), String(retention.maxDevices)],
       }),
@@ -350,7 +467,7 @@ export class RedisInbox implements InboxStore {
   async read(uid: Uid, after: number, limit: number, retention: Retention): Promise<InboxPage> {
     const k = this.#key.inbox(uid);
     const reply = list(
-      await this.#redis.eval(READ, {
+      await this.#run(READ, {
         keys: [k.stream, k.meta, k.devices, k.latest],
         arguments: [
           String(Math.max(0, Math.floor(after))),
@@ -373,7 +490,7 @@ export class RedisInbox implements InboxStore {
   async ack(uid: Uid, device: string, upTo: number, retention: Retention): Promise<AckOutcome> {
     const k = this.#key.inbox(uid);
     const reply = list(
-      await this.#redis.eval(ACK, {
+      await this.#run(ACK, {
         keys: [k.meta, k.devices],
         arguments: [device, String(Math.floor(upTo)), ms(retention.metaTtlMs)],
       }),
@@ -388,7 +505,7 @@ export class RedisInbox implements InboxStore {
   async info(uid: Uid, retention: Retention): Promise<InboxInfo> {
     const k = this.#key.inbox(uid);
     const reply = list(
-      await this.#redis.eval(INFO, { keys: [k.stream, k.meta, k.devices], arguments: [String(retention.size), ms(retention.ttlMs)] }),
+      await this.#run(INFO, { keys: [k.stream, k.meta, k.devices], arguments: [String(retention.size), ms(retention.ttlMs)] }),
       'info',
     );
     if (reply.length === 0) return { uid, epoch: null, top: 0, retained: { from: 1, to: 0, count: 0 }, devices: [] };
