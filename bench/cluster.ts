@@ -33,6 +33,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { createClient } from '@redis/client';
+import { deleteNamespace } from './lib/redis.js';
 import { WebSocket } from 'ws';
 import type { Collected, RunResult } from './clients/paced.js';
 import { ask, now, quantile } from './lib/ipc.js';
@@ -409,26 +410,6 @@ async function redisProbe(url: string): Promise<RedisProbe> {
       client.destroy();
     },
   };
-}
-
-/** Deletes every key of the namespace (SCAN + DEL); resolves to how many. */
-async function deleteNamespace(url: string, ns: string): Promise<number> {
-  const client = createClient({ url });
-  client.on('error', () => {
-    // reported by connect()
-  });
-  await client.connect();
-  let deleted = 0;
-  try {
-    let batches = 0;
-    for await (const keys of client.scanIterator({ MATCH: `${ns}:*`, COUNT: 1000 })) {
-      if (keys.length > 0) deleted += await client.del(keys);
-      if (++batches > 100_000) break;
-    }
-  } finally {
-    client.destroy();
-  }
-  return deleted;
 }
 
 type StepFn = (rate: number, durationMs: number) => Promise<Step>;

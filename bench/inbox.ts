@@ -33,6 +33,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { createClient } from '@redis/client';
+import { deleteNamespace } from './lib/redis.js';
 import { ask, quantile } from './lib/ipc.js';
 import {
   alive,
@@ -100,26 +101,6 @@ const log = (msg: string): void => {
 };
 const fmt = (x: number, d = 0): string =>
   Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '-';
-
-/** Deletes every key of the namespace (SCAN + DEL); resolves to how many. */
-async function deleteNamespace(ns: string): Promise<number> {
-  const client = createClient({ url: REDIS_URL });
-  client.on('error', () => {
-    // reported by connect()
-  });
-  await client.connect();
-  let deleted = 0;
-  try {
-    let batches = 0;
-    for await (const keys of client.scanIterator({ MATCH: `${ns}:*`, COUNT: 1000 })) {
-      if (keys.length > 0) deleted += await client.del(keys);
-      if (++batches > 100_000) break;
-    }
-  } finally {
-    client.destroy();
-  }
-  return deleted;
-}
 
 /** The Redis server's pid (INFO server), to read its CPU; 0 when not known. */
 async function redisPid(): Promise<number> {
@@ -234,7 +215,7 @@ async function stopServer(server: Server): Promise<void> {
     if (alive(server.child)) server.child.disconnect();
     if (!(await done)) await stopChild(server.child);
     await stopChild(server.child);
-    if (server.ns !== undefined) log(`deleted ${await deleteNamespace(server.ns)} keys of namespace ${server.ns}`);
+    if (server.ns !== undefined) log(`deleted ${await deleteNamespace(REDIS_URL, server.ns)} keys of namespace ${server.ns}`);
   } else {
     const pids = pidTree(server.child.pid ?? 0);
     if (alive(server.child)) server.child.kill('SIGTERM');
