@@ -517,11 +517,18 @@ export class Node<C extends Recipient> implements SessionNode<C> {
       const result: PushResult = { online, connections, ...placeOf(unique, positions) };
       const counted: MaybePromise<PushResult> =
         this.#peers && answer
-          ? this.#connections(unique).then((counts) => ({
-              ...result,
-              online: counts.filter((n) => n > 0).length,
-              connections: counts.reduce((a, n) => a + n, 0),
-            }))
+          ? this.#connections(unique).then(
+              (counts) => ({
+                ...result,
+                online: counts.filter((n) => n > 0).length,
+                connections: counts.reduce((a, n) => a + n, 0),
+              }),
+              // Retained already: a refusal now would make the caller push it again.
+              (): PushResult => {
+                this.#stats.degradedPushes++;
+                return { ...result, degraded: true };
+              },
+            )
           : result;
       if (wait === undefined) return counted;
       const [position] = positions;
