@@ -121,7 +121,9 @@ class Emitter<E> {
     let set = this.#listeners.get(event);
     if (set === undefined) this.#listeners.set(event, (set = new Set()));
     set.add(listener);
-    return () => { this.off(event, listener); };
+    return () => {
+      this.off(event, listener);
+    };
   }
 
   off<K extends keyof E>(event: K, listener: Listener<E[K]>): void {
@@ -163,7 +165,12 @@ function memoryStorage(): ClientStorage {
 function defaultStorage(): ClientStorage {
   const local = (globalThis as { localStorage?: { getItem(k: string): string | null; setItem(k: string, v: string): void } }).localStorage;
   if (local === undefined) return memoryStorage();
-  return { get: (key) => local.getItem(key), set: (key, value) => { local.setItem(key, value); } };
+  return {
+    get: (key) => local.getItem(key),
+    set: (key, value) => {
+      local.setItem(key, value);
+    },
+  };
 }
 
 /**
@@ -188,7 +195,9 @@ export class Client extends Emitter<ClientEvents> {
   readonly #ackEveryN: number;
   readonly #ackAfterMs: number;
 
-  #state: ClientState = 'disconnected';
+  // Connecting from the start: the first attempt begins on the next microtask, so listeners
+  // added right after `new Client()` see its `connecting` event.
+  #state: ClientState = 'connecting';
   #socket: Socket | undefined;
   #closed = false;
   #attempt = 0;
@@ -217,7 +226,7 @@ export class Client extends Emitter<ClientEvents> {
     }
   };
 
-  /** Starts connecting to `url` (ws:// or wss://) at once. */
+  /** Starts connecting to `url` (ws:// or wss://) on the next microtask: add listeners right away. */
   constructor(url: string, options: ClientOptions = {}) {
     super();
     this.#url = url;
@@ -240,7 +249,9 @@ export class Client extends Emitter<ClientEvents> {
     // Browsers: back online or back in view means reconnect now, not at the end of a backoff.
     target.addEventListener?.('online', this.#wake);
     target.addEventListener?.('visibilitychange', this.#wake);
-    this.#connect();
+    queueMicrotask(() => {
+      this.#connect();
+    });
   }
 
   /** The connection's state now. */
@@ -419,9 +430,12 @@ export class Client extends Emitter<ClientEvents> {
     if (token === undefined || this.#options.getToken === undefined) return;
     const exp = jwtExpiry(token);
     if (exp === undefined) return;
-    this.#refreshTimer = setTimeout(() => {
-      void this.#refresh();
-    }, refreshDelay(exp, Date.now()));
+    this.#refreshTimer = setTimeout(
+      () => {
+        void this.#refresh();
+      },
+      refreshDelay(exp, Date.now()),
+    );
   }
 
   async #refresh(): Promise<void> {
@@ -527,9 +541,17 @@ export class Client extends Emitter<ClientEvents> {
       if (isDuplicate(this.#position, epoch, offset)) return;
       this.#adopt({ epoch, offset });
       if (++this.#unacked >= this.#ackEveryN) this.#flushAck();
-      else this.#ackTimer ??= setTimeout(() => { this.#flushAck(); }, this.#ackAfterMs);
+      else
+        this.#ackTimer ??= setTimeout(() => {
+          this.#flushAck();
+        }, this.#ackAfterMs);
     }
-    const event: { -readonly [K in keyof MessageEvent]: MessageEvent[K] } = { data: frame.data, from: frame.from, to: frame.to, scope: frame.scope };
+    const event: { -readonly [K in keyof MessageEvent]: MessageEvent[K] } = {
+      data: frame.data,
+      from: frame.from,
+      to: frame.to,
+      scope: frame.scope,
+    };
     if (offset !== undefined) event.offset = offset;
     if (epoch !== undefined) event.epoch = epoch;
     if (frame.key !== undefined) event.key = frame.key;
@@ -607,11 +629,12 @@ export class Client extends Emitter<ClientEvents> {
       return;
     }
     this.#setState('disconnected', why, true);
-    this.#reconnectTimer = setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      this.#connect();
-    }, backoffDelay(this.#attempt++, this.#min, this.#max));
+    this.#reconnectTimer = setTimeout(
+      () => {
+        this.#reconnectTimer = undefined;
+        this.#connect();
+      },
+      backoffDelay(this.#attempt++, this.#min, this.#max),
+    );
   }
 }
-
-
