@@ -48,7 +48,7 @@ function next<K extends keyof ClientEvents>(
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       off();
-      reject(new Error(`no ${String(event)} event within ${String(timeoutMs)} ms`));
+      reject(new Error(`no ${event} event within ${String(timeoutMs)} ms`));
     }, timeoutMs);
     const off = client.on(event, (value) => {
       if (!test(value)) return;
@@ -70,7 +70,11 @@ async function messages(client: Client & { messages: MessageEvent[] }, count: nu
 
 /** The server-side connection of the next login. */
 function nextLogin(started: Started): Promise<ConnectionInfo> {
-  return new Promise((resolve) => started.server.once('login', (conn: ConnectionInfo) => resolve(conn)));
+  return new Promise((resolve) => {
+    started.server.once('login', (conn: ConnectionInfo) => {
+      resolve(conn);
+    });
+  });
 }
 
 async function api(started: Started, method: string, path: string): Promise<Record<string, unknown>> {
