@@ -225,6 +225,10 @@ export class Client extends Emitter<ClientEvents> {
       this.#connect();
     }
   };
+  /** A tab going hidden is no reason to reconnect; one coming back into view is. */
+  readonly #visible = (): void => {
+    if ((globalThis as { document?: { visibilityState?: string } }).document?.visibilityState !== 'hidden') this.#wake();
+  };
 
   /** Starts connecting to `url` (ws:// or wss://) on the next microtask: add listeners right away. */
   constructor(url: string, options: ClientOptions = {}) {
@@ -248,7 +252,7 @@ export class Client extends Emitter<ClientEvents> {
     const target = globalThis as { addEventListener?: (type: string, listener: () => void) => void };
     // Browsers: back online or back in view means reconnect now, not at the end of a backoff.
     target.addEventListener?.('online', this.#wake);
-    target.addEventListener?.('visibilitychange', this.#wake);
+    target.addEventListener?.('visibilitychange', this.#visible);
     queueMicrotask(() => {
       this.#connect();
     });
@@ -301,7 +305,7 @@ export class Client extends Emitter<ClientEvents> {
     this.#closed = true;
     const target = globalThis as { removeEventListener?: (type: string, listener: () => void) => void };
     target.removeEventListener?.('online', this.#wake);
-    target.removeEventListener?.('visibilitychange', this.#wake);
+    target.removeEventListener?.('visibilitychange', this.#visible);
     clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
     this.#failAll('closed', 'the client was closed');
@@ -517,6 +521,7 @@ export class Client extends Emitter<ClientEvents> {
       }
     }
     this.#lastFrameAt = Date.now();
+    clearInterval(this.#pingTimer);
     this.#pingTimer = setInterval(() => {
       this.#tick();
     }, this.#pingMs);
