@@ -302,10 +302,7 @@ export class Client extends Emitter<ClientEvents> {
   close(): void {
     if (this.#closed) return;
     this.#flushAck();
-    this.#closed = true;
-    const target = globalThis as { removeEventListener?: (type: string, listener: () => void) => void };
-    target.removeEventListener?.('online', this.#wake);
-    target.removeEventListener?.('visibilitychange', this.#visible);
+    this.#stop();
     clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
     this.#failAll('closed', 'the client was closed');
@@ -313,6 +310,14 @@ export class Client extends Emitter<ClientEvents> {
     this.#teardown();
     socket?.close(CloseCode.Normal, 'client closed');
     this.#setState('disconnected', 'closed', false);
+  }
+
+  /** Never again: the flag, and the browser listeners that would reconnect. */
+  #stop(): void {
+    this.#closed = true;
+    const target = globalThis as { removeEventListener?: (type: string, listener: () => void) => void };
+    target.removeEventListener?.('online', this.#wake);
+    target.removeEventListener?.('visibilitychange', this.#visible);
   }
 
   #call(frame: Record<string, unknown>): Promise<Record<string, JsonValue>> {
@@ -628,7 +633,7 @@ export class Client extends Emitter<ClientEvents> {
       retry = true;
     }
     if (!retry) {
-      this.#closed = true;
+      this.#stop();
       this.#failAll('closed', `connection closed for good (${why})`);
       this.#setState('disconnected', why, false);
       return;

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { mintToken } from '../../src/auth/mint.js';
 import { Client, ClientError, type ClientEvents, type ClientOptions, type MessageEvent, type StateEvent } from '../../src/client/index.js';
@@ -16,6 +16,7 @@ const clients: Client[] = [];
 afterEach(async () => {
   for (const client of clients.splice(0)) client.close();
   await Promise.all(servers.splice(0).map((s) => s.stop()));
+  vi.unstubAllGlobals();
 });
 
 async function server(options: Parameters<typeof startServer>[0] = {}): Promise<Started> {
@@ -190,6 +191,23 @@ describe('uidpush/client in Node', () => {
     await connected(client);
     await started.server.push('fay', 'back');
     expect((await messages(client, 1)).map((m) => m.data)).toEqual(['back']);
+  });
+
+  it("reconnects at once on the browser's online event instead of waiting out the backoff", async () => {
+    // A browser's window, as far as the client sees it.
+    const window = new EventTarget();
+    vi.stubGlobal('addEventListener', window.addEventListener.bind(window));
+    vi.stubGlobal('removeEventListener', window.removeEventListener.bind(window));
+    const started = await server();
+    const login = nextLogin(started);
+    const client = connect(started.url, { uid: 'jo', minDelayMs: 600_000, maxDelayMs: 600_000 });
+    await connected(client);
+    const lost = next(client, 'state', (s) => s.state === 'disconnected');
+    (await login).close(4001, 'slow consumer');
+    await lost;
+    const back = next(client, 'state', (s) => s.state === 'connected');
+    window.dispatchEvent(new Event('online'));
+    await back;
   });
 
   it('refreshes an expiring token through getToken without a disconnect or a lost message', async () => {
