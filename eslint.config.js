@@ -16,6 +16,7 @@ const FOLDERS = [
   'node',
   'metrics',
   'api-client',
+  'client',
   'server',
   'cli',
 ];
@@ -46,15 +47,15 @@ const layer = (dir, allowed, extra = { patterns: [], rules: {} }) => ({
 });
 
 /**
- * `core` is shared with browsers (the client SDK, `ServerFrame`): no node module, no node
+ * `core` and `client` are shared with browsers (the client SDK, `ServerFrame`): no node module, no node
  * global. Bytes are Uint8Array (a Buffer is one, so node callers pass Buffers unchanged).
  */
 const BROWSER_SAFE = {
   patterns: [
-    { group: ['node:*'], message: 'src/core is browser-safe: no node: modules (see docs/architecture.md).' },
+    { group: ['node:*'], message: 'src/core and src/client are browser-safe: no node: modules (see docs/architecture.md).' },
     {
       group: ['buffer', 'events', 'fs', 'net', 'http', 'https', 'os', 'path', 'stream', 'crypto', 'util', 'zlib', 'url'],
-      message: 'src/core is browser-safe: no node modules (see docs/architecture.md).',
+      message: 'src/core and src/client are browser-safe: no node modules (see docs/architecture.md).',
     },
   ],
   rules: {
@@ -99,6 +100,7 @@ export default tseslint.config(
   layer('node', ['core', 'registry', 'delivery', 'broker', 'auth']),
   layer('metrics', ['core']),
   layer('api-client', ['core']),
+  layer('client', ['core'], BROWSER_SAFE),
   layer('server', ['core', 'protocol', 'registry', 'delivery', 'session', 'transport', 'api', 'auth', 'broker', 'node', 'metrics']),
   layer('cli', [
     'core',

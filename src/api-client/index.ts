@@ -1,6 +1,6 @@
 /**
  * The typed client of the uidpush server API: `import { PushClient } from 'uidpush/api-client'`
- * (`uidpush/client` resolves here too, until the WebSocket client SDK takes that name).
+ * (`uidpush/client` is the WebSocket client SDK, src/client).
  * It imports nothing of the server.
  *
  * @packageDocumentation

@@ -96,7 +96,7 @@ export interface UserPresence {
  * WebSocket.
  *
  * @example
- * import { PushClient } from 'uidpush/client';
+ * import { PushClient } from 'uidpush/api-client';
  *
  * const client = new PushClient({ url: 'http://127.0.0.1:1235', apiKey: process.env.KEY });
  * const { online, connections } = await client.push('alice', { type: 'order', id: 7 });

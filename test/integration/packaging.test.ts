@@ -101,8 +101,8 @@ describe('the packed package', { timeout: 60_000 }, () => {
       join(project, 'serve.js'),
       `import { createServer } from 'uidpush';
 import { PushClient } from 'uidpush/api-client';
-import { PushClient as OldName } from 'uidpush/client';
-if (OldName !== PushClient) throw new Error('uidpush/client is not the API client');
+import { Client } from 'uidpush/client';
+if (typeof Client !== 'function' || Client === PushClient) throw new Error('uidpush/client is not the WebSocket client SDK');
 const server = createServer({ port: 0, apiPort: 0 });
 const { api } = await server.listen();
 const client = new PushClient({ url: \`http://127.0.0.1:\${api.port}\` });
