@@ -164,17 +164,29 @@ describe('uidpush/client in Node', () => {
 
   it('stops on a kick: disconnected, willRetry false, no reconnect', async () => {
     const started = await server();
-    const client = connect(started.url, { uid: 'erin' });
+    let made = 0;
+    class Counted extends WebSocket {
+      constructor(...args: ConstructorParameters<typeof WebSocket>) {
+        super(...args);
+        made++;
+      }
+    }
+    const client = connect(started.url, { uid: 'erin', WebSocket: Counted });
     await connected(client);
+    expect(made).toBe(1);
     const stopped = next(client, 'state', (s) => s.state === 'disconnected');
-    let reconnects = 0;
-    started.server.on('connection', () => reconnects++);
-    await started.server.kick('erin');
-    expect(await stopped).toMatchObject({ state: 'disconnected', willRetry: false });
-    expect((await stopped).reason).toContain('4501');
-    // A retry would come within maxDelayMs (50): give it several times that.
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(reconnects).toBe(0);
+    // From here every setTimeout is the test's: a reconnect the client scheduled at the
+    // close would be one of them, and runs below, at once.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      await started.server.kick('erin');
+      expect(await stopped).toMatchObject({ state: 'disconnected', willRetry: false });
+      expect((await stopped).reason).toContain('4501');
+      vi.runOnlyPendingTimers();
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(made).toBe(1);
     expect(client.state).toBe('disconnected');
   });
 
