@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { createRequire } from 'node:module';
 import { join, relative } from 'node:path';
 import { build } from 'esbuild';
+import { clientBundleOptions } from './client-bundle.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const SRC = join(ROOT, 'src');
@@ -38,17 +39,10 @@ if (process.exitCode === 0) await bundleClient();
 /** dist/browser/uidpush-client.js (+ .map): the SDK for browsers, minified, ES2022. */
 async function bundleClient(): Promise<void> {
   const bundle = await build({
-    entryPoints: [join(SRC, 'client/index.ts')],
+    ...clientBundleOptions(ROOT),
     outfile: join(BROWSER, 'uidpush-client.js'),
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    minify: true,
     sourcemap: 'linked',
-    legalComments: 'none',
     write: false,
-    logLevel: 'warning',
   });
   mkdirSync(BROWSER, { recursive: true });
   for (const file of bundle.outputFiles) {
