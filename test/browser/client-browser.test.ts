@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { clientBundleOptions } from '../../scripts/client-bundle.js';
 import { startExample, type Example } from '../../examples/browser/serve.js';
 import type { ConnectionInfo } from '../../src/index.js';
 
@@ -62,16 +63,7 @@ const problems: string[] = [];
 beforeAll(async () => {
   if (!hasChromium) throw new Error(`no Chromium at ${CHROMIUM} (CI=true): .ci/run installs it with apt-get install chromium`);
   // The bundle of the sources under test, not whatever dist holds from the last build.
-  const bundle = await build({
-    entryPoints: [join(ROOT, 'src/client/index.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    minify: true,
-    write: false,
-    logLevel: 'warning',
-  });
+  const bundle = await build({ ...clientBundleOptions(ROOT), write: false });
   const [file] = bundle.outputFiles;
   if (file === undefined) throw new Error('esbuild wrote no bundle');
   example = await startExample({ bundle: file.contents });

@@ -296,4 +296,58 @@ describe('uidpush/client in Node', () => {
     }
     expect(cursor).toBe(5);
   });
+  it('delivers to both clients of one uid, and to the other once one is closed', async () => {
+    const started = await server({ inbox: true });
+    const phone = connect(started.url, { uid: 'kim', device: 'phone' });
+    const laptop = connect(started.url, { uid: 'kim', device: 'laptop' });
+    await Promise.all([connected(phone), connected(laptop)]);
+    await started.server.push('kim', 'to both');
+    expect((await messages(phone, 1)).map((m) => m.data)).toEqual(['to both']);
+    expect((await messages(laptop, 1)).map((m) => m.data)).toEqual(['to both']);
+    const gone = new Promise<void>((resolve) => {
+      started.server.once('close', () => {
+        resolve();
+      });
+    });
+    phone.close();
+    await gone;
+    expect(await started.server.connectionsOf('kim')).toBe(1);
+    await started.server.push('kim', 'still here');
+    expect((await messages(laptop, 2)).map((m) => m.data)).toEqual(['to both', 'still here']);
+    expect(phone.messages).toHaveLength(1);
+  });
+
+  it('emits unrecovered expired and moves to the top when what it missed has left the inbox', async () => {
+    const started = await server({ inbox: true, inboxSize: 2 });
+    const map = new Map<string, string>();
+    const storage = { get: (k: string) => map.get(k) ?? null, set: (k: string, v: string) => void map.set(k, v) };
+    const first = connect(started.url, { uid: 'lee', device: 'tab', storage });
+    await connected(first);
+    await started.server.push('lee', 1);
+    await messages(first, 1);
+    first.close();
+    // Five more while away, in an inbox that keeps two: offsets 2..4 are gone.
+    for (let i = 2; i <= 6; i++) await started.server.push('lee', i);
+    const second = connect(started.url, { uid: 'lee', device: 'tab', storage });
+    expect(await next(second, 'unrecovered')).toEqual({ reason: 'expired' });
+    await connected(second);
+    expect(second.position?.offset).toBe(6);
+    await started.server.push('lee', 'live');
+    expect((await messages(second, 1)).map((m) => [m.data, m.offset])).toEqual([['live', 7]]);
+  });
+
+  it('acks after ackAfterMs when fewer than ackEveryN messages arrived', async () => {
+    const started = await server({ inbox: true });
+    const client = connect(started.url, { uid: 'max', device: 'tab', ackEveryN: 1000, ackAfterMs: 50 });
+    await connected(client);
+    for (let i = 1; i <= 3; i++) await started.server.push('max', i);
+    await messages(client, 3);
+    // The ack is a fire-and-forget frame: poll the API until the cursor shows it.
+    let cursor = 0;
+    for (let tries = 0; cursor !== 3 && tries < 1000; tries++) {
+      const inbox = await api(started, 'GET', '/v1/users/max/inbox');
+      cursor = (inbox.devices as { device: string; cursor: number }[]).find((d) => d.device === 'tab')?.cursor ?? 0;
+    }
+    expect(cursor).toBe(3);
+  });
 });
