@@ -385,6 +385,12 @@ export class Client extends Emitter<ClientEvents> {
 
   #connect(): void {
     if (this.#closed) return;
+    if ((globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false) {
+      // The browser knows it has no network: an attempt would only fail (and log an error
+      // on the page). Wait out another backoff; the `online` event cuts it short.
+      this.#retryLater();
+      return;
+    }
     this.#setState('connecting', undefined, true);
     const socket = new this.#Ws(this.#url, PROTOCOL) as Socket;
     this.#socket = socket;
@@ -639,6 +645,11 @@ export class Client extends Emitter<ClientEvents> {
       return;
     }
     this.#setState('disconnected', why, true);
+    this.#retryLater();
+  }
+
+  /** The next attempt after a full-jitter backoff. */
+  #retryLater(): void {
     this.#reconnectTimer = setTimeout(
       () => {
         this.#reconnectTimer = undefined;

@@ -258,15 +258,39 @@ describe.skipIf(!hasChromium && !inCi)('uidpush/client in headless Chromium', { 
 
   it('resumes in a reopened tab from the position kept in localStorage', async () => {
     const context = await newContext();
+    const login = nextLogin();
     const page = await openTab(context, 'uid=fin');
+    const gone = closeOf(await login);
     await push('fin', 'one');
     await messagesOn(page, 1);
     await page.close();
+    // Until the server sees the close, a push still reaches the closing tab, which counts
+    // it as received (and stores that), so the new tab would rightly not replay it.
+    await gone;
     await push('fin', 'two');
     await push('fin', 'three');
     // Same browser profile, no device given: the page's stored device and position resume.
     const again = await openTab(context, 'uid=fin');
     expect((await messagesOn(again, 2)).map((m) => m.data)).toEqual(['two', 'three']);
     expect((await seenOn(again)).recovered).toEqual([2]);
+  });
+  it('keeps every message across a network cut long enough for liveness to drop the link, with no failed attempt logged', async () => {
+    const context = await newContext();
+    const page = await openTab(context, 'uid=gil&device=tab&ping=300');
+    await context.setOffline(true);
+    for (let i = 1; i <= 20; i++) await push('gil', i);
+    // Nothing crosses the cut: the client's own liveness check notices (300 + 300 ms).
+    await page.waitForFunction(() => globalThis.uidpush.states.some((s) => s.state === 'disconnected'));
+    await context.setOffline(false);
+    await connectedOn(page, 2);
+    await push('gil', 'live');
+    const all = await messagesOn(page, 21);
+    expect(all.map((m) => m.data)).toEqual([...Array.from({ length: 20 }, (_, i) => i + 1), 'live']);
+    expect(all.map((m) => m.offset)).toEqual(Array.from({ length: 21 }, (_, i) => i + 1));
+    const seen = await seenOn(page);
+    expect(seen.states[2]).toMatchObject({ state: 'disconnected', reason: '1006 liveness timeout', willRetry: true });
+    // While the browser said offline it made no attempt: connecting again only once online.
+    expect(seen.states.slice(3).map((s) => s.state)).toEqual(['connecting', 'connected']);
+    expect(await page.evaluate(() => globalThis.sockets)).toBe(2);
   });
 });

@@ -222,6 +222,38 @@ describe('uidpush/client in Node', () => {
     await back;
   });
 
+  it('makes no attempt while the browser says it is offline, and connects on its online event', async () => {
+    const window = new EventTarget();
+    vi.stubGlobal('addEventListener', window.addEventListener.bind(window));
+    vi.stubGlobal('removeEventListener', window.removeEventListener.bind(window));
+    const navigator = { onLine: false };
+    vi.stubGlobal('navigator', navigator);
+    const started = await server();
+    let made = 0;
+    class Counted extends WebSocket {
+      constructor(...args: ConstructorParameters<typeof WebSocket>) {
+        super(...args);
+        made++;
+      }
+    }
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    let client: ReturnType<typeof connect>;
+    try {
+      client = connect(started.url, { uid: 'ola', WebSocket: Counted });
+      await Promise.resolve();
+      // A minute of backoffs while offline: every one of them finds the browser offline.
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(made).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+    navigator.onLine = true;
+    const back = next(client, 'state', (s) => s.state === 'connected');
+    window.dispatchEvent(new Event('online'));
+    await back;
+    expect(made).toBe(1);
+  });
+
   it('refreshes an expiring token through getToken without a disconnect or a lost message', async () => {
     const started = await server({ inbox: true, jwtSecret: SECRET });
     let calls = 0;
