@@ -172,6 +172,17 @@ async function push(uid: string, data: unknown): Promise<void> {
   expect(res.status).toBe(200);
 }
 
+/**
+ * After `missed` pushes of 1..missed, one live push: the page must have all of them, in
+ * order, each once, at offsets 1..missed+1.
+ */
+async function expectMissedThenLive(page: Page, uid: string, missed: number): Promise<void> {
+  await push(uid, 'live');
+  const all = await messagesOn(page, missed + 1);
+  expect(all.map((m) => m.data)).toEqual([...Array.from({ length: missed }, (_, i) => i + 1), 'live']);
+  expect(all.map((m) => m.offset)).toEqual(Array.from({ length: missed + 1 }, (_, i) => i + 1));
+}
+
 describe.skipIf(!hasChromium && !inCi)('uidpush/client in headless Chromium', { timeout: 60_000 }, () => {
   it('delivers a push to both tabs of one uid, and to the other tab once one is closed', async () => {
     const context = await newContext();
@@ -200,10 +211,7 @@ describe.skipIf(!hasChromium && !inCi)('uidpush/client in headless Chromium', { 
     for (let i = 1; i <= 50; i++) await push('ben', i);
     await connectedOn(page, 2);
     await messagesOn(page, 50);
-    await push('ben', 'live');
-    const all = await messagesOn(page, 51);
-    expect(all.map((m) => m.data)).toEqual([...Array.from({ length: 50 }, (_, i) => i + 1), 'live']);
-    expect(all.map((m) => m.offset)).toEqual(Array.from({ length: 51 }, (_, i) => i + 1));
+    await expectMissedThenLive(page, 'ben', 50);
     const seen = await seenOn(page);
     expect(seen.states.map((s) => s.state)).toEqual(['connecting', 'connected', 'disconnected', 'connecting', 'connected']);
     expect(seen.states[2]).toMatchObject({ willRetry: true });
@@ -283,10 +291,7 @@ describe.skipIf(!hasChromium && !inCi)('uidpush/client in headless Chromium', { 
     await page.waitForFunction(() => globalThis.uidpush.states.some((s) => s.state === 'disconnected'));
     await context.setOffline(false);
     await connectedOn(page, 2);
-    await push('gil', 'live');
-    const all = await messagesOn(page, 21);
-    expect(all.map((m) => m.data)).toEqual([...Array.from({ length: 20 }, (_, i) => i + 1), 'live']);
-    expect(all.map((m) => m.offset)).toEqual(Array.from({ length: 21 }, (_, i) => i + 1));
+    await expectMissedThenLive(page, 'gil', 20);
     const seen = await seenOn(page);
     expect(seen.states[2]).toMatchObject({ state: 'disconnected', reason: '1006 liveness timeout', willRetry: true });
     // While the browser said offline it made no attempt: connecting again only once online.

@@ -1,7 +1,15 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { mintToken } from '../../src/auth/mint.js';
-import { Client, ClientError, type ClientEvents, type ClientOptions, type MessageEvent, type StateEvent } from '../../src/client/index.js';
+import {
+  Client,
+  ClientError,
+  type ClientEvents,
+  type ClientOptions,
+  type MessageEvent,
+  type StateEvent,
+  type WebSocketConstructor,
+} from '../../src/client/index.js';
 import type { ConnectionInfo } from '../../src/index.js';
 import { startServer, type Started } from '../helpers/clients.js';
 
@@ -84,6 +92,39 @@ async function api(started: Started, method: string, path: string): Promise<Reco
   return (await res.json()) as Record<string, unknown>;
 }
 
+/**
+ * The cursor of `device` in `uid`'s inbox once it reaches `want` (or the last one read after
+ * 1000 reads). An ack is a fire-and-forget frame: only the API shows it has landed.
+ */
+async function cursorReaches(started: Started, uid: string, device: string, want: number): Promise<number> {
+  let cursor = 0;
+  for (let tries = 0; cursor !== want && tries < 1000; tries++) {
+    const inbox = await api(started, 'GET', `/v1/users/${uid}/inbox`);
+    cursor = (inbox.devices as { device: string; cursor: number }[]).find((d) => d.device === device)?.cursor ?? 0;
+  }
+  return cursor;
+}
+
+/** ws's WebSocket, counting the sockets the client makes: a reconnect is one more. */
+function countedWebSocket(): { WebSocket: WebSocketConstructor; made: () => number } {
+  let made = 0;
+  class Counted extends WebSocket {
+    constructor(...args: ConstructorParameters<typeof WebSocket>) {
+      super(...args);
+      made++;
+    }
+  }
+  return { WebSocket: Counted, made: () => made };
+}
+
+/** A browser's window, as far as the client sees it: the global add/removeEventListener. */
+function stubWindow(): EventTarget {
+  const window = new EventTarget();
+  vi.stubGlobal('addEventListener', window.addEventListener.bind(window));
+  vi.stubGlobal('removeEventListener', window.removeEventListener.bind(window));
+  return window;
+}
+
 describe('uidpush/client in Node', () => {
   it('connects and receives a push', async () => {
     const started = await server();
@@ -164,16 +205,10 @@ describe('uidpush/client in Node', () => {
 
   it('stops on a kick: disconnected, willRetry false, no reconnect', async () => {
     const started = await server();
-    let made = 0;
-    class Counted extends WebSocket {
-      constructor(...args: ConstructorParameters<typeof WebSocket>) {
-        super(...args);
-        made++;
-      }
-    }
-    const client = connect(started.url, { uid: 'erin', WebSocket: Counted });
+    const sockets = countedWebSocket();
+    const client = connect(started.url, { uid: 'erin', WebSocket: sockets.WebSocket });
     await connected(client);
-    expect(made).toBe(1);
+    expect(sockets.made()).toBe(1);
     const stopped = next(client, 'state', (s) => s.state === 'disconnected');
     // From here every setTimeout is the test's: a reconnect the client scheduled at the
     // close would be one of them, and runs below, at once.
@@ -186,7 +221,7 @@ describe('uidpush/client in Node', () => {
     } finally {
       vi.useRealTimers();
     }
-    expect(made).toBe(1);
+    expect(sockets.made()).toBe(1);
     expect(client.state).toBe('disconnected');
   });
 
@@ -206,10 +241,7 @@ describe('uidpush/client in Node', () => {
   });
 
   it("reconnects at once on the browser's online event instead of waiting out the backoff", async () => {
-    // A browser's window, as far as the client sees it.
-    const window = new EventTarget();
-    vi.stubGlobal('addEventListener', window.addEventListener.bind(window));
-    vi.stubGlobal('removeEventListener', window.removeEventListener.bind(window));
+    const window = stubWindow();
     const started = await server();
     const login = nextLogin(started);
     const client = connect(started.url, { uid: 'jo', minDelayMs: 600_000, maxDelayMs: 600_000 });
@@ -223,27 +255,19 @@ describe('uidpush/client in Node', () => {
   });
 
   it('makes no attempt while the browser says it is offline, and connects on its online event', async () => {
-    const window = new EventTarget();
-    vi.stubGlobal('addEventListener', window.addEventListener.bind(window));
-    vi.stubGlobal('removeEventListener', window.removeEventListener.bind(window));
+    const window = stubWindow();
     const navigator = { onLine: false };
     vi.stubGlobal('navigator', navigator);
     const started = await server();
-    let made = 0;
-    class Counted extends WebSocket {
-      constructor(...args: ConstructorParameters<typeof WebSocket>) {
-        super(...args);
-        made++;
-      }
-    }
+    const sockets = countedWebSocket();
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     let client: ReturnType<typeof connect>;
     try {
-      client = connect(started.url, { uid: 'ola', WebSocket: Counted });
+      client = connect(started.url, { uid: 'ola', WebSocket: sockets.WebSocket });
       await Promise.resolve();
       // A minute of backoffs while offline: every one of them finds the browser offline.
       await vi.advanceTimersByTimeAsync(60_000);
-      expect(made).toBe(0);
+      expect(sockets.made()).toBe(0);
     } finally {
       vi.useRealTimers();
     }
@@ -251,7 +275,7 @@ describe('uidpush/client in Node', () => {
     const back = next(client, 'state', (s) => s.state === 'connected');
     window.dispatchEvent(new Event('online'));
     await back;
-    expect(made).toBe(1);
+    expect(sockets.made()).toBe(1);
   });
 
   it('refreshes an expiring token through getToken without a disconnect or a lost message', async () => {
@@ -314,20 +338,6 @@ describe('uidpush/client in Node', () => {
     await next(client, 'state', (s) => s.state === 'connected');
   });
 
-  it('acks in batches: the device cursor moves every ackEveryN messages', async () => {
-    const started = await server({ inbox: true });
-    const client = connect(started.url, { uid: 'hal', device: 'tab', ackEveryN: 5, ackAfterMs: 60_000 });
-    await connected(client);
-    for (let i = 1; i <= 5; i++) await started.server.push('hal', i);
-    await messages(client, 5);
-    // The ack is a fire-and-forget frame: poll the API until the cursor shows it.
-    let cursor = 0;
-    for (let tries = 0; cursor !== 5 && tries < 100; tries++) {
-      const inbox = await api(started, 'GET', '/v1/users/hal/inbox');
-      cursor = (inbox.devices as { device: string; cursor: number }[]).find((d) => d.device === 'tab')?.cursor ?? 0;
-    }
-    expect(cursor).toBe(5);
-  });
   it('delivers to both clients of one uid, and to the other once one is closed', async () => {
     const started = await server({ inbox: true });
     const phone = connect(started.url, { uid: 'kim', device: 'phone' });
@@ -368,18 +378,15 @@ describe('uidpush/client in Node', () => {
     expect((await messages(second, 1)).map((m) => [m.data, m.offset])).toEqual([['live', 7]]);
   });
 
-  it('acks after ackAfterMs when fewer than ackEveryN messages arrived', async () => {
+  it.each([
+    { when: 'every ackEveryN messages', uid: 'hal', count: 5, ackEveryN: 5, ackAfterMs: 60_000 },
+    { when: 'ackAfterMs after the first unacked one, short of ackEveryN', uid: 'max', count: 3, ackEveryN: 1000, ackAfterMs: 50 },
+  ])('acks in batches: the device cursor moves $when', async ({ uid, count, ackEveryN, ackAfterMs }) => {
     const started = await server({ inbox: true });
-    const client = connect(started.url, { uid: 'max', device: 'tab', ackEveryN: 1000, ackAfterMs: 50 });
+    const client = connect(started.url, { uid, device: 'tab', ackEveryN, ackAfterMs });
     await connected(client);
-    for (let i = 1; i <= 3; i++) await started.server.push('max', i);
-    await messages(client, 3);
-    // The ack is a fire-and-forget frame: poll the API until the cursor shows it.
-    let cursor = 0;
-    for (let tries = 0; cursor !== 3 && tries < 1000; tries++) {
-      const inbox = await api(started, 'GET', '/v1/users/max/inbox');
-      cursor = (inbox.devices as { device: string; cursor: number }[]).find((d) => d.device === 'tab')?.cursor ?? 0;
-    }
-    expect(cursor).toBe(3);
+    for (let i = 1; i <= count; i++) await started.server.push(uid, i);
+    await messages(client, count);
+    expect(await cursorReaches(started, uid, 'tab', count)).toBe(count);
   });
 });
