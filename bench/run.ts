@@ -8,6 +8,9 @@
  *  3. targeted pushes: S sender processes, each keeping W pushes in flight to targets it
  *     holds itself; pushes/s delivered and latency p50/p99.
  *
+ *  4. connect + login of the idle clients (64 at a time per process), and a reconnect storm:
+ *     all of them dropped and reconnected at once; time and server CPU per connection.
+ *
  * Usage: npm run bench -- [--n 19000] [--client-procs 4] [--senders 4] [--targets 250]
  *          [--inflight 64] [--duration 10] [--broadcasts 7] [--only uidpush|naive]
  *          [--json out.json]
@@ -51,11 +54,20 @@ async function start(script: string, execArgv: string[] = []): Promise<{ child: 
   return { child, port: ready.port ?? 0 };
 }
 
+/** Connects outstanding per idle process in the reconnect storm: all of them. */
+const STORM_CONCURRENCY = 100_000;
+
+const cpuSpan = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage): number => b.user + b.system - a.user - a.system;
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Result {
   impl: string;
   connections: number;
+  connectMs: number;
+  connectServerCpuUs: number;
+  stormMs: number;
+  stormServerCpuUs: number;
   rssPerConnKB: number;
   rssPerConnFromZeroKB: number;
   heapPerConnKB: number;
@@ -102,7 +114,7 @@ async function bench(impl: string): Promise<Result> {
       idle.map((c, i) => {
         const share = Math.floor(idleCount / CLIENT_PROCS) + (i < idleCount % CLIENT_PROCS ? 1 : 0);
         const first = Math.floor(share / 2);
-        return ask<{ opened: number; errors: number }>(c.child, 'open', {
+        return ask<{ opened: number; errors: number; ms: number }>(c.child, 'open', {
           url,
           prefix: `i${i}_${half}_`,
           count: half === 0 ? first : share - first,
@@ -111,15 +123,25 @@ async function bench(impl: string): Promise<Result> {
         });
       }),
     );
-  const t0 = Date.now();
+  // Connect + login is timed per half (the memory reading between them is not counted);
+  // the server's CPU over both halves is divided by the connections opened.
+  const cpuOpen0 = await ask<NodeJS.CpuUsage>(server.child, 'cpu');
   const firstHalf = await openShare(0);
+  const cpuOpen1 = await ask<NodeJS.CpuUsage>(server.child, 'cpu');
   await sleep(1000);
   const midCounts = await ask<{ connections: number; online: number }>(server.child, 'counts');
   const mid = await ask<NodeJS.MemoryUsage>(server.child, 'memory');
+  const cpuOpen2 = await ask<NodeJS.CpuUsage>(server.child, 'cpu');
   const secondHalf = await openShare(1);
+  const cpuOpen3 = await ask<NodeJS.CpuUsage>(server.child, 'cpu');
   const opened = [...firstHalf, ...secondHalf];
   const errors = opened.reduce((a, o) => a + o.errors, 0);
-  log(`opened ${opened.reduce((a, o) => a + o.opened, 0)} idle connections in ${Date.now() - t0} ms, ${errors} errors`);
+  const openedCount = opened.reduce((a, o) => a + o.opened, 0);
+  const connectMs = Math.max(...firstHalf.map((o) => o.ms)) + Math.max(...secondHalf.map((o) => o.ms));
+  const connectCpuUs = cpuSpan(cpuOpen0, cpuOpen1) + cpuSpan(cpuOpen2, cpuOpen3);
+  log(
+    `opened ${openedCount} idle connections in ${connectMs.toFixed(0)} ms (64 at a time per process), ${errors} errors; server cpu ${(connectCpuUs / 1000).toFixed(0)} ms`,
+  );
   const control = new WebSocket(url, { perMessageDeflate: false });
   await new Promise<void>((resolve) => {
     control.once('open', () => {
@@ -212,6 +234,24 @@ async function bench(impl: string): Promise<Result> {
       `server cpu ${((serverCpuUs / 1000 / elapsed) * 100).toFixed(0)}% of a core, ${(serverCpuUs / delivered).toFixed(2)} µs per push`,
   );
 
+  // Reconnect storm: every idle connection dropped at once and reconnected at once.
+  const cpuS0 = await ask<NodeJS.CpuUsage>(server.child, 'cpu');
+  const storms = await Promise.all(
+    idle.map((c) => ask<{ opened: number; errors: number; ms: number }>(c.child, 'storm', { concurrency: STORM_CONCURRENCY })),
+  );
+  const cpuS1 = await ask<NodeJS.CpuUsage>(server.child, 'cpu');
+  const stormMs = Math.max(...storms.map((r) => r.ms));
+  const stormOpened = storms.reduce((a, r) => a + r.opened, 0);
+  const stormErrors = storms.reduce((a, r) => a + r.errors, 0);
+  const stormCpuUs = cpuSpan(cpuS0, cpuS1);
+  log(
+    `reconnect storm: ${stormOpened}/${idleCount} back in ${stormMs.toFixed(0)} ms (${STORM_CONCURRENCY} at a time per process), ${stormErrors} errors; ` +
+      `server cpu ${(stormCpuUs / 1000).toFixed(0)} ms`,
+  );
+  const firstIdle = idle[0];
+  if (stormErrors > 0 && firstIdle !== undefined)
+    log(`storm errors: ${(await ask<string[]>(firstIdle.child, 'errors')).slice(0, 3).join('; ')}`);
+
   control.terminate();
   // A clean exit lets --cpu-prof write its profile.
   const serverExited = new Promise((resolve) => server.child.once('exit', resolve));
@@ -222,6 +262,10 @@ async function bench(impl: string): Promise<Result> {
   return {
     impl,
     connections: counts.connections,
+    connectMs,
+    connectServerCpuUs: connectCpuUs / openedCount,
+    stormMs,
+    stormServerCpuUs: stormCpuUs / Math.max(1, stormOpened),
     rssPerConnKB,
     rssPerConnFromZeroKB,
     heapPerConnKB,
@@ -242,6 +286,10 @@ for (const impl of IMPLS) results.push(await bench(impl));
 
 const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const rows: [string, keyof Result, number, 'lower' | 'higher'][] = [
+  ['connect + login of the idle clients (ms)', 'connectMs', 0, 'lower'],
+  ['connect + login: server CPU per connection (µs)', 'connectServerCpuUs', 1, 'lower'],
+  ['reconnect storm: all idle clients at once (ms)', 'stormMs', 0, 'lower'],
+  ['reconnect storm: server CPU per connection (µs)', 'stormServerCpuUs', 1, 'lower'],
   ['RSS per connection, slope N/2 to N (KB)', 'rssPerConnKB', 2, 'lower'],
   ['RSS per connection, from zero (KB)', 'rssPerConnFromZeroKB', 2, 'lower'],
   ['JS heap per connection (KB)', 'heapPerConnKB', 2, 'lower'],

@@ -1,12 +1,12 @@
 /**
  * Targeted push load: one sender connection pushes `<target>:p|<sent-at>` to targets held
  * by this same process, keeping `inflight` pushes outstanding, so it sees each delivery and
- * its latency without cross-process clocks or feedback. Refills are batched under one
- * cork, so the client spends few syscalls per push.
+ * its latency without cross-process clocks or feedback. Refills are batched into one
+ * write, and the connections are raw (bench/lib/raw-ws.ts), so the client spends little
+ * per push.
  */
-import type { Socket } from 'node:net';
-import { WebSocket } from 'ws';
 import { now, serve } from '../lib/ipc.js';
+import { RawClient } from '../lib/raw-ws.js';
 
 interface OpenArgs {
   url: string;
@@ -21,25 +21,43 @@ interface RunArgs {
   maxPushes: number;
 }
 
-let sender: WebSocket | undefined;
+let sender: RawClient | undefined;
 const targets: string[] = [];
-const sockets: WebSocket[] = [];
+const sockets: RawClient[] = [];
 let delivered = 0;
 let inflight = 0;
 let latencies = new Float64Array(0);
 let onDelivery: (() => void) | undefined;
 
-function connect(url: string, uid: string, localAddress: string): Promise<WebSocket> {
+function onPush(data: Buffer): void {
+  const at = now();
+  // p|<sent-at>
+  if (delivered < latencies.length) latencies[delivered] = at - Number(data.toString('latin1', 2));
+  delivered++;
+  inflight--;
+  onDelivery?.();
+}
+
+function connect(url: string, uid: string, localAddress: string, onMessage?: (data: Buffer) => void): Promise<RawClient> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { localAddress, perMessageDeflate: false });
-    ws.once('open', () => {
-      ws.send(uid);
+    let loggedIn = false;
+    new RawClient(new URL(url), localAddress, {
+      open: (client) => {
+        client.send(uid);
+      },
+      message: (client, data) => {
+        if (loggedIn) {
+          onMessage?.(data);
+          return;
+        }
+        loggedIn = true;
+        sockets.push(client);
+        resolve(client);
+      },
+      close: (_client, error) => {
+        if (!loggedIn) reject(new Error(`${uid}: ${error ?? 'closed before login'}`));
+      },
     });
-    ws.once('message', () => {
-      sockets.push(ws);
-      resolve(ws);
-    });
-    ws.once('error', reject);
   });
 }
 
@@ -50,18 +68,7 @@ async function open(args: OpenArgs): Promise<number> {
     for (let j = i; j < Math.min(args.targets, i + 50); j++) {
       const uid = `${args.targetPrefix}${j}`;
       targets.push(uid);
-      batch.push(
-        connect(args.url, uid, args.localAddress).then((ws) => {
-          ws.on('message', (data: Buffer) => {
-            const at = now();
-            // p|<sent-at>
-            if (delivered < latencies.length) latencies[delivered] = at - Number(data.toString('latin1', 2));
-            delivered++;
-            inflight--;
-            onDelivery?.();
-          });
-        }),
-      );
+      batch.push(connect(args.url, uid, args.localAddress, onPush));
     }
     await Promise.all(batch);
   }
@@ -69,9 +76,8 @@ async function open(args: OpenArgs): Promise<number> {
 }
 
 function run(args: RunArgs): Promise<unknown> {
-  const ws = sender;
-  if (ws === undefined) throw new Error('not open');
-  const tcp = (ws as unknown as { _socket: Socket })._socket;
+  const client = sender;
+  if (client === undefined) throw new Error('not open');
   latencies = new Float64Array(args.maxPushes);
   delivered = 0;
   inflight = 0;
@@ -86,14 +92,14 @@ function run(args: RunArgs): Promise<unknown> {
         return;
       }
       if (inflight > args.inflight / 2) return;
-      tcp.cork();
+      const batch: string[] = [];
       while (inflight < args.inflight && sent < args.maxPushes) {
-        ws.send(`${targets[t] ?? ''}:p|${now()}`);
+        batch.push(`${targets[t] ?? ''}:p|${now()}`);
         t = (t + 1) % targets.length;
         sent++;
         inflight++;
       }
-      tcp.uncork();
+      client.sendMany(batch);
     };
     let finished = false;
     const finish = (): void => {
@@ -119,7 +125,7 @@ serve({
   open: (args) => open(args as OpenArgs),
   run: (args) => run(args as RunArgs),
   close: () => {
-    for (const s of sockets) s.terminate();
+    for (const s of sockets) s.destroy();
     return sockets.length;
   },
 });
