@@ -2,7 +2,7 @@
  * uidpush against a naive ws implementation of the seed, same load, same run:
  *
  *  1. memory: N idle logged-in connections from separate client processes (spread over
- *     127.0.0.x source addresses); server RSS and JS heap per connection after GC;
+ *     127.x.0.y source addresses, new ones for each run and phase); server RSS and JS heap per connection after GC;
  *  2. broadcast: one `all:` message to all N; time from send to last delivery (timestamps
  *     in the payload), and the server's CPU time for it;
  *  3. targeted pushes: S sender processes, each keeping W pushes in flight to targets it
@@ -57,6 +57,14 @@ async function start(script: string, execArgv: string[] = []): Promise<{ child: 
 /** Connects outstanding per idle process in the reconnect storm: all of them. */
 const STORM_CONCURRENCY = 100_000;
 
+/**
+ * The second octet of the source addresses of a run's phase. Every run and phase has
+ * addresses of its own: a client's closed connections leave its ports in TIME_WAIT for a
+ * minute, and binding a new one on that address then searches past them (seen here: the
+ * second server's connects took 4.5x the first's when both used the same addresses).
+ */
+const net = (run: number, phase: 0 | 1): number => 10 + run * 2 + phase;
+
 const cpuSpan = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage): number => b.user + b.system - a.user - a.system;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -82,7 +90,7 @@ interface Result {
   pushP99Ms: number;
 }
 
-async function bench(impl: string): Promise<Result> {
+async function bench(impl: string, run: number): Promise<Result> {
   const log = (msg: string): void => {
     process.stderr.write(`[${impl}] ${msg}\n`);
   };
@@ -101,7 +109,7 @@ async function bench(impl: string): Promise<Result> {
         sender: `sender${i}`,
         targetPrefix: `t${i}_`,
         targets: TARGETS,
-        localAddress: `127.0.1.${i + 1}`,
+        localAddress: `127.${net(run, 0)}.1.${i + 1}`,
       }),
     ),
   );
@@ -118,7 +126,7 @@ async function bench(impl: string): Promise<Result> {
           url,
           prefix: `i${i}_${half}_`,
           count: half === 0 ? first : share - first,
-          localAddress: `127.0.0.${i + 2}`,
+          localAddress: `127.${net(run, 0)}.0.${i + 2}`,
           concurrency: 64,
         });
       }),
@@ -237,7 +245,12 @@ async function bench(impl: string): Promise<Result> {
   // Reconnect storm: every idle connection dropped at once and reconnected at once.
   const cpuS0 = await ask<NodeJS.CpuUsage>(server.child, 'cpu');
   const storms = await Promise.all(
-    idle.map((c) => ask<{ opened: number; errors: number; ms: number }>(c.child, 'storm', { concurrency: STORM_CONCURRENCY })),
+    idle.map((c, i) =>
+      ask<{ opened: number; errors: number; ms: number }>(c.child, 'storm', {
+        concurrency: STORM_CONCURRENCY,
+        localAddress: `127.${net(run, 1)}.0.${i + 2}`,
+      }),
+    ),
   );
   const cpuS1 = await ask<NodeJS.CpuUsage>(server.child, 'cpu');
   const stormMs = Math.max(...storms.map((r) => r.ms));
@@ -282,7 +295,7 @@ async function bench(impl: string): Promise<Result> {
 }
 
 const results: Result[] = [];
-for (const impl of IMPLS) results.push(await bench(impl));
+for (const [run, impl] of IMPLS.entries()) results.push(await bench(impl, run));
 
 const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const rows: [string, keyof Result, number, 'lower' | 'higher'][] = [

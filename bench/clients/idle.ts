@@ -6,7 +6,8 @@
  *
  * Connections are raw (bench/lib/raw-ws.ts), so opening thousands costs the client little
  * and the time to open and log them in is the server's. `storm` drops them all at once and
- * reconnects them all at once, as a deploy or a network blip does.
+ * reconnects them all at once, as a deploy or a network blip does (from a new source
+ * address: the dropped connections' ports are in TIME_WAIT on the old one).
  */
 import { RawClient, type RawHandlers } from '../lib/raw-ws.js';
 import { now, serve } from '../lib/ipc.js';
@@ -121,13 +122,13 @@ serve({
    * opened again with `concurrency` connects outstanding: the time to have all logged in.
    */
   storm: async (args) => {
-    const { concurrency } = args as { concurrency: number };
+    const { concurrency, localAddress } = args as { concurrency: number; localAddress: string };
     for (const client of clients.values()) client.destroy();
     clients.clear();
     const again = lastArgs;
     lastArgs = [];
     const started = now();
-    const results = await Promise.all(again.map((a) => open({ ...a, concurrency })));
+    const results = await Promise.all(again.map((a) => open({ ...a, concurrency, localAddress })));
     lastArgs = again;
     return {
       opened: results.reduce((n, r) => n + r.opened, 0),
