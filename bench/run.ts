@@ -96,7 +96,13 @@ async function bench(impl: string, run: number): Promise<Result> {
   };
   // BENCH_PROF=<dir> writes a V8 CPU profile of the server (written when it exits).
   const prof = process.env.BENCH_PROF;
-  const server = await start(`servers/${impl}.ts`, ['--expose-gc', ...(prof !== undefined ? ['--cpu-prof', '--cpu-prof-dir', prof] : [])]);
+  // BENCH_SERVER_FLAGS: more node flags for the server (e.g. --trace-gc).
+  const extra = (process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter((f) => f !== '');
+  const server = await start(`servers/${impl}.ts`, [
+    '--expose-gc',
+    ...(prof !== undefined ? ['--cpu-prof', '--cpu-prof-dir', prof] : []),
+    ...extra,
+  ]);
   const url = `ws://127.0.0.1:${server.port}`;
   const base = await ask<NodeJS.MemoryUsage>(server.child, 'memory');
 

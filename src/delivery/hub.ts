@@ -66,6 +66,12 @@ export interface Recipient {
   /** Holds writes until {@link uncork}, to send a replay's frames in few syscalls. */
   cork?(): void;
   uncork?(): void;
+  /**
+   * The hub's turn of the connection's last write: a second write in the same turn corks
+   * the connection until the turn ends (see {@link Hub.write}). Kept by the hub; declared
+   * by the transport so that the field is part of the connection's shape from the start.
+   */
+  writeTurn?: number;
 }
 
 /**
@@ -148,6 +154,23 @@ export class Hub<C extends Recipient = Recipient> {
   };
   /** Set by the node when the inbox is on: a connection's retained pushes skipped ahead. */
   onGap: GapListener<C> | undefined;
+  /**
+   * Write coalescing. A turn is what runs synchronously before the next microtask
+   * checkpoint: one socket read and the pushes it carried, a broadcast, a batch from the
+   * broker. Connections written to twice in one turn are corked and listed here, and
+   * uncorked together when it ends, so their frames leave in one writev each.
+   */
+  #turn = 1;
+  #turnEnding = false;
+  readonly #corked: C[] = [];
+  readonly #endTurn = (): void => {
+    this.#turnEnding = false;
+    this.#turn++;
+    const corked = this.#corked;
+    // Uncorking writes; a write it causes (none today) would start a new turn.
+    for (let i = 0; i < corked.length; i++) corked[i]?.uncork?.();
+    corked.length = 0;
+  };
 
   constructor(registry: Registry<C>, options: HubOptions<C>) {
     this.#registry = registry;
@@ -268,6 +291,24 @@ export class Hub<C extends Recipient = Recipient> {
     if (conn.bufferedBytes + frame.length > this.#maxBufferedBytes) {
       this.#slowConsumer(conn);
       return false;
+    }
+    // The first write of a turn goes out at once (one syscall, as without coalescing);
+    // a second one corks the connection, and the rest of the turn's frames join it.
+    // (-turn: corked in this turn already.)
+    const turn = this.#turn;
+    const last = conn.writeTurn;
+    if (last === turn) {
+      if (conn.cork !== undefined) {
+        conn.writeTurn = -turn;
+        conn.cork();
+        this.#corked.push(conn);
+      }
+    } else if (last !== -turn) {
+      conn.writeTurn = turn;
+      if (!this.#turnEnding) {
+        this.#turnEnding = true;
+        queueMicrotask(this.#endTurn);
+      }
     }
     if (!conn.writeFrame(frame)) return false;
     this.#stats.framesWritten++;

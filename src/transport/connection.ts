@@ -53,6 +53,8 @@ export class Connection extends WebSocket implements Recipient, ConnectionInfo, 
   quietUntil = 0;
   /** The heartbeat slot this connection lives in. */
   slot = 0;
+  /** Kept by the hub's write coalescing. */
+  writeTurn = 0;
   /** When a closing connection's socket is destroyed if the peer has not closed it, in ms since the epoch. */
   closeBy = 0;
   /** The IP address this connection is counted under for the per-IP limit, if it is on. */

@@ -437,3 +437,99 @@ describe('retained pushes through a connection inbox position', () => {
     expect(v1.closed?.code).toBe(CloseCode.SlowConsumer);
   });
 });
+
+/** A recipient that can be corked: what it was written while corked is sent at uncork. */
+class CorkableRecipient extends FakeRecipient {
+  corks = 0;
+  uncorks = 0;
+  /** Frames in each write that reached the "socket": one entry per syscall. */
+  readonly writes: number[] = [];
+  #corked = 0;
+  #batch = 0;
+
+  override writeFrame(frame: Buffer): boolean {
+    if (!super.writeFrame(frame)) return false;
+    if (this.#corked > 0) this.#batch++;
+    else this.writes.push(1);
+    return true;
+  }
+
+  cork(): void {
+    this.corks++;
+    this.#corked++;
+  }
+
+  uncork(): void {
+    this.uncorks++;
+    if (--this.#corked === 0 && this.#batch > 0) {
+      this.writes.push(this.#batch);
+      this.#batch = 0;
+    }
+  }
+}
+
+describe('Hub: write coalescing within a turn', () => {
+  const corkable = (registry: Registry<FakeRecipient>, uid: string): CorkableRecipient => {
+    const conn = new CorkableRecipient(uid);
+    registry.bind(conn, uid);
+    return conn;
+  };
+
+  it('writes a lone push at once, without corking', async () => {
+    const { hub, registry } = setup();
+    const a = corkable(registry, 'a');
+    hub.sendToUid('a', 'one');
+    expect(a.writes).toEqual([1]);
+    await Promise.resolve();
+    expect(a.corks).toBe(0);
+    expect(a.texts).toEqual(['one']);
+  });
+
+  it('sends the first push at once and the rest of the turn in one corked write, in order', async () => {
+    const { hub, registry } = setup({ maxBufferedBytes: 1 << 20 });
+    const a = corkable(registry, 'a');
+    for (let i = 0; i < 10; i++) hub.sendToUid('a', `m${String(i)}`);
+    expect(a.corks).toBe(1);
+    expect(a.uncorks).toBe(0);
+    await Promise.resolve();
+    expect(a.uncorks).toBe(1);
+    expect(a.writes).toEqual([1, 9]);
+    expect(a.texts).toEqual(Array.from({ length: 10 }, (_, i) => `m${String(i)}`));
+  });
+
+  it('starts a new turn after the microtask: the next push goes out at once again', async () => {
+    const { hub, registry } = setup();
+    const a = corkable(registry, 'a');
+    hub.sendToUid('a', 'x');
+    hub.sendToUid('a', 'y');
+    await Promise.resolve();
+    hub.sendToUid('a', 'z');
+    expect(a.writes).toEqual([1, 1, 1]);
+    expect(a.corks).toBe(1);
+    await Promise.resolve();
+    expect(a.uncorks).toBe(1);
+  });
+
+  it('corks only the connections written twice, and uncorks each once', async () => {
+    const { hub, registry } = setup();
+    const a = corkable(registry, 'a');
+    const b = corkable(registry, 'b');
+    hub.sendToUid('a', '1');
+    hub.sendToUid('b', '1');
+    hub.sendToUid('a', '2');
+    hub.sendToUid('a', '3');
+    await Promise.resolve();
+    expect([a.corks, a.uncorks, b.corks, b.uncorks]).toEqual([1, 1, 0, 0]);
+    expect(a.writes).toEqual([1, 2]);
+    expect(b.writes).toEqual([1]);
+  });
+
+  it('still applies the send-buffer cap to corked writes', () => {
+    const { hub, registry } = setup({ maxBufferedBytes: 64 });
+    const a = corkable(registry, 'a');
+    // The fake counts nothing as buffered: the cap is checked per write before coalescing.
+    a.bufferedBytes = 60;
+    hub.sendToUid('a', 'x'.repeat(10));
+    expect(a.closed?.code).toBe(CloseCode.SlowConsumer);
+  });
+});
