@@ -12,7 +12,8 @@
  *     all of them dropped and reconnected at once; time and server CPU per connection.
  *
  * Usage: npm run bench -- [--n 19000] [--client-procs 4] [--senders 4] [--targets 250]
- *          [--inflight 64] [--duration 10] [--broadcasts 7] [--only uidpush|naive]
+ *          [--inflight 64] [--duration 10] [--broadcasts 7] [--only uidpush|naive|uidpush-workers]
+ *          [--workers N]
  *          [--json out.json]
  *
  * Every loop is bounded in count and time; every process it starts, it ends.
@@ -35,6 +36,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '10' },
     broadcasts: { type: 'string', default: '7' },
     only: { type: 'string' },
+    workers: { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -45,12 +47,15 @@ const TARGETS = Number(values.targets);
 const INFLIGHT = Number(values.inflight);
 const DURATION_MS = Number(values.duration) * 1000;
 const BROADCASTS = Number(values.broadcasts);
-const IMPLS = values.only !== undefined ? [values.only] : ['naive', 'uidpush'];
+// --workers N adds `serve --workers N` (servers/uidpush-workers.ts) to the run.
+const WORKERS = values.workers !== undefined ? Number(values.workers) : undefined;
+const IMPLS = values.only !== undefined ? [values.only] : ['naive', 'uidpush', ...(WORKERS !== undefined ? ['uidpush-workers'] : [])];
 
 const here = import.meta.dirname;
 
 async function start(script: string, execArgv: string[] = []): Promise<{ child: ChildProcess; port: number }> {
-  const { child, ready } = await forkReady(join(here, script), { execArgv });
+  const env = WORKERS !== undefined ? { BENCH_WORKERS: String(WORKERS) } : undefined;
+  const { child, ready } = await forkReady(join(here, script), { execArgv, ...(env !== undefined ? { env } : {}) });
   return { child, port: ready.port ?? 0 };
 }
 
@@ -175,7 +180,9 @@ async function bench(impl: string, run: number): Promise<Result> {
   log(`memory at 0: ${kb(base)}; at ${midCounts.connections}: ${kb(mid)}; at ${counts.connections}: ${kb(mem)}`);
   const added = counts.connections - midCounts.connections;
   const rssPerConnKB = (mem.rss - mid.rss) / added / 1024;
-  const heapPerConnKB = (mem.heapUsed - mid.heapUsed) / added / 1024;
+  // A server that cannot read its heap (uidpush-workers) sends null (JSON has no NaN).
+  const heapOf = (m: NodeJS.MemoryUsage): number => (typeof m.heapUsed === 'number' ? m.heapUsed : NaN);
+  const heapPerConnKB = (heapOf(mem) - heapOf(mid)) / added / 1024;
   const rssPerConnFromZeroKB = (mem.rss - base.rss) / counts.connections / 1024;
   log(
     `memory per connection: rss ${rssPerConnKB.toFixed(2)} KB (from zero: ${rssPerConnFromZeroKB.toFixed(2)} KB), heap ${heapPerConnKB.toFixed(2)} KB`,
@@ -323,17 +330,18 @@ const rows: [string, keyof Result, number, 'lower' | 'higher'][] = [
   ['targeted push latency p99 (ms)', 'pushP99Ms', 2, 'lower'],
 ];
 const naive = results.find((r) => r.impl === 'naive');
-const ours = results.find((r) => r.impl === 'uidpush');
+const others = naive !== undefined ? results.filter((r) => r !== naive) : [];
 const lines = [
-  `N = ${N} connections; ${SENDERS} senders x ${INFLIGHT} in flight, ${TARGETS} targets each, ${DURATION_MS / 1000} s; ${BROADCASTS - 1} broadcasts (median) after 1 warm-up`,
+  `N = ${N} connections; ${SENDERS} senders x ${INFLIGHT} in flight, ${TARGETS} targets each, ${DURATION_MS / 1000} s; ${BROADCASTS - 1} broadcasts (median) after 1 warm-up` +
+    (WORKERS !== undefined ? `; uidpush-workers = serve --workers ${WORKERS}` : ''),
   `machine: ${describeMachine()}`,
   '',
-  `| figure | ${results.map((r) => r.impl).join(' | ')} |${naive && ours ? ' uidpush / naive |' : ''}`,
-  `|---|${results.map(() => '---:').join('|')}|${naive && ours ? '---:|' : ''}`,
+  `| figure | ${results.map((r) => r.impl).join(' | ')} |${others.map((r) => ` ${r.impl} / naive |`).join('')}`,
+  `|---|${results.map(() => '---:').join('|')}|${others.map(() => '---:|').join('')}`,
   ...rows.map(([label, key, d]) => {
     const cells = results.map((r) => fmt(r[key] as number, d));
-    const ratio = naive && ours ? ` ${fmt((ours[key] as number) / (naive[key] as number), 2)}x |` : '';
-    return `| ${label} | ${cells.join(' | ')} |${ratio}`;
+    const ratios = naive !== undefined ? others.map((r) => ` ${fmt((r[key] as number) / (naive[key] as number), 2)}x |`).join('') : '';
+    return `| ${label} | ${cells.join(' | ')} |${ratios}`;
   }),
 ];
 process.stdout.write(`${lines.join('\n')}\n`);
