@@ -4,7 +4,9 @@
  * a profile can be read per bench phase without a browser.
  *
  * Usage: npx tsx bench/profile-summary.ts <file.cpuprofile> [--top 25] [--from <s>] [--to <s>]
- *          [--timeline <bucket s>]
+ *          [--timeline <bucket s>] [--match <regexp>]
+ * `--match` adds total time (self + callees) of the functions whose label matches, e.g.
+ * `--match 'src/'` for where our own code's calls spend.
  * `--from`/`--to` are seconds since the profile started; `--timeline` prints the share of
  * non-idle samples per bucket, to find the phases.
  */
@@ -26,7 +28,13 @@ interface Profile {
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { top: { type: 'string', default: '25' }, from: { type: 'string' }, to: { type: 'string' }, timeline: { type: 'string' } },
+  options: {
+    top: { type: 'string', default: '25' },
+    from: { type: 'string' },
+    to: { type: 'string' },
+    timeline: { type: 'string' },
+    match: { type: 'string' },
+  },
 });
 const file = positionals[0];
 if (file === undefined) throw new Error('usage: profile-summary <file.cpuprofile> [--top N] [--from s] [--to s] [--timeline s]');
@@ -44,6 +52,10 @@ const shortUrl = (url: string): string => {
 const label = (n: ProfileNode): string =>
   `${n.callFrame.functionName || '(anonymous)'} ${shortUrl(n.callFrame.url)}${n.callFrame.url ? `:${String(n.callFrame.lineNumber + 1)}` : ''}`;
 
+const parentOf = new Map<number, number>();
+for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
+const match = values.match !== undefined ? new RegExp(values.match) : undefined;
+const totalUs = new Map<string, number>();
 const selfUs = new Map<string, number>();
 const fileUs = new Map<string, number>();
 let total = 0;
@@ -72,6 +84,18 @@ for (let i = 0; i < profile.samples.length; i++) {
   }
   const key = label(node);
   selfUs.set(key, (selfUs.get(key) ?? 0) + dt);
+  if (match !== undefined) {
+    // Each matching function on the sample's stack, once even if it recurses.
+    const seen = new Set<string>();
+    for (let id: number | undefined = node.id; id !== undefined; id = parentOf.get(id)) {
+      const n = byId.get(id);
+      if (n === undefined) break;
+      const l = label(n);
+      if (!match.test(l) || seen.has(l)) continue;
+      seen.add(l);
+      totalUs.set(l, (totalUs.get(l) ?? 0) + dt);
+    }
+  }
   const f = node.callFrame.url === '' ? '(native / V8)' : shortUrl(node.callFrame.url).replace(/:\d+$/, '');
   fileUs.set(f, (fileUs.get(f) ?? 0) + dt);
 }
@@ -82,6 +106,10 @@ process.stdout.write(
   `window ${(total / 1e6).toFixed(1)} s; idle ${pct(idle)}; busy ${(busy / 1e6).toFixed(2)} s\n\nself time by function (share of the window):\n`,
 );
 for (const [k, us] of [...selfUs].sort((a, b) => b[1] - a[1]).slice(0, top)) process.stdout.write(`  ${pct(us).padStart(6)}  ${k}\n`);
+if (match !== undefined) {
+  process.stdout.write(`\ntotal time (self + callees) of functions matching ${String(match)}:\n`);
+  for (const [k, us] of [...totalUs].sort((a, b) => b[1] - a[1]).slice(0, top)) process.stdout.write(`  ${pct(us).padStart(6)}  ${k}\n`);
+}
 process.stdout.write('\nself time by file:\n');
 for (const [k, us] of [...fileUs].sort((a, b) => b[1] - a[1]).slice(0, top)) process.stdout.write(`  ${pct(us).padStart(6)}  ${k}\n`);
 if (bucketUs > 0) {

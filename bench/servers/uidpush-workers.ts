@@ -18,9 +18,8 @@ const root = join(import.meta.dirname, '..', '..');
 const cli = spawn(
   process.execPath,
   [
-    '--import',
-    'tsx',
-    'src/cli/main.ts',
+    // The built CLI, as users run it (`npm run bench` builds first).
+    'dist/cli/main.js',
     'serve',
     '--host',
     '127.0.0.1',

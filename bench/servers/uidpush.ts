@@ -3,8 +3,14 @@
  * per-connection rate limit, which is off so the senders are not throttled (the naive
  * baseline has none either).
  */
-import { createServer } from '../../src/index.js';
+import type * as Uidpush from '../../src/index.js';
 import { memoryAfterGc, serve } from '../lib/ipc.js';
+
+// The built package, as users run it (`npm run bench` builds first); BENCH_SRC=1 runs the
+// sources through tsx instead, whose transform adds a call per closure made (esbuild's
+// keepNames `__name`), which the compiled code does not have.
+const entry = process.env.BENCH_SRC === '1' ? '../../src/index.js' : '../../dist/index.js';
+const { createServer } = (await import(entry)) as typeof Uidpush;
 
 const server = createServer({
   host: '127.0.0.1',
