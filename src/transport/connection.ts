@@ -131,6 +131,15 @@ export class Connection implements FrameSink, Recipient, ConnectionInfo, Session
     tcp.on('error', socketOnError);
   }
 
+  /**
+   * @internal ws's name for the socket, kept for code written when a connection was a ws
+   * WebSocket (a test pauses the server side's socket through it). A getter: nothing per
+   * connection.
+   */
+  get _socket(): UpgradedSocket {
+    return this.tcp;
+  }
+
   get remoteAddress(): string | undefined {
     return this.tcp.remoteAddress;
   }
@@ -243,9 +252,8 @@ export class Connection implements FrameSink, Recipient, ConnectionInfo, Session
     return this.owner?.write(this, encodeTextFrame(payload)) ?? false;
   }
 
-  /** @internal the parser's report. */
+  /** @internal the parser's report; the owner stamps `lastSeen`, with the time it needs anyway. */
   onFrameMessage(data: Buffer, isBinary: boolean): void {
-    this.lastSeen = Date.now();
     this.owner?.onMessage(this, data, isBinary);
   }
 
