@@ -18,15 +18,15 @@ export const CloseCode = {
   Normal: 1000,
   /** The server is shutting down; reconnect to another node or later. */
   GoingAway: 1001,
-  /** The client broke RFC 6455: an unmasked frame, RSV bits, a bad opcode... (raised by ws). */
+  /** The client broke RFC 6455: an unmasked frame, RSV bits, a bad opcode... (raised by the frame parser). */
   ProtocolError: 1002,
-  /** The client sent invalid UTF-8 in a text frame (raised by the ws library). */
+  /** The client sent invalid UTF-8 in a text frame (raised by the frame parser). */
   InvalidPayload: 1007,
-  /** A message in too many fragments (more than 16,384; raised by ws). */
+  /** A message in too many fragments (more than 16,384; raised by the frame parser). */
   PolicyViolation: 1008,
   /**
    * A message exceeded the receive limit (`maxPreLoginMessageSize` before login,
-   * `maxMessageSize` after), so it was not buffered (raised by ws).
+   * `maxMessageSize` after), so it was not buffered (raised by the frame parser).
    */
   MessageTooBig: 1009,
   /**
@@ -53,6 +53,15 @@ export const CloseCode = {
 
 /** One of the close codes of {@link CloseCode}. */
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+/**
+ * Whether `code` may travel in a close frame (RFC 6455 section 7.4): the defined 1000-1014
+ * but 1004 (reserved) and 1005/1006 (only ever reported locally), and the 3000-4999 ranges
+ * for libraries and applications. A peer's frame with any other code is a protocol error.
+ */
+export function isValidCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+}
 
 /** Whether a client that was closed with `code` may reconnect on its own. */
 export function mayReconnect(code: number): boolean {

@@ -17,7 +17,7 @@ export interface ConnectionInfo {
   readonly remoteAddress: string | undefined;
   /** When the connection was accepted, in ms since the epoch. */
   readonly connectedAt: number;
-  /** Bytes waiting to be sent on this connection (ws's bufferedAmount). */
+  /** Bytes waiting to be sent on this connection: written, not yet handed to the kernel. */
   readonly bufferedBytes: number;
   /**
    * Pushes a text message to this one connection, under the same send-buffer cap as any
@@ -30,7 +30,7 @@ export interface ConnectionInfo {
 
 /**
  * A connection as the hub sees it: what the program sees plus what the hub writes through.
- * The hub is typed by it, not by the ws-based `Connection`, so that `server.hub` is
- * declared without ws types; at run time every one of them is a `Connection`.
+ * The hub is typed by it, not by the transport's `Connection`, so that `server.hub` is
+ * declared without the transport's types; at run time every one of them is a `Connection`.
  */
 export type HubConnection = ConnectionInfo & Recipient;

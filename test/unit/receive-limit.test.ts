@@ -1,62 +1,84 @@
-import { once } from 'node:events';
-import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocket, WebSocketServer } from 'ws';
-import { setReceiveLimit } from '../../src/transport/ws/receive-limit.js';
+import { describe, expect, it } from 'vitest';
+import { FrameParser, type FrameError, type FrameSink } from '../../src/transport/ws/frame-parser.js';
 import { defaultIdleTimeout, resolveServerOptions } from '../../src/server/options.js';
 
-const open: { close(): void }[] = [];
-afterEach(() => {
-  for (const o of open.splice(0)) o.close();
-});
+/** What a parser reported, in order. */
+type Event = { message: number } | { error: FrameError; code: number };
 
-/** A ws server (maxPayload 1 MiB) and a client connected to it; the server side's socket. */
-async function pair(): Promise<{ server: WebSocket; client: WebSocket }> {
-  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', maxPayload: 1024 * 1024 });
-  open.push(wss);
-  await once(wss, 'listening');
-  const { port } = wss.address() as { port: number };
-  const client = new WebSocket(`ws://127.0.0.1:${port}`);
-  open.push({
-    close: () => {
-      client.terminate();
-    },
-  });
-  const [server] = (await once(wss, 'connection')) as [WebSocket];
-  // ws reports a refused frame as an error before it closes; the close is what is checked.
-  server.on('error', () => undefined);
-  await once(client, 'open');
-  return { server, client };
+function parser(limit: number): { p: FrameParser; events: Event[] } {
+  const events: Event[] = [];
+  const sink: FrameSink = {
+    onFrameMessage: (data) => events.push({ message: data.length }),
+    onFramePing: () => undefined,
+    onFramePong: () => undefined,
+    onFrameClose: () => undefined,
+    onFrameError: (code, error) => events.push({ error, code }),
+  };
+  return { p: new FrameParser(sink, limit), events };
 }
 
-describe('setReceiveLimit (pins the private ws field it relies on)', () => {
-  it('finds the receiver field of this ws version on a connected socket', async () => {
-    const { server } = await pair();
-    expect(setReceiveLimit(server, 100)).toBe(true);
+/** A masked client frame; `announce` overrides the length in its header (for a header alone). */
+function frame(opcode: number, fin: boolean, payload: Buffer, announce = payload.length): Buffer {
+  const head = announce < 126 ? Buffer.from([0, 0x80 | announce]) : announce < 0x10000 ? Buffer.alloc(4) : Buffer.alloc(10);
+  head[0] = (fin ? 0x80 : 0) | opcode;
+  if (announce >= 126 && announce < 0x10000) {
+    head[1] = 0x80 | 126;
+    head.writeUInt16BE(announce, 2);
+  } else if (announce >= 0x10000) {
+    head[1] = 0x80 | 127;
+    head.writeBigUInt64BE(BigInt(announce), 2);
+  }
+  return Buffer.concat([head, Buffer.from([0, 0, 0, 0]), payload]);
+}
+
+describe('the per-connection receive limit', () => {
+  it('accepts a message of exactly the limit and refuses one byte more with 1009 too_large', () => {
+    const { p, events } = parser(100);
+    p.push(frame(1, true, Buffer.alloc(100, 0x61)));
+    p.push(frame(1, true, Buffer.alloc(101, 0x62)));
+    expect(events).toEqual([{ message: 100 }, { error: 'too_large', code: 1009 }]);
   });
 
-  it('makes ws refuse a message over the new limit with 1009 and accept one under it', async () => {
-    const { server, client } = await pair();
-    setReceiveLimit(server, 100);
-    client.send('a'.repeat(100));
-    const [data] = (await once(server, 'message')) as [Buffer];
-    expect(data.length).toBe(100);
-    client.send('b'.repeat(101));
-    const [code] = (await once(client, 'close')) as [number];
-    expect(code).toBe(1009);
+  it('refuses at the header, before any of the payload has arrived', () => {
+    const { p, events } = parser(16 * 1024);
+    const header = frame(1, true, Buffer.alloc(0), 1024 * 1024);
+    p.push(header);
+    expect(events).toEqual([{ error: 'too_large', code: 1009 }]);
   });
 
-  it('raises the limit again over the server-wide one', async () => {
-    const { server, client } = await pair();
-    setReceiveLimit(server, 100);
-    setReceiveLimit(server, 2 * 1024 * 1024);
-    client.send('c'.repeat(1024 * 1024 + 1));
-    const [data] = (await once(server, 'message')) as [Buffer];
-    expect(data.length).toBe(1024 * 1024 + 1);
+  it('counts the fragments of a message together, and refuses at the fragment that passes the limit', () => {
+    const { p, events } = parser(100);
+    p.push(frame(1, false, Buffer.alloc(60, 0x61)));
+    expect(events).toEqual([]);
+    p.push(frame(0, true, Buffer.alloc(0), 41));
+    expect(events).toEqual([{ error: 'too_large', code: 1009 }]);
   });
 
-  it('answers false, touching nothing, on a socket ws has not set up', () => {
-    const unset = Object.create(WebSocket.prototype) as WebSocket;
-    expect(setReceiveLimit(unset, 100)).toBe(false);
+  it('does not count control frames, which have their own 125-byte cap', () => {
+    const { p, events } = parser(10);
+    p.push(frame(9, true, Buffer.alloc(100)));
+    p.push(frame(1, true, Buffer.alloc(10, 0x61)));
+    expect(events).toEqual([{ message: 10 }]);
+  });
+
+  it('takes a new limit at any time, from the next frame header on: lower before login, higher after', () => {
+    const { p, events } = parser(100);
+    p.push(frame(1, true, Buffer.alloc(100, 0x61)));
+    p.limit = 2 * 1024 * 1024;
+    p.push(frame(1, true, Buffer.alloc(1024 * 1024 + 1, 0x61)));
+    p.limit = 10;
+    p.push(frame(1, true, Buffer.alloc(10, 0x61)));
+    p.push(frame(1, true, Buffer.alloc(11, 0x61)));
+    expect(events).toEqual([{ message: 100 }, { message: 1024 * 1024 + 1 }, { message: 10 }, { error: 'too_large', code: 1009 }]);
+  });
+
+  it('applies a limit changed while a header is split across chunks to that header', () => {
+    const { p, events } = parser(1000);
+    const whole = frame(1, true, Buffer.alloc(500, 0x61));
+    p.push(whole.subarray(0, 1));
+    p.limit = 100;
+    p.push(whole.subarray(1));
+    expect(events).toEqual([{ error: 'too_large', code: 1009 }]);
   });
 });
 

@@ -1,26 +1,27 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
 import { TokenError, type Identity, type TokenVerifier } from '../../auth/jwt.js';
 import { CloseCode } from '../../core/close-codes.js';
 import { ErrorCode } from '../../core/errors.js';
 import type { SessionNode } from '../../core/service.js';
 import type { Logger } from '../../core/types.js';
 import type { Hub } from '../../delivery/hub.js';
-import { Codec, negotiate } from '../../protocol/codec.js';
+import { Codec } from '../../protocol/codec.js';
 import { receiveLimits } from '../../session/limits.js';
 import { Session } from '../../session/session.js';
 import { Connection, type ConnectionOwner } from '../connection.js';
 import { Liveness } from '../liveness.js';
 import { Admission } from './admission.js';
 import type { TransportEvents, TransportOptions, TransportStats } from './options.js';
-import { setReceiveLimit } from './receive-limit.js';
+import { FrameError } from './frame-parser.js';
 import {
   answerClientError,
+  checkHandshake,
   handshakeOrigin,
   handshakeToken,
   offersOurSubprotocol,
   refuseUpgrade,
+  switchingProtocols,
   UNSUPPORTED_SUBPROTOCOL,
 } from './upgrade.js';
 
@@ -32,7 +33,6 @@ export type { TransportEvents, TransportOptions, TransportStats } from './option
  * {@link Session}; deadlines are {@link Liveness}'s; delivery goes through the hub.
  */
 export class WsTransport implements ConnectionOwner {
-  readonly #wss: WebSocketServer;
   readonly #hub: Hub<Connection>;
   #node: SessionNode<Connection>;
   readonly #options: TransportOptions;
@@ -44,7 +44,8 @@ export class WsTransport implements ConnectionOwner {
   /** Upgrades waiting for their handshake token's verification: pending too. */
   #handshaking = 0;
   readonly #preLoginLimit: number;
-  #warnedReceiveLimit = false;
+  /** While shutting down: what each closing connection's close resolves. */
+  #closeWaiters: Map<Connection, () => void> | undefined;
   #verifier: TokenVerifier | undefined;
   #nextId = 1;
   #accepting = true;
@@ -63,7 +64,7 @@ export class WsTransport implements ConnectionOwner {
       {
         loggedIn: (conn, bytes) => {
           this.#liveness.loggedIn(conn);
-          this.#limitReceive(conn, bytes);
+          conn.parser.limit = bytes;
         },
         expireAt: (conn, expiresAt) => {
           this.#liveness.expireAt(conn, expiresAt);
@@ -72,18 +73,6 @@ export class WsTransport implements ConnectionOwner {
       events,
       log,
     );
-    this.#wss = new WebSocketServer({
-      noServer: true,
-      WebSocket: Connection,
-      // The registry and the heartbeat wheel track connections; a third Set is waste.
-      clientTracking: false,
-      perMessageDeflate: false,
-      // The logged-in limit; each connection starts at the pre-login one (#accept).
-      maxPayload: options.maxMessageSize,
-      // uidpush.v1 when offered (handleUpgrade refused a handshake offering only others);
-      // no header: the seed text protocol.
-      handleProtocols: (offered) => negotiate(offered).subprotocol ?? false,
-    });
     this.#liveness = new Liveness(
       options,
       log,
@@ -124,8 +113,9 @@ export class WsTransport implements ConnectionOwner {
   }
 
   /**
-   * Hands an HTTP upgrade request to ws, verifying a handshake token first. The caps on
-   * pending connections and per-IP limits are checked here, before ws does any work.
+   * Completes an HTTP upgrade request as a WebSocket, verifying a handshake token first.
+   * The origin, the subprotocol offer, the caps on pending connections and the per-IP
+   * limits are checked first, before any other work.
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (!this.#accepting) {
@@ -162,7 +152,7 @@ export class WsTransport implements ConnectionOwner {
       return;
     }
     // The socket waits for the 101 while the token is checked; an error meanwhile must
-    // not go unheard (ws takes the socket's errors over once it upgrades).
+    // not go unheard (the connection takes the socket's errors over once it upgrades).
     const onError = (): void => {
       socket.destroy();
     };
@@ -199,6 +189,8 @@ export class WsTransport implements ConnectionOwner {
    */
   async close(graceMs: number): Promise<void> {
     this.#accepting = false;
+    const waiters = new Map<Connection, () => void>();
+    this.#closeWaiters = waiters;
     const open = [...this.#liveness.all()];
     const closed = open.map(
       (conn) =>
@@ -207,9 +199,7 @@ export class WsTransport implements ConnectionOwner {
             resolve();
             return;
           }
-          conn.once('close', () => {
-            resolve();
-          });
+          waiters.set(conn, resolve);
           conn.close(CloseCode.GoingAway, 'server shutting down');
         }),
     );
@@ -224,39 +214,37 @@ export class WsTransport implements ConnectionOwner {
   }
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, auth: Identity | TokenError | undefined, ip: string): void {
-    const nextId = this.#nextId;
     this.#handshaking--;
-    // Synchronous: without verifyClient, ws either calls back or refuses the socket at once
-    // (a bad handshake answered 400 then destroyed, or destroyed outright when the peer sent
-    // FIN while its token was being verified).
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      // Always true: the server builds its sockets with the `WebSocket: Connection` option.
-      if (!(ws instanceof Connection)) return;
-      try {
-        this.#session.open(this.#accept(ws, req, ip), Date.now(), auth);
-      } catch (err) {
-        this.#session.internal(ws, err, 'opening a connection');
-      }
-    });
-    // #accept takes an id; if none was taken, the upgrade failed and gives its slot back.
-    if (this.#nextId === nextId) this.#admission.release(ip);
+    const checked = checkHandshake(req);
+    if (!('key' in checked)) {
+      this.#admission.release(ip);
+      refuseUpgrade(socket, checked.status, checked.text, checked.headers);
+      return;
+    }
+    // The peer sent FIN (or went) while its token was being verified: nobody to answer.
+    if (!socket.readable || !socket.writable) {
+      this.#admission.release(ip);
+      socket.destroy();
+      return;
+    }
+    socket.write(switchingProtocols(checked));
+    const conn = new Connection(socket, checked.subprotocol ?? '', this.#preLoginLimit);
+    try {
+      this.#session.open(this.#accept(conn, ip, head), Date.now(), auth);
+    } catch (err) {
+      this.#session.internal(conn, err, 'opening a connection');
+    }
   }
 
-  #accept(conn: Connection, req: IncomingMessage, ip: string): Connection {
+  #accept(conn: Connection, ip: string, head: Buffer): Connection {
     const now = Date.now();
     if (this.#admission.countsIp) conn.countedIp = ip;
-    this.#limitReceive(conn, this.#preLoginLimit);
     conn.id = this.#nextId++;
     conn.owner = this;
-    conn.tcp = req.socket;
     conn.codec = conn.protocol === '' ? Codec.Seed : Codec.JsonV1;
     conn.connectedAt = now;
     conn.lastSeen = now;
-    conn.on('message', onMessage);
-    // Client pings are answered by ws; liveness is judged by pongs to our own pings.
-    conn.on('pong', onAlive);
-    conn.on('close', onClose);
-    conn.on('error', onError);
+    conn.start(head);
     this.#liveness.add(conn);
     this.#events.connection(conn);
     return conn;
@@ -276,16 +264,19 @@ export class WsTransport implements ConnectionOwner {
     this.#liveness.closing(conn, Date.now());
   }
 
-  /** @internal called by the shared error listener: ws is closing the connection. */
-  onError(conn: Connection, err: Error): void {
-    if ((err as Error & { code?: unknown }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
-      this.#session.refused(conn, ErrorCode.TooLarge);
-    }
+  /** @internal called when the peer broke the protocol or a limit: the connection is already closing. */
+  onFrameError(conn: Connection, _closeCode: number, error: FrameError): void {
+    if (error === FrameError.TooLarge) this.#session.refused(conn, ErrorCode.TooLarge);
   }
 
   /** @internal called by the shared close listener. */
   onClose(conn: Connection, code: number, reason: Buffer): void {
     this.#liveness.remove(conn);
+    const waiter = this.#closeWaiters?.get(conn);
+    if (waiter !== undefined) {
+      this.#closeWaiters?.delete(conn);
+      waiter();
+    }
     if (conn.countedIp !== undefined) {
       this.#admission.release(conn.countedIp);
       conn.countedIp = undefined;
@@ -301,28 +292,4 @@ export class WsTransport implements ConnectionOwner {
       this.#session.internal(conn, err, 'reporting a close');
     }
   }
-
-  /** Sets a connection's receive limit; without ws's field, it keeps the server-wide one. */
-  #limitReceive(conn: Connection, bytes: number): void {
-    if (setReceiveLimit(conn, bytes) || this.#warnedReceiveLimit) return;
-    this.#warnedReceiveLimit = true;
-    this.#log.warn({}, 'this ws version has no per-connection receive limit: maxPreLoginMessageSize is not enforced');
-  }
-}
-
-// Shared listeners: `this` is the connection (ws types it as its base class; the
-// instanceof checks narrow it), so no closure is made per connection.
-function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
-  if (this instanceof Connection) this.owner?.onMessage(this, data, isBinary);
-}
-function onAlive(this: WebSocket): void {
-  if (this instanceof Connection) this.lastSeen = Date.now();
-}
-function onClose(this: WebSocket, code: number, reason: Buffer): void {
-  if (this instanceof Connection) this.owner?.onClose(this, code, reason);
-}
-function onError(this: WebSocket, err: Error): void {
-  // ws has already started closing the connection with the matching code (1002, 1007,
-  // 1008, 1009); the close listener does the cleanup. Nothing here may throw.
-  if (this instanceof Connection) this.owner?.onError(this, err);
 }

@@ -1,11 +1,12 @@
+import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { JSON_V1_SUBPROTOCOL } from '../../protocol/codec.js';
+import { JSON_V1_SUBPROTOCOL, negotiate } from '../../protocol/codec.js';
 
 /**
- * The checks and answers of a WebSocket handshake before ws reads it: the subprotocol, the
- * page origin, the handshake token, and the HTTP refusals (text/plain, like every refusal
- * of this port).
+ * The checks and answers of a WebSocket handshake: the subprotocol, the page origin, the
+ * handshake token, the RFC 6455 request checks and the 101, and the HTTP refusals
+ * (text/plain, like every refusal of this port).
  */
 
 /** How long a client refused at the upgrade is told to wait, in seconds. */
@@ -44,9 +45,109 @@ export function handshakeToken(req: IncomingMessage): string | undefined {
   return new URLSearchParams(req.url.slice(query + 1)).get('token') ?? undefined;
 }
 
+/** The GUID RFC 6455 section 1.3 appends to the client's key for the accept hash. */
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+/** A base64 encoding of 16 bytes, as ws checks it. */
+const KEY_PATTERN = /^[+/0-9A-Za-z]{22}==$/;
+
+/** A handshake refused by {@link checkHandshake}: the status, the body, any header to add. */
+export interface HandshakeRefusal {
+  status: 400 | 405;
+  text: string;
+  headers?: string;
+}
+
+/** A handshake {@link checkHandshake} accepts: the key to answer and the subprotocol to name, if any. */
+export interface HandshakeAccepted {
+  key: string;
+  subprotocol: string | undefined;
+}
+
+/**
+ * ws's checks of an upgrade request, in its order and with its answers: GET, an
+ * `Upgrade: websocket`, a well-formed key, version 13 (or 8), a well-formed subprotocol
+ * list. The subprotocol is the one {@link negotiate} picks among those offered.
+ */
+export function checkHandshake(req: IncomingMessage): HandshakeAccepted | HandshakeRefusal {
+  if (req.method !== 'GET') return { status: 405, text: 'Invalid HTTP method' };
+  const upgrade = req.headers.upgrade;
+  if (upgrade?.toLowerCase() !== 'websocket') return { status: 400, text: 'Invalid Upgrade header' };
+  const key = req.headers['sec-websocket-key'];
+  if (key === undefined || !KEY_PATTERN.test(key)) return { status: 400, text: 'Missing or invalid Sec-WebSocket-Key header' };
+  const version = Number(req.headers['sec-websocket-version']);
+  if (version !== 13 && version !== 8) {
+    return { status: 400, text: 'Missing or invalid Sec-WebSocket-Version header', headers: 'Sec-WebSocket-Version: 13, 8\r\n' };
+  }
+  const header = req.headers['sec-websocket-protocol'];
+  if (header === undefined) return { key, subprotocol: undefined };
+  const offered = parseSubprotocols(header);
+  if (offered === undefined) return { status: 400, text: 'Invalid Sec-WebSocket-Protocol header' };
+  return { key, subprotocol: negotiate(offered).subprotocol };
+}
+
+/** The 101 that completes a handshake {@link checkHandshake} accepted. */
+export function switchingProtocols(accepted: HandshakeAccepted): string {
+  const digest = createHash('sha1')
+    .update(accepted.key + GUID)
+    .digest('base64');
+  const protocol = accepted.subprotocol === undefined ? '' : `Sec-WebSocket-Protocol: ${accepted.subprotocol}\r\n`;
+  return `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${digest}\r\n${protocol}\r\n`;
+}
+
+/**
+ * The token characters of RFC 7230 section 3.2.6: 1 where a subprotocol name may have
+ * the character (ASCII only).
+ */
+// prettier-ignore
+const TOKEN_CHARS = [
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+  0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0,
+];
+
+/**
+ * A `Sec-WebSocket-Protocol` list as ws parses it: tokens separated by commas, with
+ * optional spaces or tabs around them; undefined for an empty element, another character,
+ * or a name given twice.
+ */
+export function parseSubprotocols(header: string): Set<string> | undefined {
+  const names = new Set<string>();
+  let start = -1;
+  let end = -1;
+  let i = 0;
+  for (; i < header.length; i++) {
+    const code = header.charCodeAt(i);
+    if (end === -1 && TOKEN_CHARS[code] === 1) {
+      if (start === -1) start = i;
+    } else if (i !== 0 && (code === 0x20 || code === 0x09)) {
+      if (end === -1 && start !== -1) end = i;
+    } else if (code === 0x2c) {
+      if (start === -1) return undefined;
+      if (end === -1) end = i;
+      const name = header.slice(start, end);
+      if (names.has(name)) return undefined;
+      names.add(name);
+      start = end = -1;
+    } else {
+      return undefined;
+    }
+  }
+  if (start === -1 || end !== -1) return undefined;
+  const name = header.slice(start, i);
+  if (names.has(name)) return undefined;
+  names.add(name);
+  return names;
+}
+
 const STATUS_TEXT = {
   400: 'Bad Request',
   403: 'Forbidden',
+  405: 'Method Not Allowed',
   408: 'Request Timeout',
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
@@ -58,14 +159,14 @@ const STATUS_TEXT = {
  * the answer is flushed (as ws's own refusals do), so a peer that never closes its side
  * cannot keep it half-open.
  */
-export function refuseUpgrade(socket: Duplex, status: keyof typeof STATUS_TEXT, text: string): void {
+export function refuseUpgrade(socket: Duplex, status: keyof typeof STATUS_TEXT, text: string, headers = ''): void {
   socket.on('error', destroySocket);
   socket.once('finish', destroySocket);
   const body = `${text}\n`;
   // A refused origin or subprotocol will not become acceptable by waiting; a cap or a rate might.
   const retry = status === 429 || status === 503 ? `Retry-After: ${RETRY_AFTER_S}\r\n` : '';
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n${retry}Connection: close\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n${retry}${headers}Connection: close\r\n` +
       `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }
