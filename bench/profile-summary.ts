@@ -6,7 +6,8 @@
  * Usage: npx tsx bench/profile-summary.ts <file.cpuprofile> [--top 25] [--from <s>] [--to <s>]
  *          [--timeline <bucket s>] [--match <regexp>]
  * `--match` adds total time (self + callees) of the functions whose label matches, e.g.
- * `--match 'src/'` for where our own code's calls spend.
+ * `--match 'src/'` for where our own code's calls spend. `--under <regexp>` keeps only the
+ * samples with a matching function on their stack (e.g. `--under 'broadcast '`).
  * `--from`/`--to` are seconds since the profile started; `--timeline` prints the share of
  * non-idle samples per bucket, to find the phases.
  */
@@ -34,6 +35,7 @@ const { values, positionals } = parseArgs({
     to: { type: 'string' },
     timeline: { type: 'string' },
     match: { type: 'string' },
+    under: { type: 'string' },
   },
 });
 const file = positionals[0];
@@ -55,6 +57,14 @@ const label = (n: ProfileNode): string =>
 const parentOf = new Map<number, number>();
 for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
 const match = values.match !== undefined ? new RegExp(values.match) : undefined;
+const under = values.under !== undefined ? new RegExp(values.under) : undefined;
+const hasAncestor = (id: number, re: RegExp): boolean => {
+  for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at)) {
+    const n = byId.get(at);
+    if (n !== undefined && re.test(label(n))) return true;
+  }
+  return false;
+};
 const totalUs = new Map<string, number>();
 const selfUs = new Map<string, number>();
 const fileUs = new Map<string, number>();
@@ -77,6 +87,7 @@ for (let i = 0; i < profile.samples.length; i++) {
     if (!isIdle) bucket.busy += dt;
   }
   if (t < from || t > to) continue;
+  if (under !== undefined && !hasAncestor(node.id, under)) continue;
   total += dt;
   if (isIdle) {
     idle += dt;
