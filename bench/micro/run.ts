@@ -7,6 +7,8 @@
  * Usage: npm run bench:micro [-- --filter <substring>] [--sample-ms 60]
  */
 import { parseArgs } from 'node:util';
+import type { Writable } from 'node:stream';
+import * as ws from 'ws';
 import { decodeEnvelope, encodeEnvelope, encodePushes } from '../../src/broker/envelope.js';
 import { MemoryInbox } from '../../src/broker/memory-inbox.js';
 import { RETENTION_DEFAULTS } from '../../src/core/inbox.js';
@@ -17,6 +19,7 @@ import { Codec } from '../../src/protocol/codec.js';
 import { parseClientFrame } from '../../src/protocol/json-v1.js';
 import { parseCommand } from '../../src/protocol/seed-text.js';
 import { Registry } from '../../src/registry/registry.js';
+import { FrameParser, type FrameSink } from '../../src/transport/ws/frame-parser.js';
 import { describeMachine } from '../lib/proc.js';
 
 const { values } = parseArgs({ options: { filter: { type: 'string' }, 'sample-ms': { type: 'string', default: '60' } } });
@@ -72,6 +75,37 @@ const uidNames100k = conns100k.map((_, i) => `u${String(i)}`);
 // 10k uids with a few entries each, then one hot uid: what a busy uid costs among idle ones.
 const inbox10k = new MemoryInbox(() => undefined);
 for (let i = 0; i < 30_000; i++) inbox10k.append(`u${String(i % 10_000)}`, { data: t64, from: null }, undefined, RETENTION_DEFAULTS);
+// One read of 32 masked 64-byte text frames, as a busy sender's socket delivers them.
+// Each parse gets a fresh copy: both parsers unmask in place.
+const maskedFrame = (payload: Buffer): Buffer => {
+  const mask = Buffer.from([0x12, 0x34, 0x56, 0x78]);
+  const out = Buffer.alloc(6 + payload.length);
+  out[0] = 0x81;
+  out[1] = 0x80 | payload.length;
+  mask.copy(out, 2);
+  for (let i = 0; i < payload.length; i++) out[6 + i] = (payload[i] as number) ^ (mask[i & 3] as number);
+  return out;
+};
+const chunk32x64 = Buffer.concat(Array.from({ length: 32 }, () => maskedFrame(Buffer.from(text(64)))));
+let parsedMessages = 0;
+const countingSink: FrameSink = {
+  onFrameMessage: () => {
+    parsedMessages++;
+  },
+  onFramePing: () => undefined,
+  onFramePong: () => undefined,
+  onFrameClose: () => undefined,
+  onFrameError: (code) => {
+    throw new Error(`unexpected ${String(code)}`);
+  },
+};
+const frameParser = new FrameParser(countingSink, 1 << 20);
+// ws's Receiver as its server builds one (@types/ws does not declare it).
+const ReceiverClass = (ws as unknown as { Receiver: new (options: object) => Writable }).Receiver;
+const receiver = new ReceiverClass({ isServer: true, maxPayload: 1 << 20 });
+receiver.on('message', () => {
+  parsedMessages++;
+});
 const retainedEnvelope = { channel: 'uidpush:{u:hot}', before: '{"o":', after: '}' };
 const latestKeys = ['k0', 'k1', 'k2', 'k3', 'k4'];
 let latestAt = 0;
@@ -94,6 +128,20 @@ const cases: Case[] = [
   { name: 'decodeEnvelope push 1 KiB', fn: () => decodeEnvelope(envelope1k) },
   { name: 'encodePushes 100 uids, 64 B', ops: 100, fn: () => encodePushes('node-1', uids100, t64, null, 0) },
   { name: 'parseCommand seed 64 B', fn: () => parseCommand(seed64, 128) },
+  {
+    name: 'FrameParser: one read of 32 masked 64 B frames',
+    ops: 32,
+    fn: () => {
+      frameParser.push(Buffer.from(chunk32x64));
+    },
+  },
+  {
+    name: 'ws Receiver: one read of 32 masked 64 B frames',
+    ops: 32,
+    fn: () => {
+      receiver.write(Buffer.from(chunk32x64));
+    },
+  },
   { name: 'parseClientFrame v1 send 256 B', fn: () => parseClientFrame(v1Send256, 32) },
   {
     name: 'MemoryInbox.append 64 B, hot uid among 10k',
@@ -148,4 +196,7 @@ console.log('| case | ops/s | ns/op |');
 console.log('|---|---:|---:|');
 for (const r of rows) console.log(`| ${r.name} | ${fmt(r.opsPerSec, 0)} | ${fmt(r.nsPerOp, 1)} |`);
 console.log('');
-console.log('(an op of a fan-out or batch case is one recipient, uid or bind/unbind; median of 5 samples)');
+console.log('(an op of a fan-out or batch case is one recipient, uid, frame or bind/unbind; median of 5 samples)');
+// Both parsers report synchronously (the Receiver's write runs its loop at once), so a
+// count of zero would mean the frame cases measured nothing.
+if (rows.some((r) => r.name.includes('32 masked')) && parsedMessages === 0) throw new Error('the frame parsers parsed nothing');
