@@ -13,7 +13,7 @@
  *
  * Usage: npm run bench -- [--n 19000] [--client-procs 4] [--senders 4] [--targets 250]
  *          [--inflight 64] [--duration 10] [--broadcasts 7] [--only uidpush|naive|uidpush-workers]
- *          [--workers N]
+ *          [--workers N] [--repeat K]
  *          [--json out.json]
  *
  * Every loop is bounded in count and time; every process it starts, it ends.
@@ -37,6 +37,7 @@ const { values } = parseArgs({
     broadcasts: { type: 'string', default: '7' },
     only: { type: 'string' },
     workers: { type: 'string' },
+    repeat: { type: 'string', default: '1' },
     json: { type: 'string' },
   },
 });
@@ -49,6 +50,11 @@ const DURATION_MS = Number(values.duration) * 1000;
 const BROADCASTS = Number(values.broadcasts);
 // --workers N adds `serve --workers N` (servers/uidpush-workers.ts) to the run.
 const WORKERS = values.workers !== undefined ? Number(values.workers) : undefined;
+if (N - SENDERS * (TARGETS + 1) - 1 < CLIENT_PROCS) {
+  throw new Error(
+    `--n ${String(N)} leaves no idle connections: it must exceed senders x (targets + 1) + 1 = ${String(SENDERS * (TARGETS + 1) + 1)}`,
+  );
+}
 const IMPLS = values.only !== undefined ? [values.only] : ['naive', 'uidpush', ...(WORKERS !== undefined ? ['uidpush-workers'] : [])];
 
 const here = import.meta.dirname;
@@ -307,8 +313,32 @@ async function bench(impl: string, run: number): Promise<Result> {
   };
 }
 
-const results: Result[] = [];
-for (const [run, impl] of IMPLS.entries()) results.push(await bench(impl, run));
+// --repeat K: K rounds, the order of the servers reversed every other round (so neither
+// always runs on a box the other has just loaded); each figure is the median over the
+// rounds. One run's figures vary by tens of percent here (the clients share the 2 cores,
+// and a storm's SYNs past the listen backlog wait 1 s or 3 s for their retransmit).
+const REPEAT = Number(values.repeat);
+const runsOf = new Map<string, Result[]>(IMPLS.map((impl) => [impl, []]));
+let run = 0;
+for (let round = 0; round < REPEAT; round++) {
+  const order = round % 2 === 0 ? IMPLS : [...IMPLS].reverse();
+  for (const impl of order) runsOf.get(impl)?.push(await bench(impl, run++));
+}
+const median = (xs: number[]): number =>
+  quantile(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
+const results: Result[] = IMPLS.map((impl) => {
+  const runs = runsOf.get(impl) ?? [];
+  const first = runs[0];
+  if (first === undefined) throw new Error(`no run of ${impl}`);
+  const out: Result = { ...first };
+  for (const key of Object.keys(first) as (keyof Result)[]) {
+    if (typeof first[key] === 'number') (out as unknown as Record<string, number>)[key] = median(runs.map((r) => r[key] as number));
+  }
+  return out;
+});
 
 const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const rows: [string, keyof Result, number, 'lower' | 'higher'][] = [
@@ -333,6 +363,7 @@ const naive = results.find((r) => r.impl === 'naive');
 const others = naive !== undefined ? results.filter((r) => r !== naive) : [];
 const lines = [
   `N = ${N} connections; ${SENDERS} senders x ${INFLIGHT} in flight, ${TARGETS} targets each, ${DURATION_MS / 1000} s; ${BROADCASTS - 1} broadcasts (median) after 1 warm-up` +
+    (REPEAT > 1 ? `; medians of ${REPEAT} rounds` : '') +
     (WORKERS !== undefined ? `; uidpush-workers = serve --workers ${WORKERS}` : ''),
   `machine: ${describeMachine()}`,
   '',
@@ -345,6 +376,6 @@ const lines = [
   }),
 ];
 process.stdout.write(`${lines.join('\n')}\n`);
-if (values.json !== undefined) await writeFile(values.json, JSON.stringify({ N, results }, null, 2));
+if (values.json !== undefined) await writeFile(values.json, JSON.stringify({ N, results, runs: Object.fromEntries(runsOf) }, null, 2));
 killStarted();
 process.exit(0);
