@@ -1,8 +1,9 @@
 /**
  * A timing wheel for liveness: one timer for all connections. Each connection sits in one
  * of `slots` buckets, and the wheel visits one bucket per `intervalMs / slots`, so a
- * 100,000-connection server sends its pings in ten small batches per interval instead of
- * one long stall, and no connection owns a timer.
+ * 100,000-connection server sends its pings in small batches over the interval instead of
+ * one long stall, and no connection owns a timer (Liveness asks for one bucket per tick:
+ * `heartbeatSlots`).
  *
  * The same timer also runs a short tick (at most every {@link MAX_TICK_MS}) for deadlines
  * that must be kept more closely than a bucket's 2.5 s (login timeouts, close graces).
