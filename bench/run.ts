@@ -341,6 +341,7 @@ const results: Result[] = IMPLS.map((impl) => {
 });
 
 const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
+const ratio = (x: number): string => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '-');
 const rows: [string, keyof Result, number, 'lower' | 'higher'][] = [
   ['connect + login of the idle clients (ms)', 'connectMs', 0, 'lower'],
   ['connect + login: server CPU per connection (µs)', 'connectServerCpuUs', 1, 'lower'],
@@ -371,7 +372,7 @@ const lines = [
   `|---|${results.map(() => '---:').join('|')}|${others.map(() => '---:|').join('')}`,
   ...rows.map(([label, key, d]) => {
     const cells = results.map((r) => fmt(r[key] as number, d));
-    const ratios = naive !== undefined ? others.map((r) => ` ${fmt((r[key] as number) / (naive[key] as number), 2)}x |`).join('') : '';
+    const ratios = naive !== undefined ? others.map((r) => ` ${ratio((r[key] as number) / (naive[key] as number))} |`).join('') : '';
     return `| ${label} | ${cells.join(' | ')} |${ratios}`;
   }),
 ];
