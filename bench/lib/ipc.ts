@@ -68,6 +68,14 @@ export function memoryAfterGc(): NodeJS.MemoryUsage {
   return process.memoryUsage();
 }
 
+/** Writes a heap snapshot of this process after GC (to `dir`), for `bench/heap.ts`; returns its path. */
+export async function heapSnapshotAfterGc(dir: string): Promise<string> {
+  memoryAfterGc();
+  const v8 = await import('node:v8');
+  const path = await import('node:path');
+  return v8.writeHeapSnapshot(path.join(dir, `server-${String(process.pid)}-${String(Date.now())}.heapsnapshot`));
+}
+
 /** The q-quantile (0..1) of sorted values. */
 export function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return NaN;

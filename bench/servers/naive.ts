@@ -5,7 +5,7 @@
  * encoding and framing the text again for each recipient. No heartbeat, no limits.
  */
 import { WebSocketServer, type WebSocket } from 'ws';
-import { memoryAfterGc, serve } from '../lib/ipc.js';
+import { heapSnapshotAfterGc, memoryAfterGc, serve } from '../lib/ipc.js';
 
 const uidConnections = new Map<string, WebSocket>();
 const wss = new WebSocketServer({ host: '127.0.0.1', port: Number(process.env.BENCH_PORT ?? 0) });
@@ -36,6 +36,7 @@ wss.on('listening', () => {
   const address = wss.address();
   serve({
     memory: () => memoryAfterGc(),
+    heapSnapshot: (dir) => heapSnapshotAfterGc(dir as string),
     cpu: () => process.cpuUsage(),
     counts: () => ({ connections: wss.clients.size, online: uidConnections.size }),
   });

@@ -4,7 +4,7 @@
  * baseline has none either).
  */
 import type * as Uidpush from '../../src/index.js';
-import { memoryAfterGc, serve } from '../lib/ipc.js';
+import { heapSnapshotAfterGc, memoryAfterGc, serve } from '../lib/ipc.js';
 
 // The built package, as users run it (`npm run bench` builds first); BENCH_SRC=1 runs the
 // sources through tsx instead, whose transform adds a call per closure made (esbuild's
@@ -21,6 +21,7 @@ const server = createServer({
 const { port } = await server.listen();
 serve({
   memory: () => memoryAfterGc(),
+  heapSnapshot: (dir) => heapSnapshotAfterGc(dir as string),
   cpu: () => process.cpuUsage(),
   counts: () => ({ connections: server.openConnections, online: server.local.onlineUids }),
 });
