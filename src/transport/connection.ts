@@ -133,22 +133,8 @@ export class Connection implements FrameSink, Recipient, ConnectionInfo, Session
     tcp.on('error', socketOnError);
   }
 
-  /**
-   * @internal ws's name for the socket, kept for code written when a connection was a ws
-   * WebSocket (a test pauses the server side's socket through it). A getter: nothing per
-   * connection.
-   */
-  get _socket(): UpgradedSocket {
-    return this.tcp;
-  }
-
   get remoteAddress(): string | undefined {
     return this.tcp.remoteAddress;
-  }
-
-  /** Bytes written and not yet handed to the kernel (what ws's bufferedAmount reads). */
-  get bufferedAmount(): number {
-    return this.tcp.writableLength;
   }
 
   get bufferedBytes(): number {

@@ -330,7 +330,7 @@ describe('uidpush/client in Node', () => {
     const client = connect(started.url, { uid: 'ivy', pingIntervalMs: 100, timeoutMs: 200 });
     await connected(client);
     // The server stops reading: no pong comes back, though TCP stays up.
-    ((await login) as unknown as { _socket: { pause(): void } })._socket.pause();
+    ((await login) as unknown as { pause(): void }).pause();
     expect(await next(client, 'state', (s) => s.state === 'disconnected')).toMatchObject({
       reason: '1006 liveness timeout',
       willRetry: true,
