@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { hs256, keyFiles, now, SECRET, signWith } from '../helpers/tokens.js';
 import { connect, connectV1, dataUntil, testBed, type TestClient } from '../helpers/clients.js';
+import { clientFrame } from '../helpers/frames.js';
 
 const { setup, client, cleanup } = testBed();
 const sockets: Socket[] = [];
@@ -63,13 +64,6 @@ function frameHeader(length: number): Buffer {
   head.writeBigUInt64BE(BigInt(length), 2);
   head.writeUInt32BE(0x01020304, 10);
   return head;
-}
-/** A masked client text frame of a short text. */
-function maskedText(text: string): Buffer {
-  const payload = Buffer.from(text);
-  const mask = Buffer.from([1, 2, 3, 4]);
-  const masked = payload.map((byte, i) => byte ^ (mask[i % 4] as number));
-  return Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]);
 }
 /** The close code of the first close frame the server sent after its 101, if any. */
 function closeCodeIn(bytes: Buffer): number | undefined {
@@ -195,7 +189,7 @@ describe('close grace', () => {
     const { url, server } = await setup({ closeGrace: 300 });
     const r = await rawWebSocket(url);
     const loggedIn = once(server, 'login');
-    r.socket.write(maskedText('alice'));
+    r.socket.write(clientFrame(1, 'alice'));
     await loggedIn;
     expect(server.local.isOnline('alice')).toBe(true);
     const kickedAt = Date.now();

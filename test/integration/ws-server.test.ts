@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, dataUntil, testBed } from '../helpers/clients.js';
+import { clientFrame } from '../helpers/frames.js';
 
 const { setup, track, cleanup } = testBed();
 afterEach(cleanup);
@@ -41,13 +42,6 @@ async function answer(url: string, lines: string[]): Promise<string> {
   r.socket.write(request(lines));
   await headed;
   return r.received();
-}
-
-/** A masked client frame. */
-function clientFrame(opcode: number, payload: Buffer): Buffer {
-  const mask = Buffer.from([9, 8, 7, 6]);
-  const masked = payload.map((b, i) => b ^ (mask[i % 4] as number));
-  return Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | payload.length]), mask, masked]);
 }
 
 describe('the handshake, as ws answered it', () => {

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Connection, type ConnectionOwner } from '../../src/transport/connection.js';
+import { clientFrame, closePayload } from '../helpers/frames.js';
 
 const open: (Server | Socket)[] = [];
 afterEach(() => {
@@ -52,20 +53,6 @@ async function pair(limit = 1000): Promise<{ conn: Connection; peer: Socket; hea
   conn.owner = owner;
   conn.start(Buffer.alloc(0));
   return { conn, peer, heard, received: () => Buffer.concat(chunks) };
-}
-
-function clientFrame(opcode: number, payload: Buffer | string = Buffer.alloc(0)): Buffer {
-  const bytes = Buffer.from(payload);
-  const mask = Buffer.from([1, 2, 3, 4]);
-  const masked = bytes.map((b, i) => b ^ (mask[i % 4] as number));
-  return Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | bytes.length]), mask, masked]);
-}
-
-function closePayload(code: number, reason = ''): Buffer {
-  const b = Buffer.alloc(2 + Buffer.byteLength(reason));
-  b.writeUInt16BE(code, 0);
-  b.write(reason, 2);
-  return b;
 }
 
 describe('Connection: the server side of the closing handshake', () => {

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as ws from 'ws';
 import { FrameParser, MAX_FRAGMENTS, type FrameError, type FrameSink } from '../../src/transport/ws/frame-parser.js';
+import { closePayload } from '../helpers/frames.js';
 
 /** What a parser reported, in order; buffers as hex so that events compare by value. */
 type Event =
@@ -84,13 +85,6 @@ function encode(f: FrameSpec): Buffer {
 function frame(opcode: number, payload: Buffer | string = Buffer.alloc(0), fin = true, mask = 0x1234abcd): Buffer {
   const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload;
   return encode({ fin, rsv: 0, opcode, masked: true, mask, payload: bytes, encoding: 7 });
-}
-
-function closePayload(code: number, reason = ''): Buffer {
-  const b = Buffer.alloc(2 + Buffer.byteLength(reason));
-  b.writeUInt16BE(code, 0);
-  b.write(reason, 2);
-  return b;
 }
 
 const hex = (s: string | Buffer): string => Buffer.from(s).toString('hex');
