@@ -37,7 +37,7 @@ import { deleteNamespace } from './lib/redis.js';
 import { WebSocket } from 'ws';
 import type { Collected, RunResult } from './clients/paced.js';
 import { ask, now, quantile } from './lib/ipc.js';
-import { alive, describeMachine, exited, machineCpu, machinePct, processCpuSeconds } from './lib/proc.js';
+import { alive, childPids, describeMachine, exited, machineCpu, machinePct, processCpuSeconds } from './lib/proc.js';
 
 const DEFAULT_RATES = '15000,20000,25000,30000,35000,40000,50000,60000,70000,80000,100000,120000,150000,200000';
 const { values } = parseArgs({
@@ -328,17 +328,6 @@ function openFds(pid: number): number {
     return readdirSync(`/proc/${pid}/fd`).length;
   } catch {
     return NaN;
-  }
-}
-
-function childPids(pid: number): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map(Number);
-  } catch {
-    return [];
   }
 }
 

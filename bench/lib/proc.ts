@@ -92,6 +92,19 @@ export function describeMachine(): string {
   return `${String(cpus().length)} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
 }
 
+/** The pids of `pid`'s children (`pgrep -P`): a `--workers` primary's workers; [] when none. */
+export function childPids(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map(Number);
+  } catch {
+    // pgrep exits 1 when it finds none.
+    return [];
+  }
+}
+
 /** Whether a child has neither exited nor been killed. */
 export function alive(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null;

@@ -51,12 +51,12 @@ export class RawClient {
 
   /** Sends one masked text frame. */
   send(text: string): void {
-    this.socket.write(frame(text));
+    this.socket.write(maskedTextFrame(text));
   }
 
   /** Sends several masked text frames in one write. */
   sendMany(texts: string[]): void {
-    this.socket.write(Buffer.concat(texts.map(frame)));
+    this.socket.write(Buffer.concat(texts.map(maskedTextFrame)));
   }
 
   /** Drops the connection at once, like a killed process or a lost link. */
@@ -147,7 +147,8 @@ function onClose(this: SocketWithClient): void {
   this[CLIENT]?.onClose(undefined);
 }
 
-function frame(text: string): Buffer {
+/** One masked, final client text frame of `text`, with the fixed mask. */
+export function maskedTextFrame(text: string): Buffer {
   const length = Buffer.byteLength(text);
   const head = length < 126 ? 6 : length < 0x10000 ? 8 : 14;
   const out = Buffer.allocUnsafe(head + length);

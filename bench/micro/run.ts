@@ -21,6 +21,7 @@ import { parseCommand } from '../../src/protocol/seed-text.js';
 import { Registry } from '../../src/registry/registry.js';
 import { FrameParser, type FrameSink } from '../../src/transport/ws/frame-parser.js';
 import { describeMachine } from '../lib/proc.js';
+import { maskedTextFrame } from '../lib/raw-ws.js';
 
 const { values } = parseArgs({ options: { filter: { type: 'string' }, 'sample-ms': { type: 'string', default: '60' } } });
 const SAMPLE_MS = Number(values['sample-ms']);
@@ -77,16 +78,7 @@ const inbox10k = new MemoryInbox(() => undefined);
 for (let i = 0; i < 30_000; i++) inbox10k.append(`u${String(i % 10_000)}`, { data: t64, from: null }, undefined, RETENTION_DEFAULTS);
 // One read of 32 masked 64-byte text frames, as a busy sender's socket delivers them.
 // Each parse gets a fresh copy: both parsers unmask in place.
-const maskedFrame = (payload: Buffer): Buffer => {
-  const mask = Buffer.from([0x12, 0x34, 0x56, 0x78]);
-  const out = Buffer.alloc(6 + payload.length);
-  out[0] = 0x81;
-  out[1] = 0x80 | payload.length;
-  mask.copy(out, 2);
-  for (let i = 0; i < payload.length; i++) out[6 + i] = (payload[i] as number) ^ (mask[i & 3] as number);
-  return out;
-};
-const chunk32x64 = Buffer.concat(Array.from({ length: 32 }, () => maskedFrame(Buffer.from(text(64)))));
+const chunk32x64 = Buffer.concat(Array.from({ length: 32 }, () => maskedTextFrame(text(64))));
 let parsedMessages = 0;
 const countingSink: FrameSink = {
   onFrameMessage: () => {

@@ -6,12 +6,12 @@
  * collect), so it carries garbage the single-process figures do not; CPU is their user +
  * system time; counts come from the API's `GET /v1/stats`.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { serve } from '../lib/ipc.js';
-import { processCpuSeconds } from '../lib/proc.js';
+import { childPids, processCpuSeconds } from '../lib/proc.js';
 
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
 const root = join(import.meta.dirname, '..', '..');
@@ -44,18 +44,7 @@ process.on('disconnect', () => {
   cli.kill('SIGTERM');
 });
 
-const pids = (): number[] => {
-  let children: number[] = [];
-  try {
-    children = execFileSync('pgrep', ['-P', String(primary)], { encoding: 'utf8' })
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map(Number);
-  } catch {
-    // No workers (yet).
-  }
-  return [primary, ...children];
-};
+const pids = (): number[] => [primary, ...childPids(primary)];
 const rssBytes = (pid: number): number => {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${String(pid)}/status`, 'latin1'));
