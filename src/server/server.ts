@@ -310,7 +310,7 @@ export class UidpushServer extends EventEmitter<ServerEvents> implements PushSer
       this.#http = https;
       this.#tls = { paths, servers: [https], current: certificateInfo(material) };
     }
-    this.#transport.attach(this.#http);
+    this.#transport.attach(this.#http, this.#tls !== undefined);
     this.metrics = new Metrics(
       () => this.#localStats(),
       group === undefined

@@ -131,6 +131,9 @@ export class Connection implements FrameSink, Recipient, ConnectionInfo, Session
     tcp.on('data', socketOnData);
     tcp.on('end', socketOnEnd);
     tcp.on('error', socketOnError);
+    // The handshake reader leaves the socket paused until now; node:http leaves it to flow
+    // on the first 'data' listener, which resume() does the same.
+    tcp.resume();
   }
 
   get remoteAddress(): string | undefined {

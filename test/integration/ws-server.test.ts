@@ -157,3 +157,72 @@ describe('the connection, as ws kept it', () => {
     expect(await bob.next()).toBe('still served');
   });
 });
+
+describe('the handshake reader, before node:http', () => {
+  it('completes a handshake sent one byte at a time, and the client logs in', async () => {
+    const { url, server } = await setup();
+    const r = await raw(url);
+    const bytes = Buffer.from(request(GOOD));
+    const switched = dataUntil(r.socket, () => r.received().includes('\r\n\r\n'));
+    // One write per byte, each after the previous has left: the reader sees many reads.
+    r.socket.setNoDelay(true);
+    for (const byte of bytes) {
+      await new Promise<void>((resolve) => {
+        r.socket.write(Buffer.from([byte]), () => {
+          resolve();
+        });
+      });
+    }
+    await switched;
+    expect(r.received()).toContain(`\r\nSec-WebSocket-Accept: ${ACCEPT}\r\n`);
+    const loggedIn = once(server, 'login');
+    r.socket.write(clientFrame(1, Buffer.from('alice')));
+    await loggedIn;
+    await dataUntil(r.socket, () => r.received().includes('login success, your uid is alice'));
+  });
+
+  it('hands a handshake it does not read (a repeated header) to node:http, which upgrades it the same way', async () => {
+    const { url } = await setup();
+    // node joins the two lines into "other, uidpush.v1": the v1 subprotocol is chosen.
+    const answered = await answer(url, [...GOOD, 'Sec-WebSocket-Protocol: other', 'Sec-WebSocket-Protocol: uidpush.v1']);
+    expect(answered).toMatch(/^HTTP\/1.1 101 Switching Protocols\r\n/);
+    expect(answered).toContain('\r\nSec-WebSocket-Protocol: uidpush.v1\r\n');
+    expect(answered).toContain(`\r\nSec-WebSocket-Accept: ${ACCEPT}\r\n`);
+  });
+
+  it('hands a head over 8 KiB to node:http, which upgrades it under its own 16 KiB limit', async () => {
+    const { url } = await setup();
+    const answered = await answer(url, [...GOOD, `X-Padding: ${'a'.repeat(10_000)}`]);
+    expect(answered).toMatch(/^HTTP\/1.1 101 Switching Protocols\r\n/);
+  });
+
+  it('closes without an answer a socket that sends FIN before any byte, and serves the others', async () => {
+    const { url } = await setup();
+    const bob = await connect(url);
+    track(bob);
+    await bob.login('bob');
+    const r = await raw(url);
+    r.socket.end();
+    await r.closed;
+    expect(r.received()).toBe('');
+    bob.send('bob:still served');
+    expect(await bob.next()).toBe('still served');
+  });
+
+  it('ends the sockets still reading a head when the server shuts down', async () => {
+    const { url, server } = await setup();
+    const r = await raw(url);
+    r.closed.catch(() => undefined);
+    const gone = new Promise<void>((resolve) => {
+      r.socket.on('close', () => {
+        resolve();
+      });
+    });
+    r.socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+    // node:http's close waits for every socket it was handed; this one it was not. It is
+    // destroyed with its bytes unread, so the peer may see a reset.
+    await server.close();
+    await gone;
+    expect(r.received()).toBe('');
+  });
+});

@@ -9,15 +9,17 @@ import type { Hub } from '../../delivery/hub.js';
 import { Codec } from '../../protocol/codec.js';
 import { receiveLimits } from '../../session/limits.js';
 import { Session } from '../../session/session.js';
-import { Connection, type ConnectionOwner } from '../connection.js';
+import { Connection, type ConnectionOwner, type UpgradedSocket } from '../connection.js';
 import { Liveness } from '../liveness.js';
 import { Admission } from './admission.js';
 import type { TransportEvents, TransportOptions, TransportStats } from './options.js';
 import { FrameError } from './frame-parser.js';
+import { HandshakeReader } from './handshake-reader.js';
 import {
   answerClientError,
   checkHandshake,
   handshakeOrigin,
+  type HandshakeRequest,
   handshakeToken,
   offersOurSubprotocol,
   refuseUpgrade,
@@ -41,6 +43,7 @@ export class WsTransport implements ConnectionOwner {
   readonly #session: Session<Connection>;
   readonly #liveness: Liveness;
   readonly #admission: Admission;
+  readonly #reader: HandshakeReader;
   /** Upgrades waiting for their handshake token's verification: pending too. */
   #handshaking = 0;
   readonly #preLoginLimit: number;
@@ -58,6 +61,9 @@ export class WsTransport implements ConnectionOwner {
     this.#log = log;
     this.#preLoginLimit = receiveLimits(options).preLogin;
     this.#admission = new Admission(options);
+    this.#reader = new HandshakeReader((request, socket, head) => {
+      this.handleUpgrade(request, socket, head);
+    }, options.loginTimeout);
     this.#session = new Session<Connection>(
       node,
       options,
@@ -81,6 +87,7 @@ export class WsTransport implements ConnectionOwner {
       },
       (now) => {
         this.#admission.tick(now);
+        this.#reader.sweep(now);
       },
     );
   }
@@ -117,7 +124,7 @@ export class WsTransport implements ConnectionOwner {
    * The origin, the subprotocol offer, the caps on pending connections and the per-IP
    * limits are checked first, before any other work.
    */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  handleUpgrade(req: HandshakeRequest & { socket?: { remoteAddress?: string | undefined } }, socket: Duplex, head: Buffer): void {
     if (!this.#accepting) {
       refuseUpgrade(socket, 503, 'server shutting down');
       return;
@@ -128,12 +135,12 @@ export class WsTransport implements ConnectionOwner {
       refuseUpgrade(socket, 403, 'uidpush: origin not allowed');
       return;
     }
-    if (!offersOurSubprotocol(req.headers['sec-websocket-protocol'])) {
+    if (!offersOurSubprotocol(req)) {
       this.#log.debug({ offered: req.headers['sec-websocket-protocol'] }, 'handshake refused: no supported subprotocol');
       refuseUpgrade(socket, 400, UNSUPPORTED_SUBPROTOCOL);
       return;
     }
-    const ip = req.socket.remoteAddress;
+    const ip = req.socket?.remoteAddress ?? (socket as UpgradedSocket).remoteAddress;
     if (ip === undefined) {
       // The peer is already gone.
       socket.destroy();
@@ -169,8 +176,13 @@ export class WsTransport implements ConnectionOwner {
     );
   }
 
-  /** Attaches to an HTTP server's upgrade event. */
-  attach(server: HttpServer): void {
+  /**
+   * Serves an HTTP server's connections: the handshake reader takes them first, and hands
+   * node:http what it does not read itself, with the upgrade event for upgrades among them.
+   * `tls`: an https server, whose connections are its 'secureConnection's.
+   */
+  attach(server: HttpServer, tls = false): void {
+    this.#reader.install(server, tls ? 'secureConnection' : 'connection');
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       this.handleUpgrade(req, socket, head);
     });
@@ -189,6 +201,7 @@ export class WsTransport implements ConnectionOwner {
    */
   async close(graceMs: number): Promise<void> {
     this.#accepting = false;
+    this.#reader.destroyAll();
     const waiters = new Map<Connection, () => void>();
     this.#closeWaiters = waiters;
     const open = [...this.#liveness.all()];
@@ -213,7 +226,7 @@ export class WsTransport implements ConnectionOwner {
     this.#liveness.stop();
   }
 
-  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, auth: Identity | TokenError | undefined, ip: string): void {
+  #upgrade(req: HandshakeRequest, socket: Duplex, head: Buffer, auth: Identity | TokenError | undefined, ip: string): void {
     this.#handshaking--;
     const checked = checkHandshake(req);
     if (!('key' in checked)) {

@@ -1,13 +1,34 @@
 import { createHash } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { JSON_V1_SUBPROTOCOL, negotiate } from '../../protocol/codec.js';
+import { TOKEN_CHARS } from './request-head.js';
 
 /**
  * The checks and answers of a WebSocket handshake: the subprotocol, the page origin, the
  * handshake token, the RFC 6455 request checks and the 101, and the HTTP refusals
  * (text/plain, like every refusal of this port).
  */
+
+/**
+ * An upgrade request as the checks read it: node:http's `IncomingMessage`, or a head the
+ * handshake reader read itself (names lower-cased, as node's).
+ */
+export interface HandshakeRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+/** A header's value; a repeated one node gives as a list (only `set-cookie`) is joined. */
+function header(req: HandshakeRequest, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** The body of the 408 to a handshake not received within the login timeout. */
+export const HANDSHAKE_TIMEOUT_TEXT = 'uidpush: handshake not received within loginTimeout';
+/** The body of the 400 to a request node:http cannot parse, or one cut short by the peer's FIN. */
+export const MALFORMED_REQUEST_TEXT = 'uidpush: malformed HTTP request';
 
 /** How long a client refused at the upgrade is told to wait, in seconds. */
 const RETRY_AFTER_S = 1;
@@ -21,23 +42,23 @@ export const UNSUPPORTED_SUBPROTOCOL = `uidpush: no supported subprotocol offere
  * 4.1, fail a 101 that names none of them (browsers do, as a bare 1006), so it is told
  * 400 and why instead; names are compared exactly, as the RFC's tokens are.
  */
-export function offersOurSubprotocol(header: string | undefined): boolean {
-  if (header === undefined) return true;
-  return header.split(',').some((name) => name.trim() === JSON_V1_SUBPROTOCOL);
+export function offersOurSubprotocol(req: HandshakeRequest): boolean {
+  const offered = header(req, 'sec-websocket-protocol');
+  if (offered === undefined) return true;
+  return offered.split(',').some((name) => name.trim() === JSON_V1_SUBPROTOCOL);
 }
 
 /** The page origin a browser sent (`Sec-WebSocket-Origin` in protocol version 8). */
-export function handshakeOrigin(req: IncomingMessage): string | undefined {
-  const origin = req.headers.origin ?? req.headers['sec-websocket-origin'];
-  // Repeated headers arrive joined or as a list: no origin matches them.
-  return Array.isArray(origin) ? origin.join(', ') : origin;
+export function handshakeOrigin(req: HandshakeRequest): string | undefined {
+  // Repeated headers arrive joined: no origin matches them.
+  return header(req, 'origin') ?? header(req, 'sec-websocket-origin');
 }
 
 /** A token offered at the handshake: `?token=` or `Authorization: Bearer`. */
-export function handshakeToken(req: IncomingMessage): string | undefined {
-  const header = req.headers.authorization;
-  if (header !== undefined) {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+export function handshakeToken(req: HandshakeRequest): string | undefined {
+  const authorization = header(req, 'authorization');
+  if (authorization !== undefined) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     if (match?.[1] !== undefined) return match[1];
   }
   const query = req.url?.indexOf('?') ?? -1;
@@ -68,19 +89,19 @@ export interface HandshakeAccepted {
  * `Upgrade: websocket`, a well-formed key, version 13 (or 8), a well-formed subprotocol
  * list. The subprotocol is the one {@link negotiate} picks among those offered.
  */
-export function checkHandshake(req: IncomingMessage): HandshakeAccepted | HandshakeRefusal {
+export function checkHandshake(req: HandshakeRequest): HandshakeAccepted | HandshakeRefusal {
   if (req.method !== 'GET') return { status: 405, text: 'Invalid HTTP method' };
-  const upgrade = req.headers.upgrade;
+  const upgrade = header(req, 'upgrade');
   if (upgrade?.toLowerCase() !== 'websocket') return { status: 400, text: 'Invalid Upgrade header' };
-  const key = req.headers['sec-websocket-key'];
+  const key = header(req, 'sec-websocket-key');
   if (key === undefined || !KEY_PATTERN.test(key)) return { status: 400, text: 'Missing or invalid Sec-WebSocket-Key header' };
-  const version = Number(req.headers['sec-websocket-version']);
+  const version = Number(header(req, 'sec-websocket-version'));
   if (version !== 13 && version !== 8) {
     return { status: 400, text: 'Missing or invalid Sec-WebSocket-Version header', headers: 'Sec-WebSocket-Version: 13, 8\r\n' };
   }
-  const header = req.headers['sec-websocket-protocol'];
-  if (header === undefined) return { key, subprotocol: undefined };
-  const offered = parseSubprotocols(header);
+  const protocols = header(req, 'sec-websocket-protocol');
+  if (protocols === undefined) return { key, subprotocol: undefined };
+  const offered = parseSubprotocols(protocols);
   if (offered === undefined) return { status: 400, text: 'Invalid Sec-WebSocket-Protocol header' };
   return { key, subprotocol: negotiate(offered).subprotocol };
 }
@@ -93,22 +114,6 @@ export function switchingProtocols(accepted: HandshakeAccepted): string {
   const protocol = accepted.subprotocol === undefined ? '' : `Sec-WebSocket-Protocol: ${accepted.subprotocol}\r\n`;
   return `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${digest}\r\n${protocol}\r\n`;
 }
-
-/**
- * The token characters of RFC 7230 section 3.2.6: 1 where a subprotocol name may have
- * the character (ASCII only).
- */
-// prettier-ignore
-const TOKEN_CHARS = [
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-  0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0,
-  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
-  0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
-  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0,
-];
 
 /**
  * A `Sec-WebSocket-Protocol` list as ws parses it: tokens separated by commas, with
@@ -185,8 +190,8 @@ export function answerClientError(error: Error & { code?: string }, socket: Dupl
     return;
   }
   if (error.code === 'HPE_HEADER_OVERFLOW') refuseUpgrade(socket, 431, 'uidpush: request headers too large');
-  else if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') refuseUpgrade(socket, 408, 'uidpush: handshake not received within loginTimeout');
-  else refuseUpgrade(socket, 400, 'uidpush: malformed HTTP request');
+  else if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') refuseUpgrade(socket, 408, HANDSHAKE_TIMEOUT_TEXT);
+  else refuseUpgrade(socket, 400, MALFORMED_REQUEST_TEXT);
 }
 function destroySocket(this: Duplex): void {
   this.destroy();
