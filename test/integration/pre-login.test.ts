@@ -321,6 +321,20 @@ describe('a socket half-closed during the handshake', () => {
     expect(await bystander.next()).toBe('still served');
   });
 
+  it('answers 408 to each of 200 sockets holding a partial head, while a bystander connects and is served', async () => {
+    const { url, server } = await setup({ loginTimeout: 500 });
+    const slow = await Promise.all(Array.from({ length: 200 }, () => raw(url)));
+    for (const [i, r] of slow.entries()) r.socket.write(i % 2 === 0 ? 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgr' : 'GE');
+    // A newcomer during the flood: its handshake is read and completed at once.
+    const bystander = await client(url, 'bystander');
+    void server.push('bystander', 'served during the flood');
+    expect(await bystander.next()).toBe('served during the flood');
+    await Promise.all(slow.map((r) => r.closed));
+    for (const r of slow) expect(r.received().toString('latin1')).toMatch(/^HTTP\/1.1 408 Request Timeout\r\n/);
+    void server.push('bystander', 'still served');
+    expect(await bystander.next()).toBe('still served');
+  });
+
   it('is closed when the peer sends FIN while its handshake token is being verified', async () => {
     const keys = await keyFiles();
     const body = await (await import('node:fs/promises')).readFile(keys.jwksPath, 'utf8');
