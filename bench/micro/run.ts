@@ -20,6 +20,7 @@ import { parseClientFrame } from '../../src/protocol/json-v1.js';
 import { parseCommand } from '../../src/protocol/seed-text.js';
 import { Registry } from '../../src/registry/registry.js';
 import { FrameParser, type FrameSink } from '../../src/transport/ws/frame-parser.js';
+import { readRequestHead } from '../../src/transport/ws/request-head.js';
 import { describeMachine } from '../lib/proc.js';
 import { maskedTextFrame } from '../lib/raw-ws.js';
 
@@ -76,6 +77,29 @@ const uidNames100k = conns100k.map((_, i) => `u${String(i)}`);
 // 10k uids with a few entries each, then one hot uid: what a busy uid costs among idle ones.
 const inbox10k = new MemoryInbox(() => undefined);
 for (let i = 0; i < 30_000; i++) inbox10k.append(`u${String(i % 10_000)}`, { data: t64, from: null }, undefined, RETENTION_DEFAULTS);
+// A browser's WebSocket handshake (Chromium's headers, in its order).
+const browserHead = Buffer.from(
+  [
+    'GET /?token=abc.def HTTP/1.1',
+    'Host: 127.0.0.1:1234',
+    'Connection: Upgrade',
+    'Pragma: no-cache',
+    'Cache-Control: no-cache',
+    'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36',
+    'Upgrade: websocket',
+    'Origin: http://127.0.0.1:1234',
+    'Sec-WebSocket-Version: 13',
+    'Accept-Encoding: gzip, deflate, br',
+    'Accept-Language: en-US,en;q=0.9',
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+    'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits',
+    '',
+    '',
+  ].join('\r\n'),
+  'latin1',
+);
+if (typeof readRequestHead(browserHead) !== 'object') throw new Error('the browser head was not read');
+
 // One read of 32 masked 64-byte text frames, as a busy sender's socket delivers them.
 // Each parse gets a fresh copy: both parsers unmask in place.
 const chunk32x64 = Buffer.concat(Array.from({ length: 32 }, () => maskedTextFrame(text(64))));
@@ -134,6 +158,7 @@ const cases: Case[] = [
       receiver.write(Buffer.from(chunk32x64));
     },
   },
+  { name: `readRequestHead: a browser handshake, ${String(browserHead.length)} B`, fn: () => readRequestHead(browserHead) },
   { name: 'parseClientFrame v1 send 256 B', fn: () => parseClientFrame(v1Send256, 32) },
   {
     name: 'MemoryInbox.append 64 B, hot uid among 10k',

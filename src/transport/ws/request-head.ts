@@ -52,7 +52,7 @@ const HT = 0x09;
 const COLON = 0x3a;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 const REQUEST_START = Buffer.from('GET ', 'latin1');
-const VERSION = Buffer.from(' HTTP/1.1\r\n', 'latin1');
+const VERSION = ' HTTP/1.1\r\n';
 
 /**
  * Reads the head at the start of `data`: a `GET` with an absolute path or any other
@@ -75,15 +75,18 @@ export function readRequestHead(data: Buffer): ReadHead | typeof PARTIAL | undef
   }
   if (end + HEAD_END.length > MAX_HEAD_BYTES) return undefined;
   if (data.compare(REQUEST_START, 0, REQUEST_START.length, 0, REQUEST_START.length) !== 0) return undefined;
+  // One string for the whole head, cut with slice: a toString per name and value cost
+  // more than the rest of the reading together.
+  const text = data.toString('latin1', 0, end + 2);
   let i = REQUEST_START.length;
   const urlStart = i;
   for (; i < end; i++) {
-    const c = data[i] ?? 0;
+    const c = text.charCodeAt(i);
     if (c === SP) break;
     if (c < 0x21 || c > 0x7e) return undefined;
   }
-  if (i === urlStart || data.compare(VERSION, 0, VERSION.length, i, i + VERSION.length) !== 0) return undefined;
-  const url = data.toString('latin1', urlStart, i);
+  if (i === urlStart || !text.startsWith(VERSION, i)) return undefined;
+  const url = text.slice(urlStart, i);
   i += VERSION.length;
   // No prototype: a header named __proto__ is a header like any other.
   const headers = Object.create(null) as Record<string, string>;
@@ -92,25 +95,24 @@ export function readRequestHead(data: Buffer): ReadHead | typeof PARTIAL | undef
   while (i < end + 2) {
     if (++count > MAX_HEADERS) return undefined;
     const nameStart = i;
-    while (TOKEN_CHARS[data[i] ?? 0] === 1) i++;
-    if (i === nameStart || data[i] !== COLON) return undefined;
-    const name = data.toString('latin1', nameStart, i).toLowerCase();
+    while (TOKEN_CHARS[text.charCodeAt(i)] === 1) i++;
+    if (i === nameStart || text.charCodeAt(i) !== COLON) return undefined;
+    const name = text.slice(nameStart, i).toLowerCase();
     i++;
-    while (data[i] === SP || data[i] === HT) i++;
+    let c = text.charCodeAt(i);
+    while (c === SP || c === HT) c = text.charCodeAt(++i);
     const valueStart = i;
     let valueEnd = i;
-    for (;;) {
-      const c = data[i] ?? CR;
-      if (c === CR) break;
+    // The text ends in CRLF, so this stops at a CR at the latest there.
+    for (; c !== CR; c = text.charCodeAt(++i)) {
       if (c !== SP && c !== HT) {
         if (c < 0x21 || c > 0x7e) return undefined;
         valueEnd = i + 1;
       }
-      i++;
     }
     // Trailing whitespace and a CR without its LF are node's to judge.
-    if (valueEnd !== i || data[i + 1] !== LF || name in headers) return undefined;
-    headers[name] = data.toString('latin1', valueStart, valueEnd);
+    if (valueEnd !== i || text.charCodeAt(i + 1) !== LF || name in headers) return undefined;
+    headers[name] = text.slice(valueStart, valueEnd);
     i += 2;
   }
   if (headers.host === undefined || headers.upgrade === undefined) return undefined;
