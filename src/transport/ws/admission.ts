@@ -26,7 +26,8 @@ export class Admission {
 
   /**
    * Whether a handshake from `ip` may go on, with `pending` connections not logged in yet;
-   * if so, it is counted. Refused: the status and text to answer with.
+   * if so, it is counted. Refused: the status and text to answer with. `ip` is read only
+   * when {@link usesIp}.
    */
   admit(ip: string, pending: number): { status: 429 | 503; text: string } | undefined {
     const o = this.#o;
@@ -51,6 +52,11 @@ export class Admission {
       this.#perIp.set(ip, open + 1);
     }
     return undefined;
+  }
+
+  /** Whether either per-IP limit is on, so {@link admit} needs the peer's address. */
+  get usesIp(): boolean {
+    return this.#o.maxConnectionsPerIp > 0 || this.#o.maxHandshakesPerIp > 0;
   }
 
   /** Whether open connections are counted per IP (so a connection must give its slot back). */

@@ -140,7 +140,10 @@ export class WsTransport implements ConnectionOwner {
       refuseUpgrade(socket, 400, UNSUPPORTED_SUBPROTOCOL);
       return;
     }
-    const ip = req.socket?.remoteAddress ?? (socket as UpgradedSocket).remoteAddress;
+    // The address costs a getpeername per connect (2% of a connect's CPU): read only for
+    // the per-IP limits, which are off by default. Nothing else here needs it; the
+    // connection's `remoteAddress` reads it when asked.
+    const ip = this.#admission.usesIp ? (req.socket?.remoteAddress ?? (socket as UpgradedSocket).remoteAddress) : '';
     if (ip === undefined) {
       // The peer is already gone.
       socket.destroy();
