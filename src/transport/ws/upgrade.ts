@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { JSON_V1_SUBPROTOCOL, negotiate } from '../../protocol/codec.js';
 import { TOKEN_CHARS } from './request-head.js';
@@ -108,9 +108,8 @@ export function checkHandshake(req: HandshakeRequest): HandshakeAccepted | Hands
 
 /** The 101 that completes a handshake {@link checkHandshake} accepted. */
 export function switchingProtocols(accepted: HandshakeAccepted): string {
-  const digest = createHash('sha1')
-    .update(accepted.key + GUID)
-    .digest('base64');
+  // One-shot: no Hash object per handshake (node >= 20.12).
+  const digest = hash('sha1', accepted.key + GUID, 'base64');
   const protocol = accepted.subprotocol === undefined ? '' : `Sec-WebSocket-Protocol: ${accepted.subprotocol}\r\n`;
   return `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${digest}\r\n${protocol}\r\n`;
 }
