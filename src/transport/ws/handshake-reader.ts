@@ -62,11 +62,6 @@ export class HandshakeReader {
     });
   }
 
-  /** Sockets reading their head now. */
-  get size(): number {
-    return this.#reading.size;
-  }
-
   /** Answers 408 to the sockets that have not sent a whole head within the timeout. */
   sweep(now: number): void {
     for (const socket of this.#reading) {
