@@ -117,12 +117,9 @@ export function readRequestHead(data: Buffer): ReadHead | typeof PARTIAL | undef
   }
   if (headers.host === undefined || headers.upgrade === undefined) return undefined;
   if (headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined) return undefined;
-  if (!hasToken(headers.connection, 'upgrade')) return undefined;
+  if (headers.connection === undefined || !UPGRADE_TOKEN.test(headers.connection)) return undefined;
   return { request: { method: 'GET', url, headers }, end: end + HEAD_END.length };
 }
 
-/** Whether a comma-separated header value lists `token` (compared case-insensitively). */
-function hasToken(value: string | undefined, token: string): boolean {
-  if (value === undefined) return false;
-  return value.split(',').some((item) => item.trim().toLowerCase() === token);
-}
+/** `upgrade` as one item of a comma-separated list, in any case, with optional whitespace. */
+const UPGRADE_TOKEN = /(?:^|,)[ \t]*upgrade[ \t]*(?:,|$)/i;
