@@ -1,4 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
 
 /** A request to a bench child and its answer, matched by id. */
 export interface Request {
@@ -69,11 +71,9 @@ export function memoryAfterGc(): NodeJS.MemoryUsage {
 }
 
 /** Writes a heap snapshot of this process after GC (to `dir`), for `bench/heap.ts`; returns its path. */
-export async function heapSnapshotAfterGc(dir: string): Promise<string> {
+export function heapSnapshotAfterGc(dir: string): string {
   memoryAfterGc();
-  const v8 = await import('node:v8');
-  const path = await import('node:path');
-  return v8.writeHeapSnapshot(path.join(dir, `server-${String(process.pid)}-${String(Date.now())}.heapsnapshot`));
+  return writeHeapSnapshot(join(dir, `server-${String(process.pid)}-${String(Date.now())}.heapsnapshot`));
 }
 
 /** The q-quantile (0..1) of sorted values. */

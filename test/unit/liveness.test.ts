@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { silentLogger } from '../../src/core/types.js';
 import type { Connection } from '../../src/transport/connection.js';
 import { MAX_TICK_MS } from '../../src/transport/heartbeat.js';
 import { heartbeatSlots, Liveness } from '../../src/transport/liveness.js';
@@ -6,8 +7,6 @@ import { heartbeatSlots, Liveness } from '../../src/transport/liveness.js';
 afterEach(() => {
   vi.useRealTimers();
 });
-
-const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
 /** What liveness touches of a connection: its wheel slot, when it was last heard, the ping write. */
 function fakeConnections(n: number, pings: number[]): Connection[] {
@@ -43,7 +42,7 @@ describe('Liveness: pings spread over the interval', () => {
     const pings: number[] = [];
     const liveness = new Liveness(
       { heartbeatInterval: 25_000, idleTimeout: 60_000, loginTimeout: 10_000, closeGrace: 1000 },
-      silent,
+      silentLogger,
       () => undefined,
       () => undefined,
     );

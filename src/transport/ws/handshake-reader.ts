@@ -67,7 +67,7 @@ export class HandshakeReader {
     for (const socket of this.#reading) {
       const reading = socket[kHandshake];
       if (reading !== undefined && now - reading.at <= this.#timeoutMs) break;
-      this.#release(socket);
+      this.release(socket);
       refuseUpgrade(socket, 408, HANDSHAKE_TIMEOUT_TEXT);
     }
   }
@@ -75,7 +75,7 @@ export class HandshakeReader {
   /** Destroys every socket still reading its head: at shutdown. */
   destroyAll(): void {
     for (const socket of this.#reading) {
-      this.#release(socket);
+      this.release(socket);
       socket.destroy();
     }
   }
@@ -97,7 +97,7 @@ export class HandshakeReader {
       reading.buffered = data;
       return;
     }
-    this.#release(socket);
+    this.release(socket);
     if (read === undefined) {
       // node:http's listener, attached at once, reads these bytes first, then the socket.
       socket.unshift(data);
@@ -112,24 +112,20 @@ export class HandshakeReader {
 
   /** @internal the peer sent FIN before its head was whole. */
   ended(socket: ReadSocket, reading: Reading): void {
-    this.#release(socket);
+    this.release(socket);
     // What node answers too: nothing to a socket that sent nothing, 400 to a partial request.
     if (reading.buffered === undefined) socket.destroy();
     else refuseUpgrade(socket, 400, MALFORMED_REQUEST_TEXT);
   }
 
-  #release(socket: ReadSocket): void {
+  /** @internal stops reading `socket` here: its listeners off, out of the sweep. */
+  release(socket: ReadSocket): void {
     socket[kHandshake] = undefined;
     this.#reading.delete(socket);
     socket.removeListener('data', socketOnData);
     socket.removeListener('end', socketOnEnd);
     socket.removeListener('error', socketOnError);
     socket.removeListener('close', socketOnClose);
-  }
-
-  /** @internal */
-  forget(socket: ReadSocket): void {
-    this.#release(socket);
   }
 }
 
@@ -144,10 +140,10 @@ function socketOnEnd(this: ReadSocket): void {
 }
 
 function socketOnError(this: ReadSocket): void {
-  this[kHandshake]?.reader.forget(this);
+  this[kHandshake]?.reader.release(this);
   this.destroy();
 }
 
 function socketOnClose(this: ReadSocket): void {
-  this[kHandshake]?.reader.forget(this);
+  this[kHandshake]?.reader.release(this);
 }

@@ -124,7 +124,7 @@ export class WsTransport implements ConnectionOwner {
    * The origin, the subprotocol offer, the caps on pending connections and the per-IP
    * limits are checked first, before any other work.
    */
-  handleUpgrade(req: HandshakeRequest & { socket?: { remoteAddress?: string | undefined } }, socket: Duplex, head: Buffer): void {
+  handleUpgrade(req: HandshakeRequest, socket: Duplex, head: Buffer): void {
     if (!this.#accepting) {
       refuseUpgrade(socket, 503, 'server shutting down');
       return;
@@ -143,7 +143,7 @@ export class WsTransport implements ConnectionOwner {
     // The address costs a getpeername per connect (2% of a connect's CPU): read only for
     // the per-IP limits, which are off by default. Nothing else here needs it; the
     // connection's `remoteAddress` reads it when asked.
-    const ip = this.#admission.usesIp ? (req.socket?.remoteAddress ?? (socket as UpgradedSocket).remoteAddress) : '';
+    const ip = this.#admission.usesIp ? (socket as UpgradedSocket).remoteAddress : '';
     if (ip === undefined) {
       // The peer is already gone.
       socket.destroy();
